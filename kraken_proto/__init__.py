@@ -1,0 +1,1 @@
+"""kraken_proto: the sans-IO core of kraken-ws-sdk."""

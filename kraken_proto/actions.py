@@ -1,0 +1,89 @@
+"""Actions: what the protocol asks its driver to do, as frozen msgspec Structs.
+
+Every input of :class:`~kraken_proto.protocol.KrakenProtocol` returns the actions it caused,
+in order. A driver performs them in that order and does nothing else on its own.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from kraken_proto.events import Event
+
+__all__ = [
+    "Action",
+    "CloseConnection",
+    "Emit",
+    "FetchToken",
+    "HttpRequest",
+    "OpenConnection",
+    "ReconnectAfter",
+    "Send",
+]
+
+
+class OpenConnection(msgspec.Struct, frozen=True):
+    """Open a WebSocket to ``url``; then call ``connection_made`` or ``connection_lost``."""
+
+    url: str
+
+
+class Send(msgspec.Struct, frozen=True):
+    """Send ``text`` as one WebSocket text message."""
+
+    text: str
+
+
+class Emit(msgspec.Struct, frozen=True):
+    """Deliver ``event`` to the user."""
+
+    event: Event
+
+
+class ReconnectAfter(msgspec.Struct, frozen=True):
+    """The connection is down; the protocol will ask for a new one in ``delay`` seconds.
+
+    Informational: the reconnect itself arrives as an ``OpenConnection`` from
+    ``handle_timer`` at ``next_deadline()``, so a driver needs no timer of its own. Drivers
+    may log it or show it.
+    """
+
+    delay: float
+    reason: str
+
+
+class CloseConnection(msgspec.Struct, frozen=True):
+    """Close the WebSocket with ``code`` and ``reason`` (or abort a pending connect).
+
+    The protocol has already updated its state; a later ``connection_lost`` for this
+    socket is accepted and ignored.
+    """
+
+    code: int
+    reason: str
+
+
+class HttpRequest(msgspec.Struct, frozen=True):
+    """A complete HTTP request description, performed by the driver.
+
+    ``headers`` may contain credentials: the repr redacts their values.
+    """
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def __repr__(self) -> str:
+        shown = tuple((name, "***") for name, _ in self.headers)
+        return f"HttpRequest(method={self.method!r}, url={self.url!r}, headers={shown!r}, body=***)"
+
+
+class FetchToken(msgspec.Struct, frozen=True):
+    """Fetch a WebSocket token with ``request``; answer with ``token_received``."""
+
+    request: HttpRequest
+
+
+Action = OpenConnection | Send | Emit | ReconnectAfter | CloseConnection | FetchToken
+"""Every action type the protocol returns."""

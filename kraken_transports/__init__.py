@@ -1,0 +1,1 @@
+"""kraken_transports: drivers that perform the IO for kraken_proto."""
