@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
+from kraken_proto.auth import TokenRequest
 from kraken_proto.events import Event
+from kraken_proto.http import HttpRequest
 
 __all__ = [
     "Action",
@@ -63,26 +65,14 @@ class CloseConnection(msgspec.Struct, frozen=True):
     reason: str
 
 
-class HttpRequest(msgspec.Struct, frozen=True):
-    """A complete HTTP request description, performed by the driver.
+class FetchToken(msgspec.Struct, frozen=True):
+    """Fetch a WebSocket token; answer with ``token_received``.
 
-    ``headers`` may contain credentials: the repr redacts their values.
+    ``request.build(time.time())`` gives the signed HTTP request to perform: the nonce needs
+    the wall clock, which only the driver has.
     """
 
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def __repr__(self) -> str:
-        shown = tuple((name, "***") for name, _ in self.headers)
-        return f"HttpRequest(method={self.method!r}, url={self.url!r}, headers={shown!r}, body=***)"
-
-
-class FetchToken(msgspec.Struct, frozen=True):
-    """Fetch a WebSocket token with ``request``; answer with ``token_received``."""
-
-    request: HttpRequest
+    request: TokenRequest
 
 
 Action = OpenConnection | Send | Emit | ReconnectAfter | CloseConnection | FetchToken

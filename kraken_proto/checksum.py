@@ -8,6 +8,7 @@ When the precision is unknown, the value's own digits are used (the wire pads th
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
@@ -51,12 +52,10 @@ def digits(value: Decimal, precision: int | None) -> str:
         dot = text.find(".")
         decimals = 0 if dot < 0 else len(text) - dot - 1
         if decimals != precision:
-            try:
+            # Too many integer digits for the context at this precision: keep the value's own
+            # digits rather than fail; the checksum comparison then decides.
+            with contextlib.suppress(InvalidOperation):
                 text = format(value.quantize(_quantum(precision)), "f")
-            except InvalidOperation:
-                # More integer digits than the context allows at this precision: keep the
-                # value's own digits rather than fail; the checksum then decides.
-                pass
     return text.replace(".", "").lstrip("0")
 
 

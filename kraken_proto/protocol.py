@@ -1,0 +1,900 @@
+"""KrakenProtocol: the sans-IO core. Bytes and time in; events and IO requests out.
+
+The object never touches a socket, a clock or a thread. A driver feeds it what happened
+(``connection_made``, ``receive_data``, ``connection_lost``, ``handle_timer`` at
+``next_deadline()``, ...) with its own monotonic ``now``, and performs the returned actions
+in order. Everything Kraken-specific lives here once: subscriptions and their replay,
+liveness, backoff, pacing, and the checksum-verified books.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from kraken_proto.actions import (
+    Action,
+    CloseConnection,
+    Emit,
+    FetchToken,
+    OpenConnection,
+    ReconnectAfter,
+    Send,
+)
+from kraken_proto.auth import TokenRequest
+from kraken_proto.backoff import Backoff
+from kraken_proto.book import BookState, OrderBook
+from kraken_proto.config import ClientConfig, Precision
+from kraken_proto.errors import LocalProtocolError
+from kraken_proto.events import (
+    BookResync,
+    Instrument,
+    Pong,
+    ProtocolError,
+    StateChanged,
+    Subscribed,
+    SubscriptionFailed,
+    SystemStatus,
+    Unsubscribed,
+)
+from kraken_proto.state import ConnectionState, Trigger, transition
+from kraken_proto.subscriptions import (
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionsView,
+    book_depth_for,
+    group_requests,
+    unsubscribe_params,
+    validate_subscription,
+    validate_unsubscription,
+)
+from kraken_proto.throttle import TokenBucket
+from kraken_proto.wire import (
+    BookFrame,
+    HeartbeatFrame,
+    InstrumentFrame,
+    OHLCFrame,
+    Response,
+    StatusFrame,
+    TickerFrame,
+    TradeFrame,
+    decode_data_frame,
+    decode_generic,
+    decode_response,
+    encode_request,
+)
+
+__all__ = ["KrakenProtocol"]
+
+_S = ConnectionState
+_OPEN = frozenset({_S.AUTHENTICATING, _S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCING})
+_SUBSCRIBABLE = frozenset({_S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCING})
+_AFTER_FAILURE = frozenset({_S.DEGRADED, _S.CLOSED})
+_EXCERPT = 200
+_MAX_PINGS_TRACKED = 16
+_set = msgspec.structs.force_setattr
+
+
+def _excerpt(payload: bytes | str) -> str:
+    text = payload if isinstance(payload, str) else payload[:_EXCERPT].decode("utf-8", "replace")
+    return text[:_EXCERPT]
+
+
+class _Request:
+    """One request awaiting its acks: one per symbol still outstanding."""
+
+    __slots__ = ("channel", "deadline", "initial", "internal", "keys", "method")
+
+    def __init__(
+        self,
+        method: str,
+        channel: str,
+        keys: list[tuple[str, str | None]],
+        *,
+        internal: bool,
+        initial: bool,
+    ) -> None:
+        self.method = method
+        self.channel = channel
+        self.keys = set(keys)
+        self.internal = internal  # sent by the core itself (book resync): acks are not emitted
+        self.initial = initial  # part of the (re)subscribe when the connection opened
+        self.deadline: float | None = None  # set when the request actually leaves
+
+
+class KrakenProtocol:
+    """The Kraken v2 WebSocket client protocol, without IO.
+
+    ``private=True`` makes this a connection to the authenticated host: after the socket
+    opens, the protocol asks for a WebSocket token (``FetchToken``) before subscribing.
+    """
+
+    def __init__(self, config: ClientConfig | None = None, *, private: bool = False) -> None:
+        self._config = config = config if config is not None else ClientConfig()
+        if private and not config.credentials_set:
+            raise LocalProtocolError(
+                "a private connection needs api_key and api_secret in ClientConfig"
+            )
+        self._private = private
+        self._url = config.auth_endpoint if private else config.endpoint
+        self._state = _S.DISCONNECTED
+        self._subs: dict[tuple[str, str | None], Subscription] = {}
+        self._books: dict[str, OrderBook] = {}
+        self._instrument_precisions: dict[str, Precision] = {}
+        self._requests: dict[int, _Request] = {}
+        self._next_req_id = 1
+        self._backoff = Backoff(config.reconnect, config.rng)
+        self._bucket = TokenBucket(config.max_requests_per_second, config.request_burst)
+        self._outbox: deque[tuple[str, int | None]] = deque()
+        self._outbox_ready_at: float | None = None
+        self._token: str | None = None
+        self._connect_deadline: float | None = None
+        self._auth_deadline: float | None = None
+        self._retry_at: float | None = None
+        self._last_message_at = 0.0
+        self._stale_armed = False
+        self._next_ping_at: float | None = None
+        self._pings: dict[int, float] = {}
+        self._silence_timeout = config.silent_subscription_timeout
+        self._last_data: dict[tuple[str, str | None], float] = {}
+        self._next_silence_check: float | None = None
+        self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
+            BookFrame: self._on_book,
+            TradeFrame: self._on_entries,
+            TickerFrame: self._on_entries,
+            OHLCFrame: self._on_entries,
+            HeartbeatFrame: self._on_heartbeat,
+            StatusFrame: self._on_status,
+            InstrumentFrame: self._on_instrument,
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state."""
+        return self._state
+
+    @property
+    def config(self) -> ClientConfig:
+        """The configuration this protocol was built with."""
+        return self._config
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL this protocol connects to."""
+        return self._url
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The maintained L2 book of ``symbol``, or ``None`` if it is not subscribed.
+
+        Read it through its query methods; they refuse to answer unless the book is live.
+        """
+        return self._books.get(symbol)
+
+    @property
+    def subscriptions(self) -> SubscriptionsView:
+        """Every subscription, grouped as active, pending, failed and unsubscribing."""
+        groups: dict[SubscriptionStatus, list[Any]] = {status: [] for status in SubscriptionStatus}
+        for record in self._subs.values():
+            groups[record.status].append(record.info())
+        return SubscriptionsView(
+            active=tuple(groups[SubscriptionStatus.ACTIVE]),
+            pending=tuple(groups[SubscriptionStatus.PENDING]),
+            failed=tuple(groups[SubscriptionStatus.FAILED]),
+            unsubscribing=tuple(groups[SubscriptionStatus.UNSUBSCRIBING]),
+        )
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next be called (driver's clock), or ``None``."""
+        state = self._state
+        if state is _S.CONNECTING:
+            return self._connect_deadline
+        if state is _S.DEGRADED:
+            return self._retry_at
+        if state not in _OPEN:
+            return None
+        candidates = [
+            deadline
+            for deadline in (
+                self._auth_deadline,
+                self._next_ping_at,
+                self._outbox_ready_at,
+                self._next_silence_check,
+            )
+            if deadline is not None
+        ]
+        if self._stale_armed:
+            candidates.append(self._last_message_at + self._config.stale_timeout)
+        candidates.extend(r.deadline for r in self._requests.values() if r.deadline is not None)
+        return min(candidates) if candidates else None
+
+    # ------------------------------------------------------------------ inputs
+
+    def connect(self, now: float) -> list[Action]:
+        """Start (or restart) the connection: returns ``OpenConnection``."""
+        if self._state is _S.CLOSED:
+            self._backoff.reset()
+        actions: list[Action] = [self._transition(Trigger.CONNECT, now, "connect requested")]
+        return self._begin_connect(actions, now)
+
+    def connection_made(self, now: float) -> list[Action]:
+        """The driver opened the WebSocket asked for by the last ``OpenConnection``."""
+        if self._state is not _S.CONNECTING:
+            raise LocalProtocolError(
+                "connection_made is only valid after OpenConnection, while connecting; "
+                f"the state is {self._state.value!r}"
+            )
+        self._connect_deadline = None
+        self._last_message_at = now
+        self._stale_armed = False
+        interval = self._config.ping_interval
+        self._next_ping_at = None if interval is None else now + interval
+        if self._private:
+            config = self._config
+            assert config.api_key is not None and config.api_secret is not None
+            self._auth_deadline = now + config.timeout
+            request = TokenRequest(
+                rest_url=config.rest_url, api_key=config.api_key, api_secret=config.api_secret
+            )
+            return [
+                self._transition(Trigger.OPENED_PRIVATE, now, "connected; fetching a token"),
+                FetchToken(request),
+            ]
+        actions: list[Action] = [self._transition(Trigger.OPENED_PUBLIC, now, "connected")]
+        return self._subscribe_all(actions, now)
+
+    def token_received(self, token: str, now: float) -> list[Action]:
+        """The driver obtained the WebSocket token asked for by ``FetchToken``."""
+        if self._state is not _S.AUTHENTICATING:
+            raise LocalProtocolError(
+                "token_received is only valid after FetchToken, while authenticating; "
+                f"the state is {self._state.value!r}"
+            )
+        if not isinstance(token, str) or not token:
+            raise LocalProtocolError("token_received needs the non-empty token string")
+        self._token = token
+        self._auth_deadline = None
+        actions: list[Action] = [self._transition(Trigger.AUTHENTICATED, now, "token received")]
+        return self._subscribe_all(actions, now)
+
+    def receive_data(self, payload: bytes | str, now: float) -> list[Action]:
+        """One complete WebSocket message from the server.
+
+        Never raises for bad remote input: that becomes a ``ProtocolError`` event.
+        """
+        state = self._state
+        if state not in _OPEN:
+            if state in _AFTER_FAILURE:
+                return []  # frames racing with a close we already acted on
+            raise LocalProtocolError(
+                f"receive_data while {state.value!r}: feed data only after connection_made"
+            )
+        if len(payload) > self._config.max_message_size:
+            return [
+                Emit(
+                    ProtocolError(
+                        f"message of {len(payload)} bytes exceeds max_message_size "
+                        f"({self._config.max_message_size})",
+                        _excerpt(payload),
+                        now,
+                    )
+                )
+            ]
+        try:
+            frame = decode_data_frame(payload)
+        except msgspec.DecodeError as exc:
+            return self._receive_other(payload, exc, now)
+        self._last_message_at = now
+        return self._handlers[type(frame)](frame, now)
+
+    def connection_lost(
+        self, now: float, exc: BaseException | None = None, *, close_code: int | None = None
+    ) -> list[Action]:
+        """The socket closed or could not be opened. ``close_code`` if a close frame came."""
+        state = self._state
+        if state in _AFTER_FAILURE:
+            return []
+        if state is _S.DISCONNECTED:
+            raise LocalProtocolError("connection_lost before connect(): there is no connection")
+        reason = "connection lost"
+        if close_code is not None:
+            reason = f"server closed the connection with code {close_code}"
+        if exc is not None:
+            reason = f"{reason}: {type(exc).__name__}: {exc}"
+        if close_code == 1008:
+            return self._fail(now, f"{reason} (policy violation; not retrying)", terminal=True)
+        return self._fail(now, reason)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Fire every deadline that is due at ``now``. Spurious calls are harmless."""
+        state = self._state
+        if state is _S.CONNECTING:
+            if self._connect_deadline is not None and now >= self._connect_deadline:
+                reason = f"no connection within {self._config.timeout:g} s"
+                return self._fail(now, reason, close=CloseConnection(1000, reason))
+            return []
+        if state is _S.DEGRADED:
+            if self._retry_at is not None and now >= self._retry_at:
+                return self._begin_connect(
+                    [self._transition(Trigger.RETRY, now, "reconnecting")], now
+                )
+            return []
+        if state not in _OPEN:
+            return []
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            reason = f"no WebSocket token within {self._config.timeout:g} s"
+            return self._fail(now, reason, close=CloseConnection(1000, reason))
+        if self._stale_armed:
+            silence = now - self._last_message_at
+            if silence >= self._config.stale_timeout:
+                reason = f"stale: no message from Kraken for {silence:.1f} s"
+                return self._fail(now, reason, close=CloseConnection(1000, reason))
+        if self._next_silence_check is not None and now >= self._next_silence_check:
+            silent = self._find_silent_subscription(now)
+            if silent is not None:
+                return self._fail(now, silent, close=CloseConnection(1000, silent))
+        actions: list[Action] = []
+        self._expire_requests(actions, now)
+        if self._next_ping_at is not None and now >= self._next_ping_at:
+            self._send_ping(actions, now)
+        self._flush(actions, now)
+        self._settle(actions, now)
+        return actions
+
+    def subscribe(
+        self, channel: str, symbols: Sequence[str] | str | None, now: float, **params: Any
+    ) -> list[Action]:
+        """Subscribe ``symbols`` to ``channel``; remembered and replayed after reconnects.
+
+        Allowed before ``connect()``: the request is sent once the connection is up.
+        Raises :class:`LocalProtocolError` for bad arguments or a duplicate subscription.
+        """
+        checked, wire, user_depth = validate_subscription(
+            channel, symbols, params, self._config.depth_headroom
+        )
+        for symbol in checked:
+            existing = self._subs.get((channel, symbol))
+            if existing is not None and existing.status is not SubscriptionStatus.FAILED:
+                what = f"{channel} {symbol}" if symbol else channel
+                raise LocalProtocolError(
+                    f"already subscribed to {what} ({existing.status.value}); unsubscribe first"
+                )
+        records = []
+        for symbol in checked:
+            record = Subscription(channel, symbol, dict(wire), user_depth)
+            self._subs[record.key] = record
+            records.append(record)
+            if channel == "book":
+                assert symbol is not None
+                self._books[symbol] = self._new_book(symbol, wire["depth"], user_depth)
+        actions: list[Action] = []
+        if self._state in _SUBSCRIBABLE:
+            self._request("subscribe", channel, wire, records, actions, now)
+        return actions
+
+    def unsubscribe(
+        self, channel: str, symbols: Sequence[str] | str | None, now: float, **params: Any
+    ) -> list[Action]:
+        """Stop a subscription. ``depth``/``interval`` are taken from the subscription
+        itself (Kraken needs them echoed), so passing them is optional.
+        """
+        checked = validate_unsubscription(channel, symbols, params)
+        records = []
+        for symbol in checked:
+            record = self._subs.get((channel, symbol))
+            if record is None or record.status is SubscriptionStatus.UNSUBSCRIBING:
+                what = f"{channel} {symbol}" if symbol else channel
+                raise LocalProtocolError(f"not subscribed to {what}; nothing to unsubscribe")
+            records.append(record)
+        actions: list[Action] = []
+        if self._state not in _SUBSCRIBABLE:
+            for record in records:
+                self._forget(record)
+                actions.append(Emit(Unsubscribed(channel, record.symbol, None, now)))
+            return actions
+        for _, params_, members in group_requests(records):
+            for record in members:
+                record.status = SubscriptionStatus.UNSUBSCRIBING
+            self._request(
+                "unsubscribe", channel, unsubscribe_params(params_), members, actions, now
+            )
+        return actions
+
+    def close(self, now: float) -> list[Action]:
+        """Close for good (until ``connect()`` is called again). Idempotent."""
+        state = self._state
+        if state is _S.CLOSED:
+            return []
+        actions: list[Action] = []
+        if state is _S.CONNECTING or state in _OPEN:
+            actions.append(CloseConnection(1000, "closed by the client"))
+        self._reset_connection(actions, now)
+        actions.append(self._transition(Trigger.CLOSE, now, "closed by the client"))
+        return actions
+
+    # ------------------------------------------------------------------ connection life
+
+    def _transition(
+        self,
+        trigger: Trigger,
+        now: float,
+        reason: str,
+        *,
+        retry: int = 0,
+        delay: float | None = None,
+    ) -> Emit:
+        old = self._state
+        self._state = new = transition(old, trigger)
+        return Emit(StateChanged(old.value, new.value, reason, retry, delay, now))
+
+    def _begin_connect(self, actions: list[Action], now: float) -> list[Action]:
+        self._retry_at = None
+        self._connect_deadline = now + self._config.timeout
+        actions.append(OpenConnection(self._url))
+        return actions
+
+    def _fail(
+        self,
+        now: float,
+        reason: str,
+        *,
+        close: CloseConnection | None = None,
+        terminal: bool = False,
+    ) -> list[Action]:
+        actions: list[Action] = [] if close is None else [close]
+        self._reset_connection(actions, now)
+        if terminal:
+            actions.append(self._transition(Trigger.GIVE_UP, now, reason))
+            return actions
+        delay = self._backoff.next_delay()
+        if delay is None:
+            attempts = self._backoff.attempt
+            actions.append(
+                self._transition(
+                    Trigger.GIVE_UP, now, f"{reason}; gave up after {attempts} reconnect attempts"
+                )
+            )
+            return actions
+        self._retry_at = now + delay
+        actions.append(
+            self._transition(Trigger.FAILED, now, reason, retry=self._backoff.attempt, delay=delay)
+        )
+        actions.append(ReconnectAfter(delay, reason))
+        return actions
+
+    def _reset_connection(self, actions: list[Action], now: float) -> None:
+        """Forget everything tied to the socket; keep what must be replayed."""
+        self._requests.clear()
+        self._outbox.clear()
+        self._outbox_ready_at = None
+        self._pings.clear()
+        self._token = None
+        self._connect_deadline = self._auth_deadline = self._retry_at = None
+        self._next_ping_at = self._next_silence_check = None
+        self._stale_armed = False
+        self._last_data.clear()
+        for record in list(self._subs.values()):
+            if record.status is SubscriptionStatus.UNSUBSCRIBING:
+                # The user asked to stop it; a new connection simply will not subscribe it.
+                self._forget(record)
+                actions.append(Emit(Unsubscribed(record.channel, record.symbol, None, now)))
+            elif record.status is SubscriptionStatus.ACTIVE:
+                record.status = SubscriptionStatus.PENDING
+        for book in self._books.values():
+            if book.state is not BookState.FAILED:
+                book.mark_awaiting_snapshot()
+
+    # ------------------------------------------------------------------ sending
+
+    def _subscribe_all(self, actions: list[Action], now: float) -> list[Action]:
+        """Send every remembered subscription, one request per channel and parameters."""
+        records = [
+            r
+            for r in self._subs.values()
+            if r.status is SubscriptionStatus.PENDING
+            or (r.status is SubscriptionStatus.FAILED and r.local_failure)
+        ]
+        for record in records:
+            record.status = SubscriptionStatus.PENDING
+            record.error = None
+            if record.channel == "book":
+                assert record.symbol is not None
+                self._books[record.symbol].mark_awaiting_snapshot()
+        for channel, params, members in group_requests(records):
+            self._request("subscribe", channel, params, members, actions, now, initial=True)
+        self._settle(actions, now)
+        return actions
+
+    def _request(
+        self,
+        method: str,
+        channel: str,
+        params: dict[str, Any],
+        records: list[Subscription],
+        actions: list[Action],
+        now: float,
+        *,
+        internal: bool = False,
+        initial: bool = False,
+    ) -> None:
+        req_id = self._next_req_id
+        self._next_req_id += 1
+        keys = [r.key for r in records]
+        self._requests[req_id] = _Request(method, channel, keys, internal=internal, initial=initial)
+        wire: dict[str, Any] = {"channel": channel}
+        if records[0].symbol is not None:
+            wire["symbol"] = [r.symbol for r in records]
+        wire.update(params)
+        if self._token is not None:
+            wire["token"] = self._token
+        self._queue(encode_request(method, wire, req_id), req_id, actions, now)
+
+    def _queue(self, text: str, req_id: int | None, actions: list[Action], now: float) -> None:
+        self._outbox.append((text, req_id))
+        self._flush(actions, now)
+
+    def _flush(self, actions: list[Action], now: float) -> None:
+        """Send what the message-rate budget allows; the rest waits for ``handle_timer``."""
+        outbox = self._outbox
+        bucket = self._bucket
+        while outbox and bucket.try_acquire(now):
+            text, req_id = outbox.popleft()
+            request = self._requests.get(req_id) if req_id is not None else None
+            if request is not None:
+                request.deadline = now + self._config.ack_timeout
+            actions.append(Send(text))
+        self._outbox_ready_at = bucket.next_available(now) if outbox else None
+
+    def _send_ping(self, actions: list[Action], now: float) -> None:
+        req_id = self._next_req_id
+        self._next_req_id += 1
+        if len(self._pings) >= _MAX_PINGS_TRACKED:
+            self._pings.pop(next(iter(self._pings)))
+        self._pings[req_id] = now
+        interval = self._config.ping_interval
+        assert interval is not None
+        self._next_ping_at = now + interval
+        self._queue(encode_request("ping", None, req_id), None, actions, now)
+
+    # ------------------------------------------------------------------ timers
+
+    def _expire_requests(self, actions: list[Action], now: float) -> None:
+        expired = [
+            (req_id, request)
+            for req_id, request in self._requests.items()
+            if request.deadline is not None and now >= request.deadline
+        ]
+        for req_id, request in expired:
+            del self._requests[req_id]
+            error = f"no acknowledgement within {self._config.ack_timeout:g} s"
+            for key in sorted(request.keys, key=lambda k: k[1] or ""):
+                record = self._subs.get(key)
+                if record is None:
+                    continue
+                if request.method == "unsubscribe":
+                    if not request.internal:
+                        self._forget(record)
+                        actions.append(
+                            Emit(Unsubscribed(record.channel, record.symbol, req_id, now))
+                        )
+                    continue
+                self._fail_record(record, error, req_id, actions, now, local=True)
+
+    def _find_silent_subscription(self, now: float) -> str | None:
+        timeout = self._silence_timeout
+        assert timeout is not None
+        self._next_silence_check = now + timeout / 4
+        for record in self._subs.values():
+            if record.status is not SubscriptionStatus.ACTIVE or record.symbol is None:
+                continue
+            last = self._last_data.get(record.key)
+            if last is not None and now - last >= timeout:
+                return f"stale: {record.channel} {record.symbol} silent for {now - last:.1f} s"
+        return None
+
+    def _settle(self, actions: list[Action], now: float) -> None:
+        """SUBSCRIBING becomes SUBSCRIBED once every initial request was answered."""
+        if self._state is not _S.SUBSCRIBING:
+            return
+        if any(r.initial for r in self._requests.values()):
+            return
+        actions.append(self._transition(Trigger.SETTLED, now, "all subscriptions answered"))
+        self._backoff.reset()
+        if any(b.state is BookState.RESYNCING for b in self._books.values()):
+            actions.append(self._transition(Trigger.RESYNC_STARTED, now, "a book is resyncing"))
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_entries(self, frame: TradeFrame | TickerFrame | OHLCFrame, now: float) -> list[Action]:
+        actions: list[Action] = []
+        append = actions.append
+        for entry in frame.data:
+            _set(entry, "received_at", now)
+            append(Emit(entry))
+        if self._silence_timeout is not None:
+            channel = _CHANNEL_OF[type(frame)]
+            for entry in frame.data:
+                self._last_data[(channel, entry.symbol)] = now
+        return actions
+
+    def _on_heartbeat(self, frame: HeartbeatFrame, now: float) -> list[Action]:
+        return []
+
+    def _on_status(self, frame: StatusFrame, now: float) -> list[Action]:
+        return [
+            Emit(SystemStatus(e.system, e.version, e.api_version, e.connection_id, now))
+            for e in frame.data
+        ]
+
+    def _on_instrument(self, frame: InstrumentFrame, now: float) -> list[Action]:
+        for pair in frame.data.pairs:
+            precision = Precision(price=pair.price_precision, qty=pair.qty_precision)
+            self._instrument_precisions[pair.symbol] = precision
+            book = self._books.get(pair.symbol)
+            if book is not None:
+                book.set_precision(precision.price, precision.qty)
+        event = Instrument(frame.data.assets, frame.data.pairs, frame.type == "snapshot", now)
+        return [Emit(event)]
+
+    def _on_book(self, frame: BookFrame, now: float) -> list[Action]:
+        actions: list[Action] = []
+        snapshot = frame.type == "snapshot"
+        books = self._books
+        for update in frame.data:
+            symbol = update.symbol
+            book = books.get(symbol)
+            if book is None:
+                if not snapshot:
+                    actions.append(
+                        Emit(ProtocolError(f"book update for {symbol} without a snapshot", "", now))
+                    )
+                    continue
+                book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
+            if snapshot:
+                resyncing = book.state is BookState.RESYNCING
+                computed = book.apply_snapshot(update.bids, update.asks)
+            elif book.state is BookState.LIVE:
+                computed = book.apply_update(update.bids, update.asks)
+            else:
+                continue  # deltas are dropped until the new snapshot arrives
+            if computed != update.checksum:
+                reason = f"checksum mismatch: computed {computed}, Kraken sent {update.checksum}"
+                self._resync(symbol, reason, actions, now)
+                continue
+            _set(update, "received_at", now)
+            if snapshot:
+                _set(update, "snapshot", True)
+            actions.append(Emit(update))
+            if snapshot and resyncing:
+                self._resync_finished(actions, now)
+        if self._silence_timeout is not None:
+            for update in frame.data:
+                self._last_data[("book", update.symbol)] = now
+        return actions
+
+    def _receive_other(
+        self, payload: bytes | str, error: msgspec.DecodeError, now: float
+    ) -> list[Action]:
+        """Classify a frame that is not a well-formed data frame of a known channel."""
+        try:
+            response = decode_response(payload)
+        except msgspec.DecodeError:
+            pass
+        else:
+            return self._on_response(response, now)
+        try:
+            obj = decode_generic(payload)
+        except msgspec.DecodeError as exc:
+            return [Emit(ProtocolError(f"malformed JSON: {exc}", _excerpt(payload), now))]
+        if not isinstance(obj, dict):
+            problem = f"expected a JSON object, got {type(obj).__name__}"
+            return [Emit(ProtocolError(problem, _excerpt(payload), now))]
+        self._last_message_at = now
+        if "method" in obj:
+            return [Emit(ProtocolError(f"invalid response: {error}", _excerpt(payload), now))]
+        for key in ("Error", "error"):
+            if isinstance(obj.get(key), str):
+                return [Emit(ProtocolError(f"Kraken error: {obj[key]}", _excerpt(payload), now))]
+        channel = obj.get("channel")
+        if not isinstance(channel, str):
+            problem = "frame has neither a channel nor a method"
+            return [Emit(ProtocolError(problem, _excerpt(payload), now))]
+        if channel not in _KNOWN_CHANNELS:
+            problem = f"unknown channel {channel!r}"
+            return [Emit(ProtocolError(problem, _excerpt(payload), now))]
+        actions: list[Action] = [
+            Emit(ProtocolError(f"invalid {channel} frame: {error}", _excerpt(payload), now))
+        ]
+        if channel == "book":
+            # The stream of these books can no longer be trusted: rebuild them.
+            for symbol in _symbols_in(obj):
+                book = self._books.get(symbol)
+                if book is not None and book.state is BookState.LIVE:
+                    self._resync(symbol, f"invalid book frame: {error}", actions, now)
+        return actions
+
+    def _on_response(self, response: Response, now: float) -> list[Action]:
+        method = response.method
+        if method == "pong":
+            sent = self._pings.pop(response.req_id, None) if response.req_id is not None else None
+            rtt = None if sent is None else now - sent
+            return [Emit(Pong(response.req_id, rtt, now))]
+        self._last_message_at = now
+        if method in ("subscribe", "unsubscribe"):
+            actions: list[Action] = []
+            self._on_ack(response, actions, now)
+            self._settle(actions, now)
+            return actions
+        problem = f"unexpected response to method {method!r}"
+        return [Emit(ProtocolError(problem, "", now))]
+
+    def _on_ack(self, response: Response, actions: list[Action], now: float) -> None:
+        req_id = response.req_id
+        request = self._requests.get(req_id) if req_id is not None else None
+        result = response.result if isinstance(response.result, dict) else {}
+        # Kraken answers a failed unsubscribe with method "subscribe": trust our own record.
+        method = request.method if request is not None else response.method
+        channel = result.get("channel") or response.channel or (request and request.channel) or ""
+        symbol = result.get("symbol", response.symbol)
+        if response.success is True:
+            keys = [(channel, symbol)]
+        elif request is not None and symbol is None:
+            keys = sorted(request.keys, key=lambda k: k[1] or "")
+        else:
+            keys = [(channel, symbol)]
+        internal = request is not None and request.internal
+        if request is not None:
+            request.keys.difference_update(keys)
+            if not request.keys:
+                del self._requests[req_id]  # type: ignore[arg-type]
+        for key in keys:
+            record = self._subs.get(key)
+            if response.success is not True:
+                error = response.error or "request failed without an error message"
+                if method == "unsubscribe":
+                    if not internal and record is not None:
+                        self._forget(record)
+                        actions.append(Emit(Unsubscribed(key[0], key[1], req_id, now)))
+                elif record is not None:
+                    self._fail_record(record, error, req_id, actions, now, local=False)
+                else:
+                    actions.append(Emit(SubscriptionFailed(key[0], key[1], error, req_id, now)))
+            elif method == "unsubscribe":
+                if internal:
+                    continue
+                if record is not None:
+                    self._forget(record)
+                actions.append(Emit(Unsubscribed(key[0], key[1], req_id, now)))
+            else:
+                if record is None:
+                    record = self._adopt_subscription(key[0], key[1], result)
+                record.status = SubscriptionStatus.ACTIVE
+                record.error = None
+                record.local_failure = False
+                if not self._stale_armed:
+                    self._stale_armed = True
+                    self._last_message_at = now
+                if self._silence_timeout is not None:
+                    self._last_data.setdefault(key, now)
+                    if self._next_silence_check is None:
+                        self._next_silence_check = now + self._silence_timeout / 4
+                if not internal:
+                    actions.append(Emit(Subscribed(key[0], key[1], req_id, result, now)))
+
+    # ------------------------------------------------------------------ books
+
+    def _precision(self, symbol: str) -> Precision | None:
+        found = self._instrument_precisions.get(symbol)
+        if found is None:
+            found = self._config.precisions.get(symbol)
+        return found
+
+    def _new_book(self, symbol: str, depth: int, user_depth: int | None) -> OrderBook:
+        precision = self._precision(symbol)
+        return OrderBook(
+            symbol,
+            depth,
+            view_depth=user_depth,
+            price_precision=None if precision is None else precision.price,
+            qty_precision=None if precision is None else precision.qty,
+        )
+
+    def _adopt_subscription(
+        self, channel: str, symbol: str | None, result: dict[str, Any]
+    ) -> Subscription:
+        """Record a subscription acknowledged without our request (replayed captures)."""
+        params: dict[str, Any] = {
+            k: result[k] for k in ("depth", "interval", "event_trigger") if k in result
+        }
+        depth = params.get("depth") if channel == "book" else None
+        record = Subscription(channel, symbol, params, depth)
+        self._subs[record.key] = record
+        if channel == "book" and symbol is not None:
+            self._books[symbol] = self._new_book(symbol, depth or 10, depth or 10)
+        return record
+
+    def _adopt_book(self, symbol: str, levels: int, now: float) -> OrderBook:
+        """A snapshot for a symbol we never subscribed (a capture starting mid-stream)."""
+        depth = book_depth_for(max(levels, 1), 0)
+        record = self._adopt_subscription("book", symbol, {"depth": depth})
+        record.status = SubscriptionStatus.ACTIVE
+        return self._books[symbol]
+
+    def _resync(self, symbol: str, reason: str, actions: list[Action], now: float) -> None:
+        """Rebuild one book from a fresh snapshot; give up after the configured budget."""
+        config = self._config
+        book = self._books[symbol]
+        record = self._subs[("book", symbol)]
+        if now - record.resync_window_start > config.resync_window:
+            record.resync_count = 0
+            record.resync_window_start = now
+        record.resync_count += 1
+        unsubscribe = unsubscribe_params(record.params)
+        if record.resync_count > config.resync_max_attempts:
+            error = (
+                f"{reason}; gave up after {config.resync_max_attempts} resyncs "
+                f"within {config.resync_window:g} s"
+            )
+            self._fail_record(record, error, None, actions, now, local=True)
+            self._request("unsubscribe", "book", unsubscribe, [record], actions, now, internal=True)
+            self._resync_finished(actions, now)
+            return
+        book.mark_resyncing()
+        record.status = SubscriptionStatus.PENDING
+        actions.append(Emit(BookResync(symbol, reason, record.resync_count, now)))
+        self._request("unsubscribe", "book", unsubscribe, [record], actions, now, internal=True)
+        self._request("subscribe", "book", record.params, [record], actions, now, internal=True)
+        if self._state is _S.SUBSCRIBED:
+            actions.append(self._transition(Trigger.RESYNC_STARTED, now, f"resyncing {symbol}"))
+
+    def _resync_finished(self, actions: list[Action], now: float) -> None:
+        if self._state is _S.RESYNCING and not any(
+            b.state is BookState.RESYNCING for b in self._books.values()
+        ):
+            actions.append(self._transition(Trigger.RESYNC_FINISHED, now, "books resynced"))
+
+    def _fail_record(
+        self,
+        record: Subscription,
+        error: str,
+        req_id: int | None,
+        actions: list[Action],
+        now: float,
+        *,
+        local: bool,
+    ) -> None:
+        record.status = SubscriptionStatus.FAILED
+        record.error = error
+        record.local_failure = local
+        if record.channel == "book" and record.symbol is not None:
+            book = self._books.get(record.symbol)
+            if book is not None:
+                was_resyncing = book.state is BookState.RESYNCING
+                book.mark_failed()
+                if was_resyncing:
+                    self._resync_finished(actions, now)
+        actions.append(Emit(SubscriptionFailed(record.channel, record.symbol, error, req_id, now)))
+
+    def _forget(self, record: Subscription) -> None:
+        self._subs.pop(record.key, None)
+        self._last_data.pop(record.key, None)
+        if record.channel == "book" and record.symbol is not None:
+            self._books.pop(record.symbol, None)
+
+
+_CHANNEL_OF: dict[type, str] = {TradeFrame: "trade", TickerFrame: "ticker", OHLCFrame: "ohlc"}
+_KNOWN_CHANNELS = frozenset(
+    {"book", "ticker", "trade", "ohlc", "status", "instrument", "heartbeat"}
+)
+
+
+def _symbols_in(obj: dict[str, Any]) -> list[str]:
+    """The symbols named in a generic frame's ``data`` entries, when it has any."""
+    data = obj.get("data")
+    if not isinstance(data, list):
+        return []
+    return [e["symbol"] for e in data if isinstance(e, dict) and isinstance(e.get("symbol"), str)]

@@ -1,0 +1,245 @@
+"""Subscriptions: parameter validation, the per-symbol records, and the public query view.
+
+A subscription is keyed by ``(channel, symbol)`` (``symbol`` is ``None`` for channels
+without symbols). The record outlives connections: it is replayed after every reconnect.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from kraken_proto.errors import LocalProtocolError
+
+__all__ = [
+    "BOOK_DEPTHS",
+    "OHLC_INTERVALS",
+    "PRIVATE_CHANNELS",
+    "PUBLIC_CHANNELS",
+    "SYMBOL_CHANNELS",
+    "Subscription",
+    "SubscriptionInfo",
+    "SubscriptionStatus",
+    "SubscriptionsView",
+    "book_depth_for",
+    "group_requests",
+    "unsubscribe_params",
+    "validate_subscription",
+    "validate_unsubscription",
+]
+
+PUBLIC_CHANNELS = frozenset({"ticker", "trade", "book", "ohlc", "instrument"})
+"""Channels served by the public host."""
+PRIVATE_CHANNELS = frozenset({"executions", "balances", "level3"})
+"""Channels that need a token (and the auth or level3 host)."""
+SYMBOL_CHANNELS = frozenset({"ticker", "trade", "book", "ohlc", "level3"})
+"""Channels subscribed per symbol, with one ack per symbol."""
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+"""The depths Kraken accepts for the book channel."""
+OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+"""The candle intervals (minutes) Kraken accepts."""
+
+_ALLOWED_PARAMS: dict[str, frozenset[str]] = {
+    "ticker": frozenset({"event_trigger", "snapshot"}),
+    "trade": frozenset({"snapshot"}),
+    "book": frozenset({"depth", "snapshot"}),
+    "ohlc": frozenset({"interval", "snapshot"}),
+    "instrument": frozenset({"snapshot"}),
+}
+# Parameters that identify a subscription server-side and so must be echoed on unsubscribe.
+_ECHOED = ("depth", "interval")
+
+
+class SubscriptionStatus(enum.Enum):
+    """Where one subscription stands."""
+
+    PENDING = "pending"
+    """Requested (or waiting for a connection); no ack yet."""
+    ACTIVE = "active"
+    """Acknowledged by Kraken."""
+    UNSUBSCRIBING = "unsubscribing"
+    """The user asked to unsubscribe; waiting for the ack."""
+    FAILED = "failed"
+    """Refused by Kraken, not acknowledged in time, or given up after resyncs."""
+
+
+class SubscriptionInfo(msgspec.Struct, frozen=True):
+    """A snapshot of one subscription for the ``subscriptions`` query.
+
+    ``params`` are the parameters sent to Kraken (``depth`` includes any headroom);
+    ``depth`` is the user's own book depth.
+    """
+
+    channel: str
+    symbol: str | None
+    status: SubscriptionStatus
+    params: dict[str, Any]
+    depth: int | None = None
+    error: str | None = None
+
+
+class SubscriptionsView(msgspec.Struct, frozen=True):
+    """Every subscription by status, in the order they were requested."""
+
+    active: tuple[SubscriptionInfo, ...]
+    pending: tuple[SubscriptionInfo, ...]
+    failed: tuple[SubscriptionInfo, ...]
+    unsubscribing: tuple[SubscriptionInfo, ...] = ()
+
+
+class Subscription:
+    """The protocol's mutable record of one subscription (internal to the core)."""
+
+    __slots__ = (
+        "channel",
+        "error",
+        "local_failure",
+        "params",
+        "resync_count",
+        "resync_window_start",
+        "status",
+        "symbol",
+        "user_depth",
+    )
+
+    def __init__(
+        self, channel: str, symbol: str | None, params: dict[str, Any], user_depth: int | None
+    ) -> None:
+        self.channel = channel
+        self.symbol = symbol
+        self.params = params
+        self.user_depth = user_depth
+        self.status = SubscriptionStatus.PENDING
+        self.error: str | None = None
+        # True when the failure was ours (ack timeout, resync budget): retried on reconnect.
+        self.local_failure = False
+        self.resync_count = 0
+        self.resync_window_start = 0.0
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """``(channel, symbol)``."""
+        return (self.channel, self.symbol)
+
+    def info(self) -> SubscriptionInfo:
+        """The immutable public view of this record."""
+        return SubscriptionInfo(
+            channel=self.channel,
+            symbol=self.symbol,
+            status=self.status,
+            params=dict(self.params),
+            depth=self.user_depth,
+            error=self.error,
+        )
+
+
+def book_depth_for(user_depth: int, headroom: int) -> int:
+    """The depth to subscribe so that ``user_depth + headroom`` levels are kept."""
+    wanted = user_depth + headroom
+    for depth in BOOK_DEPTHS:
+        if depth >= wanted:
+            return depth
+    return BOOK_DEPTHS[-1]
+
+
+def _check_symbols(channel: str, symbols: Sequence[str] | str | None) -> tuple[str | None, ...]:
+    if channel not in SYMBOL_CHANNELS:
+        if symbols:
+            raise LocalProtocolError(f"channel {channel!r} takes no symbols; pass symbols=None")
+        return (None,)
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    if not symbols:
+        raise LocalProtocolError(f"channel {channel!r} needs at least one symbol like 'BTC/USD'")
+    seen: list[str] = []
+    for symbol in symbols:
+        if not isinstance(symbol, str) or symbol.count("/") != 1 or symbol.strip() != symbol:
+            raise LocalProtocolError(
+                f"symbol {symbol!r} is not a v2 pair name like 'BTC/USD' (BASE/QUOTE)"
+            )
+        if symbol not in seen:
+            seen.append(symbol)
+    return tuple(seen)
+
+
+def validate_unsubscription(
+    channel: str, symbols: Sequence[str] | str | None, params: dict[str, Any]
+) -> tuple[str | None, ...]:
+    """Check an unsubscribe call (parameters optional: they come from the subscription)."""
+    _check_channel(channel, params)
+    return _check_symbols(channel, symbols)
+
+
+def _check_channel(channel: str, params: dict[str, Any]) -> frozenset[str]:
+    if channel in PRIVATE_CHANNELS:
+        raise LocalProtocolError(
+            f"channel {channel!r} is private and not supported by this public connection"
+        )
+    allowed = _ALLOWED_PARAMS.get(channel)
+    if allowed is None:
+        raise LocalProtocolError(
+            f"unknown channel {channel!r}; public channels are {sorted(PUBLIC_CHANNELS)}"
+        )
+    unknown = set(params) - allowed
+    if unknown:
+        raise LocalProtocolError(
+            f"channel {channel!r} does not take {sorted(unknown)}; it takes {sorted(allowed)}"
+        )
+    return allowed
+
+
+def validate_subscription(
+    channel: str,
+    symbols: Sequence[str] | str | None,
+    params: dict[str, Any],
+    depth_headroom: int,
+) -> tuple[tuple[str | None, ...], dict[str, Any], int | None]:
+    """Check a subscribe call; return ``(symbols, wire params, user depth)``.
+
+    Raises :class:`LocalProtocolError` naming the bad argument.
+    """
+    _check_channel(channel, params)
+    checked = _check_symbols(channel, symbols)
+    wire: dict[str, Any] = {}
+    user_depth: int | None = None
+    if "snapshot" in params:
+        if not isinstance(params["snapshot"], bool):
+            raise LocalProtocolError("snapshot must be True or False")
+        wire["snapshot"] = params["snapshot"]
+    if channel == "book":
+        user_depth = params.get("depth", 10)
+        if type(user_depth) is not int or user_depth not in BOOK_DEPTHS:
+            raise LocalProtocolError(f"book depth must be one of {BOOK_DEPTHS}, not {user_depth!r}")
+        wire["depth"] = book_depth_for(user_depth, depth_headroom)
+    elif channel == "ohlc":
+        interval = params.get("interval")
+        if type(interval) is not int or interval not in OHLC_INTERVALS:
+            raise LocalProtocolError(
+                f"ohlc needs interval= one of {OHLC_INTERVALS} (minutes), not {interval!r}"
+            )
+        wire["interval"] = interval
+    elif channel == "ticker" and "event_trigger" in params:
+        trigger = params["event_trigger"]
+        if trigger not in ("trades", "bbo"):
+            raise LocalProtocolError(f"event_trigger must be 'trades' or 'bbo', not {trigger!r}")
+        wire["event_trigger"] = trigger
+    return checked, wire, user_depth
+
+
+def unsubscribe_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The subset of subscribe parameters Kraken needs to find the subscription again."""
+    return {name: params[name] for name in _ECHOED if name in params}
+
+
+def group_requests(
+    records: Iterable[Subscription],
+) -> list[tuple[str, dict[str, Any], list[Subscription]]]:
+    """Group records into one request per ``(channel, params)``, in first-seen order."""
+    groups: dict[tuple[str, tuple[tuple[str, Any], ...]], list[Subscription]] = {}
+    for record in records:
+        key = (record.channel, tuple(sorted(record.params.items())))
+        groups.setdefault(key, []).append(record)
+    return [(channel, dict(params), members) for (channel, params), members in groups.items()]

@@ -1,0 +1,156 @@
+"""The v2 wire format: typed frame structs, the reused decoders, and request encoding.
+
+Data frames are decoded in one pass into a union tagged by ``channel``, whose ``data``
+entries are the public event types themselves, so no Python code runs per field. Frames
+that do not fit (method responses, unknown channels, malformed input) fall back to a
+slower generic path that classifies them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from kraken_proto.events import (
+    OHLC,
+    BookUpdate,
+    InstrumentAsset,
+    InstrumentPair,
+    Ticker,
+    Trade,
+)
+
+__all__ = [
+    "BookFrame",
+    "DataFrame",
+    "HeartbeatFrame",
+    "InstrumentFrame",
+    "OHLCFrame",
+    "Response",
+    "StatusEntry",
+    "StatusFrame",
+    "TickerFrame",
+    "TradeFrame",
+    "decode_data_frame",
+    "decode_generic",
+    "decode_response",
+    "encode_request",
+]
+
+
+class BookFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="book"):
+    """``{"channel":"book","type":...,"data":[one entry]}``."""
+
+    type: str
+    data: tuple[BookUpdate, ...]
+
+
+class TickerFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="ticker"):
+    """A ticker snapshot or update."""
+
+    type: str
+    data: tuple[Ticker, ...]
+
+
+class TradeFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="trade"):
+    """One or more public trades, in wire order."""
+
+    type: str
+    data: tuple[Trade, ...]
+
+
+class OHLCFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="ohlc"):
+    """One or more candles; ``timestamp`` is the frame's own (nanosecond) time."""
+
+    type: str
+    data: tuple[OHLC, ...]
+    timestamp: str | None = None
+
+
+class StatusEntry(msgspec.Struct, frozen=True):
+    """The single entry of a status frame."""
+
+    system: str
+    version: str | None = None
+    api_version: str | None = None
+    connection_id: int | None = None
+
+
+class StatusFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="status"):
+    """The engine status, pushed at connect and on change."""
+
+    type: str
+    data: tuple[StatusEntry, ...]
+
+
+class InstrumentData(msgspec.Struct, frozen=True):
+    """The instrument channel's ``data`` object (not a list, unlike every other channel)."""
+
+    assets: tuple[InstrumentAsset, ...] = ()
+    pairs: tuple[InstrumentPair, ...] = ()
+
+
+class InstrumentFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="instrument"):
+    """Assets and pairs with their precisions."""
+
+    type: str
+    data: InstrumentData
+
+
+class HeartbeatFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="heartbeat"):
+    """``{"channel":"heartbeat"}``: the server is alive."""
+
+
+DataFrame = (
+    BookFrame
+    | TickerFrame
+    | TradeFrame
+    | OHLCFrame
+    | StatusFrame
+    | InstrumentFrame
+    | HeartbeatFrame
+)
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A response to a method call (acks, errors, pong).
+
+    ``success`` is kept as sent: anything but ``True`` counts as failure. ``symbol`` is the
+    top-level symbol of an error response; ``channel`` appears on some private errors.
+    """
+
+    method: str
+    success: Any = None
+    req_id: int | None = None
+    result: Any = None
+    error: str | None = None
+    symbol: str | None = None
+    channel: str | None = None
+    time_in: str | None = None
+    time_out: str | None = None
+
+
+_data_decoder: msgspec.json.Decoder[DataFrame] = msgspec.json.Decoder(DataFrame)
+_response_decoder = msgspec.json.Decoder(Response)
+_generic_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+decode_data_frame = _data_decoder.decode
+"""Decode a data frame of a known channel; raises ``msgspec.DecodeError`` otherwise."""
+
+decode_response = _response_decoder.decode
+"""Decode a method response; raises ``msgspec.DecodeError`` if it is not one."""
+
+decode_generic = _generic_decoder.decode
+"""Decode any JSON into Python objects (used only to classify unusual frames)."""
+
+
+def encode_request(method: str, params: dict[str, Any] | None, req_id: int | None) -> str:
+    """Encode a client request ``{"method", "params"?, "req_id"?}`` as JSON text."""
+    request: dict[str, Any] = {"method": method}
+    if params is not None:
+        request["params"] = params
+    if req_id is not None:
+        request["req_id"] = req_id
+    return _encoder.encode(request).decode()

@@ -1,0 +1,30 @@
+"""Shared test helpers: where the recorded Kraken data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_dir() -> Path:
+    """``shared/data`` beside the checkout (CI lays shared/ next to its clone).
+
+    ``KRAKEN_SHARED_DATA`` overrides the location.
+    """
+    override = os.environ.get("KRAKEN_SHARED_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def real_captures() -> list[Path]:
+    """Every real Kraken capture (``kraken-v2-real/*.jsonl``), sorted by name."""
+    return sorted((shared_data_dir() / "kraken-v2-real").glob("*.jsonl"))
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The shared data directory."""
+    return shared_data_dir()

@@ -1,0 +1,812 @@
+"""KrakenProtocol driven with a fake clock: connection life, subscriptions, books, liveness."""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pytest
+from frames import HEARTBEAT, STATUS, NaiveBook, ack, error, instrument, ticker, trade
+
+from kraken_proto import (
+    Action,
+    BookNotLiveError,
+    BookResync,
+    BookState,
+    BookUpdate,
+    ClientConfig,
+    CloseConnection,
+    ConnectionState,
+    Emit,
+    FetchToken,
+    KrakenProtocol,
+    LocalProtocolError,
+    OpenConnection,
+    Pong,
+    Precision,
+    ProtocolError,
+    ReconnectAfter,
+    ReconnectConfig,
+    Send,
+    StateChanged,
+    Subscribed,
+    SubscriptionFailed,
+    SubscriptionStatus,
+    SystemStatus,
+    Ticker,
+    Trade,
+    Unsubscribed,
+)
+
+E = TypeVar("E")
+S = ConnectionState
+
+
+def cfg(**overrides: Any) -> ClientConfig:
+    base: dict[str, Any] = {
+        "ping_interval": None,
+        "reconnect": ReconnectConfig(jitter=0.0),
+        "rng": random.Random(7),
+    }
+    base.update(overrides)
+    return ClientConfig(**base)
+
+
+def sent(actions: list[Action]) -> list[dict[str, Any]]:
+    return [json.loads(a.text) for a in actions if isinstance(a, Send)]
+
+
+def events(actions: list[Action], kind: type[E]) -> list[E]:
+    return [a.event for a in actions if isinstance(a, Emit) and isinstance(a.event, kind)]
+
+
+def states(actions: list[Action]) -> list[tuple[str, str]]:
+    return [(e.old, e.new) for e in events(actions, StateChanged)]
+
+
+def open_proto(config: ClientConfig | None = None, now: float = 0.0) -> KrakenProtocol:
+    proto = KrakenProtocol(config or cfg())
+    proto.connect(now)
+    proto.connection_made(now)
+    return proto
+
+
+def subscribed_book(
+    symbols: tuple[str, ...] = ("BTC/USD",), config: ClientConfig | None = None
+) -> tuple[KrakenProtocol, dict[str, NaiveBook]]:
+    """A protocol with live, verified books for ``symbols`` (depth 10)."""
+    proto = KrakenProtocol(config or cfg())
+    proto.subscribe("book", list(symbols), 0.0)
+    proto.connect(0.0)
+    request = sent(proto.connection_made(0.0))[0]
+    books = {}
+    for symbol in symbols:
+        proto.receive_data(ack("book", symbol, request["req_id"], depth=10, snapshot=True), 0.1)
+        books[symbol] = NaiveBook(symbol)
+        actions = proto.receive_data(books[symbol].snapshot(), 0.2)
+        assert events(actions, BookUpdate)[0].snapshot
+    assert proto.state is S.SUBSCRIBED
+    return proto, books
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def test_connect_then_open_with_nothing_to_subscribe_settles_at_once() -> None:
+    proto = KrakenProtocol(cfg())
+    actions = proto.connect(1.0)
+    assert actions[-1] == OpenConnection("wss://ws.kraken.com/v2")
+    assert states(actions) == [("disconnected", "connecting")]
+    assert proto.next_deadline() == 11.0  # connect timeout
+    actions = proto.connection_made(1.5)
+    assert states(actions) == [("connecting", "subscribing"), ("subscribing", "subscribed")]
+    assert sent(actions) == []
+
+
+def test_subscriptions_made_before_connect_are_sent_grouped_on_open() -> None:
+    proto = KrakenProtocol(cfg())
+    assert proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0, depth=10) == []
+    assert proto.subscribe("ticker", "BTC/USD", 0.0) == []
+    assert proto.subscribe("book", ["XRP/USD"], 0.0, depth=25) == []
+    assert proto.subscribe("instrument", None, 0.0) == []
+    assert [s.symbol for s in proto.subscriptions.pending] == [
+        "BTC/USD",
+        "ETH/USD",
+        "BTC/USD",
+        "XRP/USD",
+        None,
+    ]
+    proto.connect(0.0)
+    requests = sent(proto.connection_made(0.0))
+    assert requests == [
+        {
+            "method": "subscribe",
+            "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"], "depth": 10},
+            "req_id": 1,
+        },
+        {
+            "method": "subscribe",
+            "params": {"channel": "ticker", "symbol": ["BTC/USD"]},
+            "req_id": 2,
+        },
+        {
+            "method": "subscribe",
+            "params": {"channel": "book", "symbol": ["XRP/USD"], "depth": 25},
+            "req_id": 3,
+        },
+        {"method": "subscribe", "params": {"channel": "instrument"}, "req_id": 4},
+    ]
+    assert proto.state is S.SUBSCRIBING
+
+
+def test_one_ack_per_symbol_and_settle_after_the_last() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0, snapshot=True)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    first = proto.receive_data(ack("trade", "BTC/USD", 1, snapshot=True), 0.1)
+    assert events(first, Subscribed) == [
+        Subscribed(
+            "trade", "BTC/USD", 1, {"channel": "trade", "snapshot": True, "symbol": "BTC/USD"}, 0.1
+        )
+    ]
+    assert proto.state is S.SUBSCRIBING
+    second = proto.receive_data(ack("trade", "ETH/USD", 1, snapshot=True), 0.2)
+    assert states(second) == [("subscribing", "subscribed")]
+    view = proto.subscriptions
+    assert [(i.channel, i.symbol, i.status) for i in view.active] == [
+        ("trade", "BTC/USD", SubscriptionStatus.ACTIVE),
+        ("trade", "ETH/USD", SubscriptionStatus.ACTIVE),
+    ]
+    assert view.pending == () and view.failed == ()
+
+
+def test_subscribe_while_connected_sends_immediately_without_leaving_subscribed() -> None:
+    proto = open_proto()
+    actions = proto.subscribe("ohlc", ["BTC/USD"], 1.0, interval=5)
+    assert sent(actions) == [
+        {
+            "method": "subscribe",
+            "params": {"channel": "ohlc", "symbol": ["BTC/USD"], "interval": 5},
+            "req_id": 1,
+        }
+    ]
+    assert states(actions) == []
+    assert proto.state is S.SUBSCRIBED
+
+
+def test_connect_timeout_degrades_and_asks_to_abort() -> None:
+    proto = KrakenProtocol(cfg(timeout=5.0))
+    proto.connect(0.0)
+    assert proto.handle_timer(4.9) == []
+    actions = proto.handle_timer(5.0)
+    assert isinstance(actions[0], CloseConnection)
+    assert "no connection within 5 s" in actions[0].reason
+    assert states(actions) == [("connecting", "degraded")]
+    change = events(actions, StateChanged)[0]
+    assert (change.retry, change.delay) == (1, 0.1)
+    assert actions[-1] == ReconnectAfter(0.1, change.reason)
+
+
+# --------------------------------------------------------------------------- acks and errors
+
+
+def test_refused_symbol_fails_alone_with_krakens_text() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("ticker", ["BTC/USD", "XBT/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    proto.receive_data(ack("ticker", "BTC/USD", 1, event_trigger="trades", snapshot=True), 0.1)
+    actions = proto.receive_data(
+        error("Currency pair not supported XBT/USD", 1, symbol="XBT/USD"), 0.2
+    )
+    assert events(actions, SubscriptionFailed) == [
+        SubscriptionFailed("ticker", "XBT/USD", "Currency pair not supported XBT/USD", 1, 0.2)
+    ]
+    assert states(actions) == [("subscribing", "subscribed")]
+    failed = proto.subscriptions.failed
+    assert [(f.symbol, f.error) for f in failed] == [
+        ("XBT/USD", "Currency pair not supported XBT/USD")
+    ]
+    # A failed subscription may be requested again.
+    again = proto.subscribe("ticker", ["XBT/USD"], 1.0)
+    assert sent(again)[0]["params"]["symbol"] == ["XBT/USD"]
+
+
+def test_error_without_symbol_fails_every_symbol_of_the_request() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    actions = proto.receive_data(error("Subscription name invalid", 1), 0.3)
+    failed = events(actions, SubscriptionFailed)
+    assert [(f.channel, f.symbol, f.error) for f in failed] == [
+        ("book", "BTC/USD", "Subscription name invalid"),
+        ("book", "ETH/USD", "Subscription name invalid"),
+    ]
+    assert proto.book("BTC/USD") is not None
+    assert proto.book("BTC/USD").state is BookState.FAILED  # type: ignore[union-attr]
+    assert proto.state is S.SUBSCRIBED
+
+
+def test_ack_timeout_fails_the_subscription_and_is_retried_after_reconnect() -> None:
+    proto = KrakenProtocol(cfg(ack_timeout=3.0))
+    proto.subscribe("ticker", ["BTC/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    assert proto.next_deadline() == 3.0
+    assert proto.handle_timer(2.9) == []
+    actions = proto.handle_timer(3.0)
+    assert events(actions, SubscriptionFailed) == [
+        SubscriptionFailed("ticker", "BTC/USD", "no acknowledgement within 3 s", 1, 3.0)
+    ]
+    assert states(actions) == [("subscribing", "subscribed")]
+    proto.connection_lost(4.0)
+    proto.handle_timer(4.1)
+    requests = sent(proto.connection_made(4.2))
+    assert requests[0]["params"]["symbol"] == ["BTC/USD"]
+
+
+def test_error_for_unknown_request_is_reported_not_raised() -> None:
+    proto = open_proto()
+    actions = proto.receive_data(error("Already subscribed", 99, symbol="BTC/USD"), 1.0)
+    assert events(actions, SubscriptionFailed) == [
+        SubscriptionFailed("", "BTC/USD", "Already subscribed", 99, 1.0)
+    ]
+
+
+def test_private_channel_error_carries_its_channel() -> None:
+    proto = open_proto()
+    frame = (
+        '{"channel":"executions","error":"ESession:Invalid session","method":"subscribe",'
+        '"status":"error","success":false,"time_in":"x","time_out":"y"}'
+    )
+    failed = events(proto.receive_data(frame, 1.0), SubscriptionFailed)
+    assert [(f.channel, f.error) for f in failed] == [("executions", "ESession:Invalid session")]
+
+
+def test_missing_success_counts_as_failure() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    frame = '{"method":"subscribe","req_id":1,"symbol":"BTC/USD"}'
+    failed = events(proto.receive_data(frame, 0.5), SubscriptionFailed)
+    assert [(f.symbol, f.error) for f in failed] == [
+        ("BTC/USD", "request failed without an error message")
+    ]
+
+
+def test_unexpected_method_response_is_a_protocol_error() -> None:
+    proto = open_proto()
+    frame = '{"method":"add_order","req_id":5,"success":true,"result":{"order_id":"X"}}'
+    errors = events(proto.receive_data(frame, 1.0), ProtocolError)
+    assert errors[0].error == "unexpected response to method 'add_order'"
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+def test_unsubscribe_echoes_depth_and_emits_unsubscribed_on_ack() -> None:
+    proto, _ = subscribed_book()
+    actions = proto.unsubscribe("book", ["BTC/USD"], 1.0)
+    assert sent(actions) == [
+        {
+            "method": "unsubscribe",
+            "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
+            "req_id": 2,
+        }
+    ]
+    assert [i.symbol for i in proto.subscriptions.unsubscribing] == ["BTC/USD"]
+    done = proto.receive_data(ack("book", "BTC/USD", 2, method="unsubscribe", depth=10), 1.1)
+    assert events(done, Unsubscribed) == [Unsubscribed("book", "BTC/USD", 2, 1.1)]
+    assert proto.book("BTC/USD") is None
+    assert proto.subscriptions.active == ()
+
+
+def test_subscription_not_found_answer_with_method_subscribe_ends_the_unsubscribe() -> None:
+    proto = open_proto()
+    proto.subscribe("ohlc", ["BTC/USD"], 0.0, interval=60)
+    proto.receive_data(ack("ohlc", "BTC/USD", 1, interval=60, snapshot=True), 0.1)
+    request = sent(proto.unsubscribe("ohlc", ["BTC/USD"], 1.0))[0]
+    assert request["params"] == {"channel": "ohlc", "symbol": ["BTC/USD"], "interval": 60}
+    answer = error("Subscription Not Found", request["req_id"], symbol="BTC/USD")
+    actions = proto.receive_data(answer, 1.2)
+    assert events(actions, Unsubscribed) == [Unsubscribed("ohlc", "BTC/USD", 2, 1.2)]
+    assert proto.subscriptions.unsubscribing == ()
+
+
+def test_unsubscribe_while_disconnected_just_forgets() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0)
+    actions = proto.unsubscribe("trade", ["BTC/USD"], 0.5)
+    assert actions == [Emit(Unsubscribed("trade", "BTC/USD", None, 0.5))]
+    proto.connect(1.0)
+    assert sent(proto.connection_made(1.0))[0]["params"]["symbol"] == ["ETH/USD"]
+
+
+def test_unsubscribe_ack_timeout_forgets_the_subscription() -> None:
+    proto = open_proto(cfg(ack_timeout=2.0))
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.receive_data(ack("trade", "BTC/USD", 1), 0.1)
+    proto.unsubscribe("trade", ["BTC/USD"], 1.0)
+    actions = proto.handle_timer(3.0)
+    assert events(actions, Unsubscribed) == [Unsubscribed("trade", "BTC/USD", 2, 3.0)]
+
+
+def test_pending_unsubscribe_completes_when_the_connection_drops() -> None:
+    proto = open_proto()
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.receive_data(ack("trade", "BTC/USD", 1), 0.1)
+    proto.unsubscribe("trade", ["BTC/USD"], 1.0)
+    actions = proto.connection_lost(1.5)
+    assert events(actions, Unsubscribed) == [Unsubscribed("trade", "BTC/USD", None, 1.5)]
+    proto.handle_timer(2.0)
+    assert sent(proto.connection_made(2.0)) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: p.subscribe("book", ["BTC/USD"], 0.0, depth=7), "depth must be one of"),
+        (lambda p: p.subscribe("book", ["BTC/USD"], 0.0, depth=True), "depth must be one of"),
+        (lambda p: p.subscribe("ohlc", ["BTC/USD"], 0.0), "ohlc needs interval"),
+        (lambda p: p.subscribe("ticker", ["BTC/USD"], 0.0, event_trigger="x"), "event_trigger"),
+        (lambda p: p.subscribe("ticker", ["BTC/USD"], 0.0, snapshot="yes"), "snapshot must"),
+        (lambda p: p.subscribe("ticker", ["BTC/USD"], 0.0, depth=10), "does not take"),
+        (lambda p: p.subscribe("ticker", [], 0.0), "needs at least one symbol"),
+        (lambda p: p.subscribe("ticker", ["BTCUSD"], 0.0), "not a v2 pair name"),
+        (lambda p: p.subscribe("ticker", [" BTC/USD"], 0.0), "not a v2 pair name"),
+        (lambda p: p.subscribe("instrument", ["BTC/USD"], 0.0), "takes no symbols"),
+        (lambda p: p.subscribe("spread", ["BTC/USD"], 0.0), "unknown channel"),
+        (lambda p: p.subscribe("executions", None, 0.0), "private"),
+        (lambda p: p.unsubscribe("trade", ["BTC/USD"], 0.0), "not subscribed"),
+        (lambda p: p.receive_data(HEARTBEAT, 0.0), "feed data only after connection_made"),
+        (lambda p: p.connection_made(0.0), "only valid after OpenConnection"),
+        (lambda p: p.token_received("t", 0.0), "only valid after FetchToken"),
+        (lambda p: p.connection_lost(0.0), "before connect"),
+    ],
+)
+def test_caller_misuse_raises_local_protocol_error(call: Any, match: str) -> None:
+    proto = KrakenProtocol(cfg())
+    with pytest.raises(LocalProtocolError, match=match):
+        call(proto)
+    assert proto.subscriptions.pending == ()
+
+
+def test_duplicate_subscribe_is_refused_before_anything_changes() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("trade", ["ETH/USD"], 0.0)
+    with pytest.raises(LocalProtocolError, match="already subscribed to trade ETH/USD"):
+        proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0)
+    assert [i.symbol for i in proto.subscriptions.pending] == ["ETH/USD"]
+
+
+def test_repeated_symbols_in_one_call_are_sent_once() -> None:
+    proto = open_proto()
+    request = sent(proto.subscribe("trade", ["BTC/USD", "BTC/USD"], 0.0))[0]
+    assert request["params"]["symbol"] == ["BTC/USD"]
+
+
+# --------------------------------------------------------------------------- market data
+
+
+def test_trades_and_tickers_become_one_event_per_entry_with_exact_decimals() -> None:
+    proto = open_proto()
+    frame = (
+        '{"channel":"trade","type":"update","data":['
+        '{"symbol":"BTC/USD","side":"buy","price":83744.3,"qty":5.1e-05,"ord_type":"limit",'
+        '"trade_id":1,"timestamp":"2026-09-25T17:48:26.844359Z"},'
+        '{"symbol":"BTC/USD","side":"sell","price":83744.2,"qty":0.00044780,"ord_type":"market",'
+        '"trade_id":2,"timestamp":"2026-09-25T17:48:26.844360Z"}]}'
+    )
+    trades = events(proto.receive_data(frame, 3.0), Trade)
+    assert [(t.trade_id, t.price, t.qty, t.received_at) for t in trades] == [
+        (1, Decimal("83744.3"), Decimal("0.000051"), 3.0),
+        (2, Decimal("83744.2"), Decimal("0.00044780"), 3.0),
+    ]
+    tick = events(proto.receive_data(ticker("ETH/USD", bid="1877.43"), 4.0), Ticker)[0]
+    assert (tick.symbol, tick.bid, tick.received_at) == ("ETH/USD", Decimal("1877.43"), 4.0)
+
+
+def test_status_frame_keeps_a_uint64_connection_id() -> None:
+    proto = open_proto()
+    status = events(proto.receive_data(STATUS, 1.0), SystemStatus)[0]
+    assert status.connection_id == 18125794168470749634
+    assert (status.system, status.version) == ("online", "2.0.10")
+    assert proto.receive_data(HEARTBEAT, 1.1) == []
+
+
+# --------------------------------------------------------------------------- books
+
+
+def test_book_updates_are_verified_and_queries_are_exact() -> None:
+    proto, books = subscribed_book()
+    naive = books["BTC/USD"]
+    actions = proto.receive_data(naive.frame([("99.0", "0")], [("101.0", "3.5")]), 1.0)
+    update = events(actions, BookUpdate)[0]
+    assert not update.snapshot and update.checksum == naive.checksum()
+    book = proto.book("BTC/USD")
+    assert book is not None and book.is_live
+    assert book.best_bid().price == Decimal("98.0")  # type: ignore[union-attr]
+    assert book.best_ask().qty == Decimal("3.50000000")  # type: ignore[union-attr]
+    assert book.spread() == Decimal("3.0")
+    assert book.mid_price() == Decimal("99.5")
+
+
+def test_checksum_mismatch_resyncs_only_that_symbol() -> None:
+    proto, books = subscribed_book(("BTC/USD", "ETH/USD"))
+    bad = books["BTC/USD"].frame([("99.5", "1.0")], [], checksum=12345)
+    actions = proto.receive_data(bad, 1.0)
+    assert events(actions, BookUpdate) == []
+    resync = events(actions, BookResync)
+    assert [(r.symbol, r.attempt) for r in resync] == [("BTC/USD", 1)]
+    assert "checksum mismatch" in resync[0].reason and "12345" in resync[0].reason
+    assert sent(actions) == [
+        {
+            "method": "unsubscribe",
+            "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
+            "req_id": 2,
+        },
+        {
+            "method": "subscribe",
+            "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
+            "req_id": 3,
+        },
+    ]
+    assert states(actions) == [("subscribed", "resyncing")]
+    btc = proto.book("BTC/USD")
+    assert btc is not None and btc.state is BookState.RESYNCING
+    with pytest.raises(BookNotLiveError, match="resyncing"):
+        btc.best_bid()
+    # ETH/USD is untouched and keeps flowing; BTC/USD deltas are dropped meanwhile.
+    eth = events(proto.receive_data(books["ETH/USD"].frame([], [("102.0", "9")]), 1.1), BookUpdate)
+    assert [u.symbol for u in eth] == ["ETH/USD"]
+    assert proto.receive_data(books["BTC/USD"].frame([("97.5", "1")], []), 1.2) == []
+    # The internal acks are not reported; the new snapshot finishes the resync.
+    quiet = proto.receive_data(ack("book", "BTC/USD", 2, method="unsubscribe", depth=10), 1.3)
+    quiet += proto.receive_data(ack("book", "BTC/USD", 3, depth=10, snapshot=True), 1.4)
+    assert events(quiet, Unsubscribed) == [] and events(quiet, Subscribed) == []
+    done = proto.receive_data(NaiveBook("BTC/USD").snapshot(mid=200), 1.5)
+    assert events(done, BookUpdate)[0].snapshot
+    assert states(done) == [("resyncing", "subscribed")]
+    assert btc.best_bid().price == Decimal("199.0")  # type: ignore[union-attr]
+
+
+def test_resync_budget_then_subscription_failed() -> None:
+    proto, books = subscribed_book(config=cfg(resync_max_attempts=2, resync_window=60.0))
+    first = proto.receive_data(books["BTC/USD"].frame([("99.5", "1")], [], checksum=1), 1.0)
+    assert [r.attempt for r in events(first, BookResync)] == [1]
+    # The snapshots that answer the resyncs are corrupt too.
+    bad_snapshot = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
+    second = proto.receive_data(bad_snapshot, 2.0)
+    assert [r.attempt for r in events(second, BookResync)] == [2]
+    actions = proto.receive_data(bad_snapshot, 3.0)
+    assert events(actions, BookResync) == []
+    failed = events(actions, SubscriptionFailed)
+    assert len(failed) == 1 and failed[0].symbol == "BTC/USD"
+    assert "gave up after 2 resyncs within 60 s" in failed[0].error
+    book = proto.book("BTC/USD")
+    assert book is not None and book.state is BookState.FAILED
+    with pytest.raises(BookNotLiveError, match="failed"):
+        book.asks()
+    assert sent(actions)[-1]["method"] == "unsubscribe"
+    assert states(actions) == [("resyncing", "subscribed")]
+    assert [i.symbol for i in proto.subscriptions.failed] == ["BTC/USD"]
+
+
+def test_resync_window_resets_the_budget() -> None:
+    proto, _books = subscribed_book(config=cfg(resync_max_attempts=1, resync_window=10.0))
+    bad = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
+    assert [r.attempt for r in events(proto.receive_data(bad, 1.0), BookResync)] == [1]
+    assert [r.attempt for r in events(proto.receive_data(bad, 20.0), BookResync)] == [1]
+    assert events(proto.receive_data(bad, 21.0), SubscriptionFailed) != []
+
+
+def test_update_before_any_snapshot_is_a_protocol_error() -> None:
+    proto = open_proto()
+    actions = proto.receive_data(NaiveBook("SOL/USD").frame([("1.0", "1")], []), 1.0)
+    assert events(actions, ProtocolError)[0].error == "book update for SOL/USD without a snapshot"
+
+
+def test_depth_headroom_subscribes_deeper_and_shows_the_users_depth() -> None:
+    proto = KrakenProtocol(cfg(depth_headroom=5))
+    proto.subscribe("book", ["BTC/USD"], 0.0, depth=10)
+    proto.connect(0.0)
+    assert sent(proto.connection_made(0.0))[0]["params"]["depth"] == 25
+    proto.receive_data(ack("book", "BTC/USD", 1, depth=25, snapshot=True), 0.1)
+    naive = NaiveBook("BTC/USD", depth=25)
+    proto.receive_data(naive.snapshot(levels=25), 0.2)
+    book = proto.book("BTC/USD")
+    assert book is not None and (book.depth, book.view_depth) == (25, 10)
+    assert len(book.bids()) == 10
+    info = proto.subscriptions.active[0]
+    assert (info.depth, info.params["depth"]) == (10, 25)
+
+
+def test_precision_from_instrument_wins_over_config() -> None:
+    proto = open_proto(cfg(precisions={"BTC/USD": Precision(price=2, qty=8)}))
+    proto.subscribe("book", ["BTC/USD"], 0.0)
+    book = proto.book("BTC/USD")
+    assert book is not None and (book.price_precision, book.qty_precision) == (2, 8)
+    proto.receive_data(instrument("BTC/USD", 1, 8), 0.5)
+    assert (book.price_precision, book.qty_precision) == (1, 8)
+    proto.subscribe("book", ["ETH/USD"], 0.6)
+    proto.receive_data(instrument("ETH/USD", 2, 8), 0.7)
+    eth = proto.book("ETH/USD")
+    assert eth is not None and eth.price_precision == 2
+    # An unpadded (re-serialized) snapshot verifies thanks to the precision.
+    proto.receive_data(ack("book", "BTC/USD", 1, depth=10, snapshot=True), 0.8)
+    naive = NaiveBook("BTC/USD")
+    naive.snapshot()
+    trimmed = (
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":'
+        + json.dumps(
+            [
+                {"price": float(p), "qty": float(q)}
+                for p, q in sorted(naive.bids.items(), reverse=True)
+            ]
+        )
+        + ',"asks":'
+        + json.dumps([{"price": float(p), "qty": float(q)} for p, q in sorted(naive.asks.items())])
+        + f',"checksum":{naive.checksum()}}}]}}'
+    )
+    assert events(proto.receive_data(trimmed, 0.9), BookUpdate) != []
+
+
+def test_reconnect_invalidates_books_until_their_new_snapshot() -> None:
+    proto, _books = subscribed_book()
+    actions = proto.connection_lost(5.0, ConnectionResetError("peer reset"))
+    change = events(actions, StateChanged)[0]
+    assert (change.old, change.new, change.retry, change.delay) == (
+        "subscribed",
+        "degraded",
+        1,
+        0.1,
+    )
+    assert change.reason == "connection lost: ConnectionResetError: peer reset"
+    book = proto.book("BTC/USD")
+    assert book is not None and book.state is BookState.AWAITING_SNAPSHOT
+    with pytest.raises(BookNotLiveError, match="awaiting_snapshot"):
+        book.spread()
+    assert proto.receive_data(HEARTBEAT, 5.01) == []  # late frames are ignored
+    assert proto.next_deadline() == pytest.approx(5.1)
+    reconnect = proto.handle_timer(5.1)
+    assert states(reconnect) == [("degraded", "connecting")]
+    assert reconnect[-1] == OpenConnection("wss://ws.kraken.com/v2")
+    requests = sent(proto.connection_made(5.2))
+    assert requests == [
+        {
+            "method": "subscribe",
+            "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
+            "req_id": 2,
+        }
+    ]
+    proto.receive_data(ack("book", "BTC/USD", 2, depth=10, snapshot=True), 5.3)
+    proto.receive_data(NaiveBook("BTC/USD").snapshot(mid=300), 5.4)
+    assert book.best_ask().price == Decimal("301.0")  # type: ignore[union-attr]
+
+
+def test_backoff_grows_and_resets_after_a_settled_connection() -> None:
+    proto = KrakenProtocol(cfg(reconnect=ReconnectConfig(jitter=0.0, max_delay=0.5)))
+    proto.connect(0.0)
+    delays = []
+    now = 0.0
+    for _ in range(5):
+        change = events(proto.connection_lost(now), StateChanged)[0]
+        delays.append((change.retry, change.delay))
+        now = proto.next_deadline()  # type: ignore[assignment]
+        proto.handle_timer(now)
+    assert delays == [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.5), (5, 0.5)]
+    proto.connection_made(now)  # settles: the budget starts over
+    change = events(proto.connection_lost(now + 1), StateChanged)[0]
+    assert (change.retry, change.delay) == (1, 0.1)
+
+
+def test_jittered_backoff_is_reproducible_with_a_seed() -> None:
+    def run() -> list[float | None]:
+        proto = KrakenProtocol(cfg(reconnect=ReconnectConfig(jitter=0.5), rng=random.Random(3)))
+        proto.connect(0.0)
+        out = []
+        for _ in range(4):
+            out.append(events(proto.connection_lost(0.0), StateChanged)[0].delay)
+            proto.handle_timer(100.0)
+        return out
+
+    first = run()
+    assert first == run()
+    assert len(set(first)) == 4
+    assert all(d is not None and 0 < d <= 30.0 for d in first)
+
+
+def test_retry_budget_spent_closes() -> None:
+    proto = KrakenProtocol(cfg(reconnect=ReconnectConfig(max_attempts=2, jitter=0.0)))
+    proto.connect(0.0)
+    proto.connection_lost(0.0)
+    proto.handle_timer(1.0)
+    proto.connection_lost(1.0)
+    proto.handle_timer(2.0)
+    actions = proto.connection_lost(2.0)
+    assert states(actions) == [("connecting", "closed")]
+    assert "gave up after 2 reconnect attempts" in events(actions, StateChanged)[0].reason
+    assert proto.next_deadline() is None
+
+
+def test_close_1008_is_terminal() -> None:
+    proto, _ = subscribed_book()
+    actions = proto.connection_lost(3.0, close_code=1008)
+    assert states(actions) == [("subscribed", "closed")]
+    assert "1008" in events(actions, StateChanged)[0].reason
+    assert not any(isinstance(a, ReconnectAfter) for a in actions)
+    assert proto.handle_timer(100.0) == []
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1006, 1011])
+def test_other_close_codes_reconnect(code: int) -> None:
+    proto, _ = subscribed_book()
+    actions = proto.connection_lost(3.0, close_code=code)
+    assert states(actions) == [("subscribed", "degraded")]
+    assert f"code {code}" in events(actions, StateChanged)[0].reason
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def test_stale_after_silence_but_heartbeats_keep_it_alive_and_pongs_do_not() -> None:
+    proto, _ = subscribed_book(config=cfg(stale_timeout=5.0))
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        assert proto.receive_data(HEARTBEAT, t) == []
+    assert proto.next_deadline() == 10.0
+    assert proto.handle_timer(9.9) == []
+    proto.receive_data('{"method":"pong","req_id":77}', 9.95)
+    actions = proto.handle_timer(10.0)
+    assert isinstance(actions[0], CloseConnection)
+    assert actions[0].reason == "stale: no message from Kraken for 5.0 s"
+    assert states(actions) == [("subscribed", "degraded")]
+
+
+def test_no_staleness_before_anything_is_subscribed() -> None:
+    proto = open_proto(cfg(stale_timeout=5.0))
+    assert proto.next_deadline() is None
+    assert proto.handle_timer(100.0) == []
+    assert proto.state is S.SUBSCRIBED
+
+
+def test_ping_on_interval_and_pong_with_round_trip() -> None:
+    proto = open_proto(cfg(ping_interval=20.0))
+    assert proto.next_deadline() == 20.0
+    actions = proto.handle_timer(20.0)
+    assert sent(actions) == [{"method": "ping", "req_id": 1}]
+    assert proto.next_deadline() == 40.0
+    pong = events(proto.receive_data('{"method":"pong","req_id":1,"time_in":"a"}', 20.25), Pong)
+    assert pong == [Pong(1, 0.25, 20.25)]
+    unknown = events(proto.receive_data('{"method":"pong","req_id":55}', 21.0), Pong)
+    assert unknown == [Pong(55, None, 21.0)]
+
+
+def test_unanswered_pings_are_bounded() -> None:
+    proto = open_proto(cfg(ping_interval=1.0))
+    for t in range(1, 40):
+        proto.handle_timer(float(t))
+    first = events(proto.receive_data('{"method":"pong","req_id":1}', 40.0), Pong)[0]
+    last = events(proto.receive_data('{"method":"pong","req_id":39}', 40.0), Pong)[0]
+    assert first.rtt is None and last.rtt == pytest.approx(1.0)
+
+
+def test_silent_subscription_while_others_flow_reconnects() -> None:
+    proto = open_proto(cfg(silent_subscription_timeout=8.0, stale_timeout=5.0))
+    proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0)
+    proto.receive_data(ack("trade", "BTC/USD", 1), 0.0)
+    proto.receive_data(ack("trade", "ETH/USD", 1), 0.0)
+    trade_id = 0
+    actions: list[Action] = []
+    now = 0.0
+    while not any(isinstance(a, CloseConnection) for a in actions):
+        now += 1.0
+        trade_id += 1
+        proto.receive_data(trade("BTC/USD", trade_id), now)
+        actions = proto.handle_timer(now)
+        assert now < 20
+    assert now == 8.0
+    close = actions[0]
+    assert isinstance(close, CloseConnection)
+    assert close.reason == "stale: trade ETH/USD silent for 8.0 s"
+
+
+def test_book_data_keeps_a_subscription_from_counting_as_silent() -> None:
+    proto, books = subscribed_book(config=cfg(silent_subscription_timeout=4.0))
+    for t in range(1, 12):
+        proto.receive_data(books["BTC/USD"].frame([], [(f"{150 + t}.0", "1")]), float(t))
+        assert not any(isinstance(a, CloseConnection) for a in proto.handle_timer(float(t)))
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+def test_outgoing_requests_are_paced_by_the_token_bucket() -> None:
+    proto = open_proto(cfg(max_requests_per_second=2.0, request_burst=1))
+    first = proto.subscribe("trade", ["BTC/USD"], 0.0)
+    second = proto.subscribe("ticker", ["BTC/USD"], 0.0)
+    third = proto.subscribe("book", ["BTC/USD"], 0.0)
+    assert [r["params"]["channel"] for r in sent(first + second + third)] == ["trade"]
+    assert proto.next_deadline() == pytest.approx(0.5)
+    assert [r["params"]["channel"] for r in sent(proto.handle_timer(0.5))] == ["ticker"]
+    assert [r["params"]["channel"] for r in sent(proto.handle_timer(1.0))] == ["book"]
+    # The ack deadline runs from when the request actually left.
+    assert proto.next_deadline() == pytest.approx(10.0)
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def test_close_is_terminal_idempotent_and_restartable() -> None:
+    proto, _ = subscribed_book()
+    actions = proto.close(2.0)
+    assert actions[0] == CloseConnection(1000, "closed by the client")
+    assert states(actions) == [("subscribed", "closed")]
+    assert proto.close(2.1) == []
+    assert proto.connection_lost(2.2) == []
+    assert proto.receive_data(HEARTBEAT, 2.3) == []
+    assert proto.handle_timer(50.0) == []
+    assert proto.next_deadline() is None
+    proto.connect(3.0)
+    assert sent(proto.connection_made(3.0))[0]["params"]["symbol"] == ["BTC/USD"]
+
+
+def test_close_before_connect_sends_nothing_to_the_socket() -> None:
+    proto = KrakenProtocol(cfg())
+    actions = proto.close(0.0)
+    assert states(actions) == [("disconnected", "closed")]
+    assert not any(isinstance(a, CloseConnection) for a in actions)
+
+
+# --------------------------------------------------------------------------- private
+
+
+def private_config(**overrides: Any) -> ClientConfig:
+    return cfg(api_key="KEY123", api_secret="c2VjcmV0c2VjcmV0", **overrides)
+
+
+def test_private_connection_fetches_a_token_then_subscribes_with_it() -> None:
+    proto = KrakenProtocol(private_config(), private=True)
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    assert proto.connect(0.0)[-1] == OpenConnection("wss://ws-auth.kraken.com/v2")
+    actions = proto.connection_made(0.0)
+    assert states(actions) == [("connecting", "authenticating")]
+    fetch = actions[-1]
+    assert isinstance(fetch, FetchToken)
+    assert "KEY123" not in repr(fetch) and "c2VjcmV0" not in repr(fetch)
+    actions = proto.token_received("TOKEN-abc", 0.5)
+    assert states(actions) == [("authenticating", "subscribing")]
+    assert sent(actions)[0]["params"]["token"] == "TOKEN-abc"
+    other = KrakenProtocol(private_config(), private=True)
+    other.connect(0.0)
+    other.connection_made(0.0)
+    with pytest.raises(LocalProtocolError, match="non-empty token"):
+        other.token_received("", 0.0)
+
+
+def test_token_timeout_degrades() -> None:
+    proto = KrakenProtocol(private_config(timeout=4.0), private=True)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    assert proto.next_deadline() == 4.0
+    actions = proto.handle_timer(4.0)
+    assert states(actions) == [("authenticating", "degraded")]
+    assert "no WebSocket token within 4 s" in events(actions, StateChanged)[0].reason
+
+
+def test_private_needs_credentials() -> None:
+    with pytest.raises(LocalProtocolError, match="api_key and api_secret"):
+        KrakenProtocol(cfg(), private=True)
+
+
+def test_url_and_config_are_exposed() -> None:
+    config = cfg(endpoint="ws://127.0.0.1:8765/v2")
+    proto = KrakenProtocol(config)
+    assert proto.url == "ws://127.0.0.1:8765/v2"
+    assert proto.config is config
+    assert proto.state is S.DISCONNECTED
+    assert KrakenProtocol().config.endpoint == "wss://ws.kraken.com/v2"
