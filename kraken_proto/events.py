@@ -19,6 +19,7 @@ __all__ = [
     "BookLevel",
     "BookResync",
     "BookUpdate",
+    "Dropped",
     "Event",
     "InstrumentAsset",
     "InstrumentPair",
@@ -240,6 +241,20 @@ class Pong(msgspec.Struct, frozen=True):
     received_at: float = 0.0
 
 
+class Dropped(msgspec.Struct, frozen=True):
+    """Events were dropped or coalesced by the backpressure policy since the last delivery.
+
+    Delivered just before the next event that made it through, so the consumer learns of a
+    loss in order. ``dropped`` events were discarded; ``coalesced`` events were replaced by
+    a newer one of the same kind and symbol; ``policy`` is the drop policy's value.
+    """
+
+    dropped: int
+    coalesced: int
+    policy: str
+    received_at: float = 0.0
+
+
 class ProtocolError(msgspec.Struct, frozen=True):
     """The server sent something the SDK could not use; processing continued.
 
@@ -264,6 +279,7 @@ Event = (
     | Unsubscribed
     | BookResync
     | Pong
+    | Dropped
     | ProtocolError
 )
 """Every event type the protocol emits."""

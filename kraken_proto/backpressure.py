@@ -1,0 +1,158 @@
+"""The bounded event buffer between the protocol and a slow consumer, with its policies.
+
+Drivers push every event the protocol emits and the consumer pops them. When the consumer
+falls behind, :class:`~kraken_proto.config.DropPolicy` decides what is lost:
+
+- ``OLDEST``: the oldest queued event is dropped to make room;
+- ``LATEST``: the new event is rejected;
+- ``COALESCE``: a ticker or book update replaces the queued one of the same symbol (trades
+  and every other event are never coalesced); if nothing can be coalesced, the oldest event
+  is dropped.
+
+Every loss is counted, and surfaced to the consumer as one :class:`Dropped` event delivered
+before the next event, so ``received == delivered + dropped + coalesced + queued`` always
+holds (``Dropped`` events themselves are not counted as received or delivered).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import msgspec
+
+from kraken_proto.config import BackpressureConfig, DropPolicy
+from kraken_proto.events import BookUpdate, Dropped, Event, Ticker
+from kraken_proto.throttle import TokenBucket
+
+__all__ = ["BufferStats", "EventBuffer"]
+
+_COALESCABLE = (Ticker, BookUpdate)
+
+
+class BufferStats(msgspec.Struct, frozen=True):
+    """Counters of an :class:`EventBuffer` at one moment."""
+
+    received: int
+    delivered: int
+    dropped: int
+    coalesced: int
+    queued: int
+
+
+class _Slot:
+    """A queued event (replaced in place when coalesced) and when it was queued."""
+
+    __slots__ = ("event", "key", "pushed_at")
+
+    def __init__(self, event: Event, key: tuple[type, str] | None, pushed_at: float) -> None:
+        self.event = event
+        self.key = key
+        self.pushed_at = pushed_at
+
+
+class EventBuffer:
+    """A bounded FIFO of events applying a :class:`BackpressureConfig`. Time is passed in."""
+
+    def __init__(self, config: BackpressureConfig | None = None) -> None:
+        self._config = config = config if config is not None else BackpressureConfig()
+        self._policy = config.drop_policy
+        self._capacity = config.max_queue_depth
+        self._window = config.coalesce_window
+        self._slots: deque[_Slot] = deque()
+        self._latest: dict[tuple[type, str], _Slot] = {}
+        rate = config.max_messages_per_second
+        self._pacer = None if rate is None else TokenBucket(rate, max(1, int(rate)))
+        self._received = self._delivered = self._dropped = self._coalesced = 0
+        self._unreported_dropped = self._unreported_coalesced = 0
+
+    @property
+    def config(self) -> BackpressureConfig:
+        """The configuration in force."""
+        return self._config
+
+    def __len__(self) -> int:
+        """Events waiting to be delivered."""
+        return len(self._slots)
+
+    @property
+    def stats(self) -> BufferStats:
+        """The counters now."""
+        return BufferStats(
+            received=self._received,
+            delivered=self._delivered,
+            dropped=self._dropped,
+            coalesced=self._coalesced,
+            queued=len(self._slots),
+        )
+
+    def push(self, event: Event, now: float) -> bool:
+        """Queue ``event``; returns False if it was itself rejected (``LATEST`` when full)."""
+        self._received += 1
+        key: tuple[type, str] | None = None
+        if self._policy is DropPolicy.COALESCE and isinstance(event, _COALESCABLE):
+            key = (type(event), event.symbol)
+            queued = self._latest.get(key)
+            if queued is not None and (
+                len(self._slots) >= self._capacity
+                or (self._window > 0 and now - queued.pushed_at <= self._window)
+            ):
+                queued.event = event
+                self._count_coalesced()
+                return True
+        if len(self._slots) >= self._capacity:
+            if self._policy is DropPolicy.LATEST:
+                self._count_dropped()
+                return False
+            self._drop_oldest()
+        slot = _Slot(event, key, now)
+        self._slots.append(slot)
+        if key is not None:
+            self._latest[key] = slot
+        return True
+
+    def pop(self, now: float) -> Event | None:
+        """The next event, or None if empty or the delivery rate cap says wait.
+
+        A :class:`Dropped` summary comes first whenever events were lost since the last one.
+        """
+        if self._unreported_dropped or self._unreported_coalesced:
+            summary = Dropped(
+                self._unreported_dropped, self._unreported_coalesced, self._policy.value, now
+            )
+            self._unreported_dropped = self._unreported_coalesced = 0
+            return summary
+        if not self._slots:
+            return None
+        if self._pacer is not None and not self._pacer.try_acquire(now):
+            return None
+        slot = self._popleft()
+        self._delivered += 1
+        return slot.event
+
+    def next_ready(self, now: float) -> float | None:
+        """When ``pop`` can next return an event: ``now``, a later time (rate cap), or None."""
+        if self._unreported_dropped or self._unreported_coalesced:
+            return now
+        if not self._slots:
+            return None
+        if self._pacer is None:
+            return now
+        return self._pacer.next_available(now)
+
+    def _popleft(self) -> _Slot:
+        slot = self._slots.popleft()
+        if slot.key is not None and self._latest.get(slot.key) is slot:
+            del self._latest[slot.key]
+        return slot
+
+    def _drop_oldest(self) -> None:
+        self._popleft()
+        self._count_dropped()
+
+    def _count_dropped(self) -> None:
+        self._dropped += 1
+        self._unreported_dropped += 1
+
+    def _count_coalesced(self) -> None:
+        self._coalesced += 1
+        self._unreported_coalesced += 1

@@ -1,0 +1,150 @@
+"""What every driver does with events: callbacks, the bounded buffer, acks, statistics.
+
+Drivers differ only in how they do IO and wait; this module is the part they share, so
+callback semantics, backpressure accounting and subscribe/unsubscribe results are the same
+under asyncio, a caller's own loop and a background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from kraken_proto.backpressure import EventBuffer
+from kraken_proto.config import BackpressureConfig
+from kraken_proto.errors import SubscriptionError
+from kraken_proto.events import Event, Subscribed, SubscriptionFailed, Unsubscribed
+
+__all__ = ["AckWaiter", "ClientStats", "EventRouter"]
+
+log = logging.getLogger("kraken_transports")
+
+E = TypeVar("E")
+
+
+class ClientStats(msgspec.Struct, frozen=True):
+    """A driver's counters. ``received == delivered + dropped + coalesced + queued``.
+
+    ``frames_in``/``frames_out`` count WebSocket messages; ``callback_errors`` counts
+    exceptions raised by user callbacks (logged, never propagated into the IO loop).
+    """
+
+    received: int
+    delivered: int
+    dropped: int
+    coalesced: int
+    queued: int
+    frames_in: int
+    frames_out: int
+    reconnects: int
+    callback_errors: int
+
+
+class EventRouter:
+    """Routes each event to the callbacks registered for its type, then into the buffer.
+
+    Callbacks run in the driver's IO context as events are produced, before any
+    backpressure applies, so they see every event. With ``buffer_events=False`` events go
+    to callbacks only (for callback-only users, whose unread buffer would otherwise fill).
+    """
+
+    def __init__(self, config: BackpressureConfig, *, buffer_events: bool = True) -> None:
+        self.buffer = EventBuffer(config)
+        self._buffer_events = buffer_events
+        self._callbacks: dict[type | None, list[Callable[[Any], object]]] = {}
+        self.frames_in = 0
+        self.frames_out = 0
+        self.reconnects = 0
+        self.callback_errors = 0
+
+    def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event of ``event_type`` (``None``: every event).
+
+        Several callbacks per type are called in registration order. Returns a function that
+        removes this registration.
+        """
+        if event_type is not None and not isinstance(event_type, type):
+            raise TypeError(f"event_type must be an event class or None, not {event_type!r}")
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        entries = self._callbacks.setdefault(event_type, [])
+        entries.append(callback)
+
+        def remove() -> None:
+            if callback in entries:
+                entries.remove(callback)
+
+        return remove
+
+    def dispatch(self, event: Event, now: float) -> None:
+        """Deliver one event to its callbacks and queue it for iteration."""
+        callbacks = self._callbacks
+        if callbacks:
+            for key in (type(event), None):
+                for callback in callbacks.get(key, ()):
+                    try:
+                        callback(event)
+                    except Exception:
+                        self.callback_errors += 1
+                        log.exception("callback %r raised on %s", callback, type(event).__name__)
+        if self._buffer_events:
+            self.buffer.push(event, now)
+
+    def stats(self) -> ClientStats:
+        """The counters now."""
+        counts = self.buffer.stats
+        return ClientStats(
+            received=counts.received,
+            delivered=counts.delivered,
+            dropped=counts.dropped,
+            coalesced=counts.coalesced,
+            queued=counts.queued,
+            frames_in=self.frames_in,
+            frames_out=self.frames_out,
+            reconnects=self.reconnects,
+            callback_errors=self.callback_errors,
+        )
+
+
+class AckWaiter:
+    """Collects the per-symbol answers that one subscribe or unsubscribe call waits for."""
+
+    def __init__(self, method: str, channel: str, symbols: Sequence[str | None]) -> None:
+        if method not in ("subscribe", "unsubscribe"):
+            raise ValueError(f"method must be 'subscribe' or 'unsubscribe', not {method!r}")
+        self.method = method
+        self.channel = channel
+        self._waiting = set(symbols)
+        self._answers: list[Subscribed | Unsubscribed] = []
+        self._failure: SubscriptionFailed | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once every symbol was answered (or one failed)."""
+        return not self._waiting or self._failure is not None
+
+    def feed(self, event: Event) -> bool:
+        """Offer an event; returns ``done``."""
+        expected = Subscribed if self.method == "subscribe" else Unsubscribed
+        if (
+            isinstance(event, (expected, SubscriptionFailed))
+            and event.channel == self.channel
+            and event.symbol in self._waiting
+        ):
+            self._waiting.discard(event.symbol)
+            if isinstance(event, SubscriptionFailed):
+                if self._failure is None:
+                    self._failure = event
+            else:
+                self._answers.append(event)
+        return self.done
+
+    def result(self) -> list[Subscribed | Unsubscribed]:
+        """The acks in arrival order; raises :class:`SubscriptionError` if one failed."""
+        if self._failure is not None:
+            failure = self._failure
+            raise SubscriptionError(failure.channel, failure.symbol, failure.error)
+        return list(self._answers)

@@ -1,0 +1,163 @@
+"""The bounded event buffer: each drop policy, coalescing, the rate cap, the accounting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kraken_proto import BackpressureConfig, BookUpdate, DropPolicy, Ticker, Trade
+from kraken_proto.backpressure import BufferStats, EventBuffer
+from kraken_proto.events import Dropped, Event
+
+
+def tick(symbol: str, n: int) -> Ticker:
+    d = Decimal(n)
+    return Ticker(symbol, d, d, d, d, d, d, d, d, d, d, d)
+
+
+def trade(symbol: str, n: int) -> Trade:
+    return Trade(symbol, "buy", Decimal(n), Decimal(1), "limit", n, "t")
+
+
+def book(symbol: str, n: int) -> BookUpdate:
+    return BookUpdate(symbol, (), (), n)
+
+
+def drain(buffer: EventBuffer, now: float = 0.0) -> list[Event]:
+    out = []
+    while (event := buffer.pop(now)) is not None:
+        out.append(event)
+    return out
+
+
+def test_fifo_when_under_capacity() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_queue_depth=5))
+    events = [trade("BTC/USD", n) for n in range(5)]
+    for event in events:
+        assert buffer.push(event, 0.0)
+    assert len(buffer) == 5
+    assert buffer.next_ready(1.0) == 1.0
+    assert drain(buffer) == events
+    assert buffer.next_ready(1.0) is None
+    assert buffer.stats == BufferStats(5, 5, 0, 0, 0)
+
+
+def test_oldest_drops_the_oldest_and_reports_it_first() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_queue_depth=2, drop_policy=DropPolicy.OLDEST))
+    for n in range(4):
+        assert buffer.push(trade("BTC/USD", n), 0.0)
+    assert buffer.next_ready(3.0) == 3.0
+    out = drain(buffer, 3.0)
+    assert out == [Dropped(2, 0, "oldest", 3.0), trade("BTC/USD", 2), trade("BTC/USD", 3)]
+    assert buffer.stats == BufferStats(4, 2, 2, 0, 0)
+
+
+def test_latest_rejects_the_newcomer() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_queue_depth=2, drop_policy=DropPolicy.LATEST))
+    assert buffer.push(trade("BTC/USD", 0), 0.0)
+    assert buffer.push(trade("BTC/USD", 1), 0.0)
+    assert not buffer.push(trade("BTC/USD", 2), 0.0)
+    out = drain(buffer, 1.0)
+    assert out == [Dropped(1, 0, "latest", 1.0), trade("BTC/USD", 0), trade("BTC/USD", 1)]
+
+
+def test_coalesce_replaces_tickers_and_books_per_symbol_when_full_never_trades() -> None:
+    config = BackpressureConfig(max_queue_depth=3, drop_policy=DropPolicy.COALESCE)
+    buffer = EventBuffer(config)
+    buffer.push(tick("BTC/USD", 1), 0.0)
+    buffer.push(book("BTC/USD", 1), 0.0)
+    buffer.push(trade("BTC/USD", 1), 0.0)
+    buffer.push(tick("BTC/USD", 2), 0.0)  # full: replaces the queued BTC ticker in place
+    buffer.push(book("BTC/USD", 2), 0.0)  # full: replaces the queued BTC book update
+    buffer.push(trade("BTC/USD", 2), 0.0)  # trades never coalesce: the oldest event goes
+    out = drain(buffer)
+    assert out == [
+        Dropped(1, 2, "coalesce", 0.0),
+        book("BTC/USD", 2),
+        trade("BTC/USD", 1),
+        trade("BTC/USD", 2),
+    ]
+    assert buffer.stats == BufferStats(6, 3, 1, 2, 0)
+
+
+def test_coalesce_window_merges_before_the_queue_is_full() -> None:
+    config = BackpressureConfig(
+        max_queue_depth=100, drop_policy=DropPolicy.COALESCE, coalesce_window=0.5
+    )
+    buffer = EventBuffer(config)
+    buffer.push(tick("ETH/USD", 1), 0.0)
+    buffer.push(tick("ETH/USD", 2), 0.4)  # within the window: merged
+    buffer.push(tick("BTC/USD", 1), 0.4)  # another symbol: kept
+    buffer.push(tick("ETH/USD", 3), 1.0)  # the queued one is 1.0 s old: kept separately
+    out = drain(buffer, 1.0)
+    assert out == [
+        Dropped(0, 1, "coalesce", 1.0),
+        tick("ETH/USD", 2),
+        tick("BTC/USD", 1),
+        tick("ETH/USD", 3),
+    ]
+
+
+def test_delivery_rate_cap() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_messages_per_second=2.0))
+    for n in range(5):
+        buffer.push(trade("BTC/USD", n), 0.0)
+    assert [e.trade_id for e in drain(buffer, 0.0)] == [0, 1]  # type: ignore[attr-defined]
+    assert buffer.pop(0.1) is None
+    assert buffer.next_ready(0.1) == 0.5
+    assert buffer.pop(0.5) == trade("BTC/USD", 2)
+    assert buffer.config.max_messages_per_second == 2.0
+
+
+events_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([tick, trade, book]),
+        st.sampled_from(["BTC/USD", "ETH/USD", "XRP/USD"]),
+        st.booleans(),  # pop after this push?
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=events_strategy,
+    policy=st.sampled_from(list(DropPolicy)),
+    depth=st.integers(1, 8),
+    window=st.sampled_from([0.0, 0.3]),
+)
+def test_accounting_identity_and_order_hold_for_any_sequence(
+    ops: list[tuple[object, str, bool]], policy: DropPolicy, depth: int, window: float
+) -> None:
+    config = BackpressureConfig(max_queue_depth=depth, drop_policy=policy, coalesce_window=window)
+    buffer = EventBuffer(config)
+    delivered: list[Event] = []
+    reported_dropped = reported_coalesced = 0
+    for n, (make, symbol, pop) in enumerate(ops):
+        buffer.push(make(symbol, n), n * 0.1)  # type: ignore[operator]
+        assert len(buffer) <= depth
+        if pop:
+            event = buffer.pop(n * 0.1)
+            if isinstance(event, Dropped):
+                reported_dropped += event.dropped
+                reported_coalesced += event.coalesced
+            elif event is not None:
+                delivered.append(event)
+        stats = buffer.stats
+        assert stats.received == stats.delivered + stats.dropped + stats.coalesced + stats.queued
+    for event in drain(buffer, 1e6):
+        if isinstance(event, Dropped):
+            reported_dropped += event.dropped
+            reported_coalesced += event.coalesced
+        else:
+            delivered.append(event)
+    stats = buffer.stats
+    assert (stats.dropped, stats.coalesced) == (reported_dropped, reported_coalesced)
+    assert stats.delivered == len(delivered) and stats.queued == 0
+    # Delivery order follows arrival order of the surviving events (coalescing keeps the slot).
+    trades = [e.trade_id for e in delivered if isinstance(e, Trade)]
+    assert trades == sorted(trades)
+    if policy is not DropPolicy.COALESCE:
+        assert stats.coalesced == 0

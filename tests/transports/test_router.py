@@ -1,0 +1,131 @@
+"""EventRouter and AckWaiter: what every driver shares."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from kraken_proto import (
+    BackpressureConfig,
+    DropPolicy,
+    Pong,
+    Subscribed,
+    SubscriptionError,
+    SubscriptionFailed,
+    Trade,
+    Unsubscribed,
+)
+from kraken_transports.router import AckWaiter, ClientStats, EventRouter
+
+
+def trade(n: int) -> Trade:
+    return Trade("BTC/USD", "buy", Decimal(n), Decimal(1), "limit", n, "t")
+
+
+def test_callbacks_per_type_in_order_and_catch_all_then_buffer() -> None:
+    router = EventRouter(BackpressureConfig())
+    seen: list[str] = []
+    router.on(Trade, lambda e: seen.append(f"a{e.trade_id}"))
+    router.on(Trade, lambda e: seen.append(f"b{e.trade_id}"))
+    router.on(None, lambda e: seen.append(type(e).__name__))
+    router.on(Pong, lambda e: seen.append("pong"))
+    router.dispatch(trade(1), 0.0)
+    assert seen == ["a1", "b1", "Trade"]
+    assert router.buffer.pop(0.0) == trade(1)
+
+
+def test_removed_callback_is_not_called_and_removal_is_idempotent() -> None:
+    router = EventRouter(BackpressureConfig())
+    seen: list[int] = []
+    remove = router.on(Trade, lambda e: seen.append(e.trade_id))
+    router.dispatch(trade(1), 0.0)
+    remove()
+    remove()
+    router.dispatch(trade(2), 0.0)
+    assert seen == [1]
+
+
+def test_a_raising_callback_is_counted_logged_and_does_not_stop_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = EventRouter(BackpressureConfig())
+    seen: list[int] = []
+
+    def broken(event: Trade) -> None:
+        raise RuntimeError("boom")
+
+    router.on(Trade, broken)
+    router.on(Trade, lambda e: seen.append(e.trade_id))
+    with caplog.at_level(logging.ERROR, logger="kraken_transports"):
+        router.dispatch(trade(7), 0.0)
+    assert seen == [7]
+    assert router.stats().callback_errors == 1
+    assert "boom" in caplog.text
+
+
+def test_bad_registrations_are_refused() -> None:
+    router = EventRouter(BackpressureConfig())
+    with pytest.raises(TypeError, match="event class"):
+        router.on("Trade", print)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="callable"):
+        router.on(Trade, 3)  # type: ignore[arg-type]
+
+
+def test_without_buffering_events_reach_callbacks_only() -> None:
+    router = EventRouter(BackpressureConfig(), buffer_events=False)
+    seen: list[int] = []
+    router.on(Trade, lambda e: seen.append(e.trade_id))
+    router.dispatch(trade(3), 0.0)
+    assert seen == [3]
+    assert router.buffer.pop(0.0) is None
+
+
+def test_stats_combine_buffer_and_driver_counters() -> None:
+    router = EventRouter(BackpressureConfig(max_queue_depth=1, drop_policy=DropPolicy.OLDEST))
+    router.dispatch(trade(1), 0.0)
+    router.dispatch(trade(2), 0.0)
+    router.frames_in, router.frames_out, router.reconnects = 10, 3, 1
+    assert router.stats() == ClientStats(
+        received=2,
+        delivered=0,
+        dropped=1,
+        coalesced=0,
+        queued=1,
+        frames_in=10,
+        frames_out=3,
+        reconnects=1,
+        callback_errors=0,
+    )
+
+
+def test_ack_waiter_collects_one_answer_per_symbol() -> None:
+    waiter = AckWaiter("subscribe", "book", ["BTC/USD", "ETH/USD"])
+    first = Subscribed("book", "BTC/USD", 1, {})
+    assert not waiter.feed(first)
+    assert not waiter.feed(Subscribed("ticker", "ETH/USD", 2, {}))  # other channel
+    assert not waiter.feed(Unsubscribed("book", "ETH/USD", 1))  # wrong kind
+    assert not waiter.feed(trade(1))
+    second = Subscribed("book", "ETH/USD", 1, {})
+    assert waiter.feed(second)
+    assert waiter.result() == [first, second]
+
+
+def test_ack_waiter_raises_krakens_refusal() -> None:
+    waiter = AckWaiter("subscribe", "ticker", ["XBT/USD", "BTC/USD"])
+    refusal = SubscriptionFailed("ticker", "XBT/USD", "Currency pair not supported XBT/USD", 4)
+    assert waiter.feed(refusal)
+    assert waiter.done
+    waiter.feed(SubscriptionFailed("ticker", "BTC/USD", "later", 4))
+    with pytest.raises(SubscriptionError, match="Currency pair not supported XBT/USD") as info:
+        waiter.result()
+    assert (info.value.channel, info.value.symbol) == ("ticker", "XBT/USD")
+
+
+def test_ack_waiter_for_unsubscribe_and_channels_without_symbols() -> None:
+    waiter = AckWaiter("unsubscribe", "instrument", [None])
+    assert waiter.feed(Unsubscribed("instrument", None, 2))
+    assert waiter.result() == [Unsubscribed("instrument", None, 2)]
+    with pytest.raises(ValueError, match="method must be"):
+        AckWaiter("ping", "book", ["BTC/USD"])
