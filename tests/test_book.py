@@ -1,0 +1,654 @@
+"""OrderBook: real captures replayed checksum by checksum, a naive model, queries and states."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kraken_proto.book import BookState, OrderBook, _fragmenter
+from kraken_proto.checksum import book_checksum, level_fragment
+from kraken_proto.errors import BookNotLiveError, LocalProtocolError
+from kraken_proto.events import BookLevel, BookUpdate
+
+D = Decimal
+
+# -- replaying the real captures -----------------------------------------------------------------
+
+BOOK_FRAMES = {
+    "btcusd_l2": 301,
+    "btcusd_sample": 2052,
+    "ethusd_sample": 1129,
+    "xrpusd_sample": 1147,
+}
+PRECISIONS = {"BTC/USD": (1, 8), "ETH/USD": (2, 8), "XRP/USD": (5, 8)}
+
+
+class _Envelope(msgspec.Struct):
+    channel: str | None = None
+    method: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class _BookFrame(msgspec.Struct):
+    channel: str
+    type: str
+    data: list[BookUpdate]
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_book_frame = msgspec.json.Decoder(_BookFrame)
+
+
+def _replay(
+    path: Path,
+    precise: bool,
+    transform: Callable[[BookLevel], BookLevel] | None = None,
+) -> tuple[int, list[tuple[int, int, int]], dict[str, OrderBook]]:
+    """Feed every book frame of a capture to OrderBooks.
+
+    Returns the number of book frames, the mismatches as (frame index, computed, wire) and
+    the books. Depth comes from the subscribe ack; an unsubscribe ack sends the book back to
+    awaiting a snapshot, so every later snapshot must replace it.
+    """
+    books: dict[str, OrderBook] = {}
+    depth: int | None = None
+    count = 0
+    mismatches: list[tuple[int, int, int]] = []
+    with path.open() as lines:
+        for line in lines:
+            text = json.loads(line)["text"]
+            envelope = _envelope.decode(text)
+            if envelope.method in ("subscribe", "unsubscribe"):
+                assert envelope.result is not None
+                assert envelope.result["channel"] == "book"
+                symbol = envelope.result["symbol"]
+                if envelope.method == "subscribe":
+                    depth = envelope.result["depth"]
+                elif symbol in books:
+                    books[symbol].mark_awaiting_snapshot()
+                continue
+            if envelope.channel != "book":
+                continue
+            frame = _book_frame.decode(text)
+            for entry in frame.data:
+                bids: Sequence[BookLevel] = entry.bids
+                asks: Sequence[BookLevel] = entry.asks
+                if transform is not None:
+                    bids = [transform(level) for level in bids]
+                    asks = [transform(level) for level in asks]
+                book = books.get(entry.symbol)
+                if book is None:
+                    assert depth is not None, "book data before its subscribe ack"
+                    pp, qp = PRECISIONS[entry.symbol] if precise else (None, None)
+                    book = OrderBook(entry.symbol, depth, price_precision=pp, qty_precision=qp)
+                    books[entry.symbol] = book
+                if frame.type == "snapshot":
+                    computed = book.apply_snapshot(bids, asks)
+                    assert book.is_live
+                    # the snapshot replaced the book: exactly its levels, best first
+                    assert book.bids() == list(bids)
+                    assert book.asks() == list(asks)
+                else:
+                    assert frame.type == "update"
+                    computed = book.apply_update(bids, asks)
+                if computed != entry.checksum:
+                    mismatches.append((count, computed, entry.checksum))
+                assert book.checksum() == computed
+                count += 1
+    return count, mismatches, books
+
+
+@pytest.mark.parametrize("precise", [False, True], ids=["own-digits", "precision"])
+@pytest.mark.parametrize("name", sorted(BOOK_FRAMES))
+def test_real_capture_every_checksum_matches(
+    real_capture_paths: dict[str, Path], name: str, precise: bool
+) -> None:
+    count, mismatches, books = _replay(real_capture_paths[name], precise)
+    assert count == BOOK_FRAMES[name]
+    assert mismatches == []
+    (book,) = books.values()
+    assert book.is_live
+    assert len(book.bids()) == len(book.asks()) == book.depth
+    best_bid, best_ask = book.best_bid(), book.best_ask()
+    assert best_bid is not None and best_ask is not None
+    assert best_bid.price < best_ask.price
+
+
+def test_real_capture_l2_snapshots_replace_the_book(real_capture_paths: dict[str, Path]) -> None:
+    """btcusd_l2 has five snapshots; each is checked against its wire checksum in _replay."""
+    path = real_capture_paths["btcusd_l2"]
+    lines = path.read_text().splitlines()
+    snapshots = sum('"type":"snapshot"' in json.loads(line)["text"] for line in lines)
+    assert snapshots == 5
+    count, mismatches, books = _replay(path, precise=True)
+    assert (count, mismatches) == (301, [])
+    assert books["BTC/USD"].depth == 10
+
+
+def _reserialized(level: BookLevel) -> BookLevel:
+    """The level as a float round trip prints it: the padding is gone."""
+    return BookLevel(D(str(float(level.price))), D(str(float(level.qty))))
+
+
+@pytest.mark.parametrize("name", sorted(BOOK_FRAMES))
+def test_reserialized_numbers_need_the_precision(
+    real_capture_paths: dict[str, Path], name: str
+) -> None:
+    path = real_capture_paths[name]
+    count, mismatches, _ = _replay(path, precise=True, transform=_reserialized)
+    assert count == BOOK_FRAMES[name]
+    assert mismatches == []
+    count, mismatches, _ = _replay(path, precise=False, transform=_reserialized)
+    assert mismatches[0][0] == 0  # the first snapshot already fails without the precision
+    assert len(mismatches) > count // 2
+
+
+def test_reserialized_snapshot_set_precision_repairs_the_checksum(
+    real_capture_paths: dict[str, Path],
+) -> None:
+    with real_capture_paths["ethusd_sample"].open() as lines:
+        texts = (json.loads(line)["text"] for line in lines)
+        text = next(t for t in texts if '"type":"snapshot"' in t)
+    entry = _book_frame.decode(text).data[0]
+    bids = [_reserialized(level) for level in entry.bids]
+    asks = [_reserialized(level) for level in entry.asks]
+    assert bids == list(entry.bids) and asks == list(entry.asks)  # equal values, other text
+    assert [str(level.qty) for level in bids] != [str(level.qty) for level in entry.bids]
+    book = OrderBook("ETH/USD", 25)
+    assert book.apply_snapshot(bids, asks) != entry.checksum
+    book.set_precision(2, 8)
+    assert book.checksum() == entry.checksum
+    assert (book.price_precision, book.qty_precision) == (2, 8)
+    book.set_precision(None, None)
+    assert book.checksum() != entry.checksum
+
+
+# -- the documented vector through the book -----------------------------------------------------
+
+
+def _doc_vector(data_dir: Path) -> tuple[list[BookLevel], list[BookLevel]]:
+    vectors = json.loads((data_dir / "doc-vectors.json").read_text())
+    (vector,) = [v for v in vectors if v["id"] == "book_v2_doc_guide_btcusd"]
+    bids = [BookLevel(D(lv["price"]), D(lv["qty"])) for lv in vector["input"]["bids"]]
+    asks = [BookLevel(D(lv["price"]), D(lv["qty"])) for lv in vector["input"]["asks"]]
+    return bids, asks
+
+
+@pytest.mark.parametrize(("pp", "qp"), [(1, 8), (None, None)])
+def test_doc_vector_snapshot(data_dir: Path, pp: int | None, qp: int | None) -> None:
+    bids, asks = _doc_vector(data_dir)
+    book = OrderBook("BTC/USD", 10, price_precision=pp, qty_precision=qp)
+    assert book.apply_snapshot(bids, asks) == 3310070434
+    # the levels arrive best first; reversed input gives the same book
+    book = OrderBook("BTC/USD", 10, price_precision=pp, qty_precision=qp)
+    assert book.apply_snapshot(bids[::-1], asks[::-1]) == 3310070434
+
+
+def test_set_precision_changes_the_checksum(data_dir: Path) -> None:
+    bids, asks = _doc_vector(data_dir)
+    trimmed_bids = [BookLevel(lv.price.normalize(), lv.qty.normalize()) for lv in bids]
+    trimmed_asks = [BookLevel(lv.price.normalize(), lv.qty.normalize()) for lv in asks]
+    book = OrderBook("BTC/USD", 10)
+    trimmed = book.apply_snapshot(trimmed_bids, trimmed_asks)
+    assert trimmed != 3310070434
+    book.set_precision(1, 8)
+    assert book.checksum() == 3310070434
+    book.set_precision(2, 8)
+    expected = book_checksum(
+        [(lv.price, lv.qty) for lv in asks], [(lv.price, lv.qty) for lv in bids], 2, 8
+    )
+    assert book.checksum() == expected != 3310070434
+    book.set_precision(None, None)
+    assert book.checksum() == trimmed
+    # updates after a precision change use it too
+    book.set_precision(1, 8)
+    update = [BookLevel(D("45285.2"), D("0.001"))]  # same qty, trimmed
+    assert book.apply_update([], update) == 3310070434
+
+
+# -- hand-built book: queries --------------------------------------------------------------------
+
+
+def _levels(*pairs: tuple[str, str]) -> list[BookLevel]:
+    return [BookLevel(D(price), D(qty)) for price, qty in pairs]
+
+
+BIDS = _levels(("99.5", "3"), ("99.0", "0.75"), ("98.0", "10"), ("97.5", "0.125"))
+ASKS = _levels(("100.5", "1.25"), ("101.0", "2"), ("102.25", "0.5"), ("103", "4"))
+
+
+def _book(depth: int = 10, view_depth: int | None = None) -> OrderBook:
+    book = OrderBook("TST/USD", depth, view_depth=view_depth)
+    book.apply_snapshot(BIDS, ASKS)
+    return book
+
+
+def test_queries_exact_values() -> None:
+    book = _book()
+    assert book.best_bid() == BookLevel(D("99.5"), D("3"))
+    assert book.best_ask() == BookLevel(D("100.5"), D("1.25"))
+    spread = book.spread()
+    assert spread == D("1.0") and str(spread) == "1.0"
+    mid = book.mid_price()
+    assert mid == D("100") and str(mid) == "100.0"
+    assert book.bid_volume() == D("13.875")
+    assert book.ask_volume() == D("7.75")
+    assert str(book.ask_volume()) == "7.75"
+    assert book.bids() == BIDS
+    assert book.asks() == ASKS
+    assert book.bids(2) == BIDS[:2]
+    assert book.asks(3) == ASKS[:3]
+    assert book.bids(0) == [] and book.asks(0) == []
+    assert book.bids(100) == BIDS and book.asks(100) == ASKS
+
+
+def test_mid_price_is_exact_on_an_odd_tick_sum() -> None:
+    book = OrderBook("TST/USD", 10)
+    book.apply_snapshot(_levels(("99.4", "1")), _levels(("100.5", "1")))
+    assert book.mid_price() == D("99.95")
+    assert book.spread() == D("1.1")
+    book.apply_snapshot(_levels(("0.00000001", "1")), _levels(("0.00000002", "1")))
+    assert book.mid_price() == D("0.000000015")
+
+
+def test_view_depth_limits_every_query() -> None:
+    book = _book(depth=10, view_depth=2)
+    assert book.view_depth == 2 and book.depth == 10
+    assert book.bids() == BIDS[:2]
+    assert book.asks() == ASKS[:2]
+    assert book.bids(3) == BIDS[:2]
+    assert book.asks(1) == ASKS[:1]
+    assert book.bid_volume() == D("3.75")
+    assert book.ask_volume() == D("3.25")
+    # the checksum still covers every held level (view_depth is only what the user sees)
+    expected = book_checksum(
+        [(lv.price, lv.qty) for lv in ASKS], [(lv.price, lv.qty) for lv in BIDS], None, None
+    )
+    assert book.checksum() == expected
+
+
+def test_empty_sides() -> None:
+    book = OrderBook("TST/USD", 10)
+    assert book.apply_snapshot([], []) == 0
+    assert book.best_bid() is None and book.best_ask() is None
+    assert book.spread() is None and book.mid_price() is None
+    assert book.bid_volume() == D(0) and isinstance(book.bid_volume(), Decimal)
+    assert book.ask_volume() == D(0) and isinstance(book.ask_volume(), Decimal)
+    assert book.bids() == [] and book.asks() == []
+    book.apply_update(BIDS[:1], [])
+    assert book.spread() is None and book.mid_price() is None
+    assert book.best_bid() == BIDS[0] and book.best_ask() is None
+    book.apply_update([], ASKS[:1])
+    assert book.spread() == D("1.0")
+
+
+def test_negative_n_is_refused() -> None:
+    book = _book()
+    with pytest.raises(LocalProtocolError, match="n must be"):
+        book.bids(-1)
+    with pytest.raises(LocalProtocolError, match="n must be"):
+        book.asks(-3)
+
+
+# -- states --------------------------------------------------------------------------------------
+
+QUERIES: list[Callable[[OrderBook], object]] = [
+    OrderBook.best_bid,
+    OrderBook.best_ask,
+    OrderBook.spread,
+    OrderBook.mid_price,
+    OrderBook.bids,
+    OrderBook.asks,
+    OrderBook.bid_volume,
+    OrderBook.ask_volume,
+    lambda book: book.bids(3),
+    lambda book: book.asks(3),
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_queries_refuse_unless_live(query: Callable[[OrderBook], object]) -> None:
+    book = OrderBook("TST/USD", 10)
+    assert book.state is BookState.AWAITING_SNAPSHOT and not book.is_live
+    with pytest.raises(BookNotLiveError) as caught:
+        query(book)
+    assert (caught.value.symbol, caught.value.state) == ("TST/USD", "awaiting_snapshot")
+    book.apply_snapshot(BIDS, ASKS)
+    query(book)
+    for mark, state in [
+        (book.mark_resyncing, BookState.RESYNCING),
+        (book.mark_failed, BookState.FAILED),
+        (book.mark_awaiting_snapshot, BookState.AWAITING_SNAPSHOT),
+    ]:
+        mark()
+        assert book.state is state and not book.is_live
+        with pytest.raises(BookNotLiveError) as caught:
+            query(book)
+        assert caught.value.state == state.value
+        assert "TST/USD" in str(caught.value)
+
+
+def test_apply_update_before_snapshot_raises() -> None:
+    book = OrderBook("TST/USD", 10)
+    with pytest.raises(LocalProtocolError, match="apply a snapshot"):
+        book.apply_update(BIDS, ASKS)
+    book.apply_snapshot(BIDS, ASKS)
+    book.mark_resyncing()
+    with pytest.raises(LocalProtocolError, match="resyncing"):
+        book.apply_update(BIDS, [])
+    # levels are kept while not live, and the checksum can still be computed
+    assert book.checksum() == _book().checksum()
+    assert book.apply_snapshot(BIDS[:1], ASKS[:1]) == book.checksum()
+    assert book.state is BookState.LIVE
+    assert book.bids() == BIDS[:1]
+
+
+@pytest.mark.parametrize("mark", ["mark_resyncing", "mark_failed", "mark_awaiting_snapshot"])
+def test_a_snapshot_makes_the_book_live_from_any_state(mark: str) -> None:
+    book = _book()
+    getattr(book, mark)()
+    assert not book.is_live
+    book.apply_snapshot(BIDS[:2], ASKS[:2])
+    assert book.state is BookState.LIVE and book.is_live
+    assert book.asks() == ASKS[:2]
+
+
+def test_repr() -> None:
+    book = OrderBook("TST/USD", 10)
+    assert repr(book) == "<OrderBook TST/USD awaiting_snapshot bid=None ask=None levels=0/0>"
+    book.apply_snapshot(BIDS, ASKS)
+    assert repr(book) == "<OrderBook TST/USD live bid=99.5 ask=100.5 levels=4/4>"
+    book.mark_failed()
+    assert "failed" in repr(book) and "bid=99.5" in repr(book)
+
+
+def test_attributes_are_read_only() -> None:
+    book = OrderBook("TST/USD", 25, view_depth=10, price_precision=2, qty_precision=8)
+    assert (book.symbol, book.depth, book.view_depth) == ("TST/USD", 25, 10)
+    assert (book.price_precision, book.qty_precision) == (2, 8)
+    with pytest.raises(AttributeError):
+        book.symbol = "X"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        book.depth = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"depth": 0}, "depth"),
+        ({"depth": -5}, "depth"),
+        ({"depth": True}, "depth"),
+        ({"depth": 2.0}, "depth"),
+        ({"depth": 10, "view_depth": 0}, "view_depth"),
+        ({"depth": 10, "view_depth": 11}, "view_depth"),
+        ({"depth": 10, "view_depth": True}, "view_depth"),
+        ({"depth": 10, "price_precision": -1}, "price_precision"),
+        ({"depth": 10, "price_precision": 19}, "price_precision"),
+        ({"depth": 10, "price_precision": 1.0}, "price_precision"),
+        ({"depth": 10, "qty_precision": 19}, "qty_precision"),
+        ({"depth": 10, "qty_precision": False}, "qty_precision"),
+    ],
+)
+def test_constructor_validation(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(LocalProtocolError, match=name):
+        OrderBook("TST/USD", **kwargs)
+
+
+def test_constructor_accepts_the_bounds() -> None:
+    book = OrderBook("TST/USD", 1, view_depth=1, price_precision=0, qty_precision=18)
+    assert (book.depth, book.view_depth, book.price_precision, book.qty_precision) == (1, 1, 0, 18)
+    assert OrderBook("TST/USD", 5).view_depth == 5
+
+
+def test_set_precision_validation() -> None:
+    book = _book()
+    with pytest.raises(LocalProtocolError, match="price_precision"):
+        book.set_precision(19, 8)
+    with pytest.raises(LocalProtocolError, match="qty_precision"):
+        book.set_precision(1, -1)
+    assert (book.price_precision, book.qty_precision) == (None, None)
+
+
+# -- update semantics, deterministic -------------------------------------------------------------
+
+
+def test_snapshot_applies_in_order_and_truncates() -> None:
+    bids = _levels(("1", "1"), ("3", "1"), ("2", "1"), ("3", "0"), ("4", "2"), ("2", "5"))
+    asks = _levels(("9", "1"), ("7", "1"), ("8", "0"), ("8", "1"), ("6", "1"), ("7", "0"))
+    book = OrderBook("TST/USD", 2)
+    book.apply_snapshot(bids, asks)
+    # bids: {1:1, 2:5, 4:2} -> highest two; asks: {9:1, 8:1, 6:1} -> lowest two
+    assert book.bids() == _levels(("4", "2"), ("2", "5"))
+    assert book.asks() == _levels(("6", "1"), ("8", "1"))
+
+
+def test_update_semantics() -> None:
+    book = OrderBook("TST/USD", 3)
+    book.apply_snapshot(_levels(("10", "1"), ("9", "1"), ("8", "1")), _levels(("11", "1")))
+    before = book.checksum()
+    assert book.apply_update(_levels(("5", "0")), _levels(("50", "0"))) == before  # absent
+    assert book.apply_update([], []) == before
+    # a price repeated within one message: the last entry wins, deletes in between count
+    book.apply_update(_levels(("9", "2"), ("9", "0"), ("9.5", "1"), ("9.5", "3")), [])
+    assert book.bids() == _levels(("10", "1"), ("9.5", "3"), ("8", "1"))
+    # inserting above the best pushes the worst out (truncation, no delete on the wire)
+    book.apply_update(_levels(("10.5", "1")), _levels(("10.75", "2"), ("12", "1"), ("13", "1")))
+    assert book.bids() == _levels(("10.5", "1"), ("10", "1"), ("9.5", "3"))
+    assert book.asks() == _levels(("10.75", "2"), ("11", "1"), ("12", "1"))
+    # an insert below the worst level is truncated away at once
+    book.apply_update(_levels(("1", "1")), _levels(("99", "1")))
+    assert book.bids()[-1].price == D("9.5") and book.asks()[-1].price == D("12")
+
+
+def _expected(book_asks: list[BookLevel], book_bids: list[BookLevel], pp: Any, qp: Any) -> int:
+    return book_checksum(
+        [(lv.price, lv.qty) for lv in book_asks], [(lv.price, lv.qty) for lv in book_bids], pp, qp
+    )
+
+
+@pytest.mark.parametrize(("pp", "qp"), [(2, 8), (None, None)])
+def test_deep_levels_rise_into_the_checksum(pp: int | None, qp: int | None) -> None:
+    """Depth 30: changes below the top 10 leave the checksum alone until a level rises."""
+    asks = [BookLevel(D(100 + i).scaleb(-2) + 1, D("1.00000000")) for i in range(30)]
+    bids = [BookLevel(D(99 - i).scaleb(-2), D("2.00000000")) for i in range(30)]
+    book = OrderBook("TST/USD", 30, price_precision=pp, qty_precision=qp)
+    book.apply_snapshot(bids, asks)
+    assert book.checksum() == _expected(asks, bids, pp, qp)
+
+    def check() -> None:
+        assert book.checksum() == _expected(book.asks(), book.bids(), pp, qp)
+
+    top = book.checksum()
+    # modify, insert and delete deep levels: the checksum does not move
+    deep_ask, deep_bid = asks[20], bids[20]
+    assert (
+        book.apply_update([BookLevel(deep_bid.price, D("7"))], [BookLevel(deep_ask.price, D("7"))])
+        == top
+    )
+    assert (
+        book.apply_update(
+            [BookLevel(deep_bid.price - D("0.001"), D("1"))],
+            [BookLevel(deep_ask.price + D("0.001"), D("1"))],
+        )
+        == top
+    )
+    assert (
+        book.apply_update([BookLevel(deep_bid.price, D(0))], [BookLevel(deep_ask.price, D(0))])
+        == top
+    )
+    # delete in the top 10: the 11th level rises (its fragment was never computed)
+    book.apply_update([BookLevel(bids[0].price, D(0))], [BookLevel(asks[0].price, D(0))])
+    check()
+    # modify the level that just rose, then delete again so a computed one rises
+    book.apply_update(
+        [BookLevel(bids[10].price, D("3.5")), BookLevel(D("0.995"), D("1"))],
+        [BookLevel(asks[10].price, D("3.5")), BookLevel(D("1.9995"), D("1"))],
+    )
+    check()
+    book.apply_update([BookLevel(bids[1].price, D(0))], [BookLevel(asks[1].price, D(0))])
+    check()
+    for _ in range(25):  # empty the book from the top, one level per side per message
+        best_bid, best_ask = book.best_bid(), book.best_ask()
+        assert best_bid is not None and best_ask is not None
+        book.apply_update([BookLevel(best_bid.price, D(0))], [BookLevel(best_ask.price, D(0))])
+        check()
+    # 30 levels, +1 -1 (deep insert, truncated), -1 deep, -1 top, +1, -1 top, -25
+    assert [lv.price for lv in book.asks()] == [D("2.26"), D("2.27"), D("2.28")]
+    assert [lv.price for lv in book.bids()] == [D("0.73"), D("0.72"), D("0.71")]
+
+
+# -- the fast fragment equals checksum.level_fragment ---------------------------------------------
+
+PRECISIONS_ST = st.one_of(st.none(), st.integers(0, 18))
+DECIMALS = st.one_of(
+    st.decimals(min_value=0, max_value=10**9, allow_nan=False, allow_infinity=False, places=None),
+    st.builds(lambda n, e: D(n).scaleb(e), st.integers(0, 10**12), st.integers(-20, 6)),
+    st.builds(lambda n, p: D(f"{n / 10**p:.{p}f}"), st.integers(0, 10**9), st.integers(0, 18)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(price=DECIMALS, qty=DECIMALS, pp=PRECISIONS_ST, qp=PRECISIONS_ST)
+def test_fragmenter_equals_level_fragment(
+    price: Decimal, qty: Decimal, pp: int | None, qp: int | None
+) -> None:
+    fragment = _fragmenter(pp, qp)
+    assert fragment(BookLevel(price, qty)) == level_fragment(price, qty, pp, qp)
+
+
+@pytest.mark.parametrize(
+    ("price", "qty", "pp", "qp"),
+    [
+        ("63000.0", "0.00005100", 1, 8),  # padded: fast path
+        ("63000", "0.000051", 1, 8),  # unpadded: quantized
+        ("0.00000005", "1", 8, 1),  # exponent form price (5E-8) with its decimals
+        ("5", "1.0", 8, 1),  # shorter than the precision
+        ("63000.0", "5E-8", None, None),  # exponent form without precision
+        ("63000.0", "0.5", 0, 1),  # precision 0: general path
+        ("63000.0", "0.5", None, 1),  # one precision only: general path
+    ],
+)
+def test_fragmenter_paths(price: str, qty: str, pp: int | None, qp: int | None) -> None:
+    expected = level_fragment(D(price), D(qty), pp, qp)
+    assert _fragmenter(pp, qp)(BookLevel(D(price), D(qty))) == expected
+
+
+# -- the book against a naive model --------------------------------------------------------------
+
+TICK_PRICES = st.builds(
+    lambda tick, padded: D(tick).scaleb(-2) if padded else D(tick).scaleb(-2).normalize(),
+    st.integers(1, 60),
+    st.booleans(),
+)
+QTYS = st.one_of(
+    st.sampled_from([D("0"), D("0.00000000"), D("0E-8"), D("0.0")]),
+    st.builds(lambda n, e: D(n).scaleb(-e), st.integers(1, 10**7), st.integers(0, 9)),
+)
+LEVELS = st.lists(st.builds(BookLevel, TICK_PRICES, QTYS), max_size=8)
+STEP = st.one_of(
+    st.tuples(st.just("update"), LEVELS, LEVELS),
+    st.tuples(st.just("update"), LEVELS, LEVELS),
+    st.tuples(st.just("update"), LEVELS, LEVELS),
+    st.tuples(st.just("snapshot"), LEVELS, LEVELS),
+    st.tuples(
+        st.just("precision"),
+        PRECISIONS_ST.filter(lambda p: p is None or p <= 9),
+        st.sampled_from([None, 0, 3, 8]),
+    ),
+)
+BOOK_PRECISIONS = st.sampled_from([(None, None), (2, 8), (2, 4), (0, 0), (None, 8), (3, 9)])
+
+
+class _Model:
+    """The obvious book: dicts, sorted on every read, truncated after every message."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.bids: dict[Decimal, BookLevel] = {}
+        self.asks: dict[Decimal, BookLevel] = {}
+
+    def apply(self, bids: list[BookLevel], asks: list[BookLevel], snapshot: bool) -> None:
+        if snapshot:
+            self.bids, self.asks = {}, {}
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for level in levels:
+                if level.qty:
+                    side[level.price] = level
+                else:
+                    side.pop(level.price, None)
+        for level in self.best_bids()[self.depth :]:
+            del self.bids[level.price]
+        for level in self.best_asks()[self.depth :]:
+            del self.asks[level.price]
+
+    def best_bids(self) -> list[BookLevel]:
+        return [self.bids[p] for p in sorted(self.bids, reverse=True)]
+
+    def best_asks(self) -> list[BookLevel]:
+        return [self.asks[p] for p in sorted(self.asks)]
+
+    def checksum(self, pp: int | None, qp: int | None) -> int:
+        return _expected(self.best_asks(), self.best_bids(), pp, qp)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    depth=st.sampled_from([1, 3, 10, 11, 25]),
+    view_cut=st.integers(0, 30),
+    precisions=BOOK_PRECISIONS,
+    first=st.tuples(LEVELS, LEVELS),
+    steps=st.lists(STEP, max_size=25),
+)
+def test_book_matches_naive_model(
+    depth: int,
+    view_cut: int,
+    precisions: tuple[int | None, int | None],
+    first: tuple[list[BookLevel], list[BookLevel]],
+    steps: list[tuple[Any, ...]],
+) -> None:
+    pp, qp = precisions
+    view_depth = max(1, depth - view_cut)
+    book = OrderBook("TST/USD", depth, price_precision=pp, qty_precision=qp)
+    view = OrderBook("TST/USD", depth, view_depth=view_depth, price_precision=pp, qty_precision=qp)
+    model = _Model(depth)
+    model.apply(*first, snapshot=True)
+    assert book.apply_snapshot(*first) == view.apply_snapshot(*first) == model.checksum(pp, qp)
+    for kind, a, b in steps:
+        if kind == "precision":
+            pp, qp = a, b
+            book.set_precision(pp, qp)
+            view.set_precision(pp, qp)
+            assert book.checksum() == model.checksum(pp, qp)
+            continue
+        model.apply(a, b, snapshot=kind == "snapshot")
+        if kind == "snapshot":
+            book.mark_resyncing()
+            computed = book.apply_snapshot(a, b)
+            assert view.apply_snapshot(a, b) == computed
+        else:
+            computed = book.apply_update(a, b)
+            assert view.apply_update(a, b) == computed
+        assert computed == book.checksum() == model.checksum(pp, qp)
+        bids, asks = book.bids(), book.asks()
+        assert bids == model.best_bids()
+        assert asks == model.best_asks()
+        assert len(bids) <= depth and len(asks) <= depth
+        assert all(x.price > y.price for x, y in pairwise(bids))
+        assert all(x.price < y.price for x, y in pairwise(asks))
+        # the view-limited book holds the same levels but shows only view_depth of them
+        assert view.bids() == bids[:view_depth]
+        assert view.asks() == asks[:view_depth]
+        assert view.bids(2) == bids[: min(2, view_depth)]
+        assert view.bid_volume() == sum((lv.qty for lv in bids[:view_depth]), D(0))
+        assert view.ask_volume() == sum((lv.qty for lv in asks[:view_depth]), D(0))
+        assert view.best_bid() == (bids[0] if bids else None)
+        assert view.best_ask() == (asks[0] if asks else None)
