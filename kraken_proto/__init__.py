@@ -41,6 +41,7 @@ from kraken_proto.events import (
     BookLevel,
     BookResync,
     BookUpdate,
+    Dropped,
     Event,
     Instrument,
     InstrumentAsset,
@@ -57,7 +58,7 @@ from kraken_proto.events import (
     parse_timestamp,
 )
 from kraken_proto.protocol import KrakenProtocol
-from kraken_proto.replay import CaptureLine, ReplayResult, read_capture, replay
+from kraken_proto.replay import CaptureLine, ReplayResult, read_capture
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import SubscriptionInfo, SubscriptionStatus, SubscriptionsView
 
@@ -79,6 +80,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionState",
     "DropPolicy",
+    "Dropped",
     "Emit",
     "Event",
     "FetchToken",
@@ -116,5 +118,4 @@ __all__ = [
     "__version__",
     "parse_timestamp",
     "read_capture",
-    "replay",
 ]

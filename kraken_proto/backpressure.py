@@ -9,6 +9,11 @@ falls behind, :class:`~kraken_proto.config.DropPolicy` decides what is lost:
   and every other event are never coalesced); if nothing can be coalesced, the oldest event
   is dropped.
 
+Only market data (tickers, trades, candles, book updates) is ever dropped, and only market
+data counts against ``max_queue_depth``: connection and subscription events (state changes,
+acks, failures, resyncs, errors) are always delivered, since losing one would leave the
+consumer wrong about the connection itself.
+
 Every loss is counted, and surfaced to the consumer as one :class:`Dropped` event delivered
 before the next event, so ``received == delivered + dropped + coalesced + queued`` always
 holds (``Dropped`` events themselves are not counted as received or delivered).
@@ -21,12 +26,13 @@ from collections import deque
 import msgspec
 
 from kraken_proto.config import BackpressureConfig, DropPolicy
-from kraken_proto.events import BookUpdate, Dropped, Event, Ticker
+from kraken_proto.events import OHLC, BookUpdate, Dropped, Event, Ticker, Trade
 from kraken_proto.throttle import TokenBucket
 
 __all__ = ["BufferStats", "EventBuffer"]
 
 _COALESCABLE = (Ticker, BookUpdate)
+_DROPPABLE = (Ticker, BookUpdate, Trade, OHLC)
 
 
 class BufferStats(msgspec.Struct, frozen=True):
@@ -42,12 +48,15 @@ class BufferStats(msgspec.Struct, frozen=True):
 class _Slot:
     """A queued event (replaced in place when coalesced) and when it was queued."""
 
-    __slots__ = ("event", "key", "pushed_at")
+    __slots__ = ("droppable", "event", "key", "pushed_at")
 
-    def __init__(self, event: Event, key: tuple[type, str] | None, pushed_at: float) -> None:
+    def __init__(
+        self, event: Event, key: tuple[type, str] | None, pushed_at: float, droppable: bool
+    ) -> None:
         self.event = event
         self.key = key
         self.pushed_at = pushed_at
+        self.droppable = droppable
 
 
 class EventBuffer:
@@ -59,11 +68,13 @@ class EventBuffer:
         self._capacity = config.max_queue_depth
         self._window = config.coalesce_window
         self._slots: deque[_Slot] = deque()
+        self._market = 0  # queued droppable events, the ones max_queue_depth bounds
         self._latest: dict[tuple[type, str], _Slot] = {}
         rate = config.max_messages_per_second
         self._pacer = None if rate is None else TokenBucket(rate, max(1, int(rate)))
         self._received = self._delivered = self._dropped = self._coalesced = 0
         self._unreported_dropped = self._unreported_coalesced = 0
+        self._summary_sent = False  # a summary went out and no event has followed it yet
 
     @property
     def config(self) -> BackpressureConfig:
@@ -88,23 +99,26 @@ class EventBuffer:
     def push(self, event: Event, now: float) -> bool:
         """Queue ``event``; returns False if it was itself rejected (``LATEST`` when full)."""
         self._received += 1
+        droppable = isinstance(event, _DROPPABLE)
         key: tuple[type, str] | None = None
-        if self._policy is DropPolicy.COALESCE and isinstance(event, _COALESCABLE):
-            key = (type(event), event.symbol)
-            queued = self._latest.get(key)
-            if queued is not None and (
-                len(self._slots) >= self._capacity
-                or (self._window > 0 and now - queued.pushed_at <= self._window)
-            ):
-                queued.event = event
-                self._count_coalesced()
-                return True
-        if len(self._slots) >= self._capacity:
-            if self._policy is DropPolicy.LATEST:
-                self._count_dropped()
-                return False
-            self._drop_oldest()
-        slot = _Slot(event, key, now)
+        if droppable:
+            full = self._market >= self._capacity
+            if self._policy is DropPolicy.COALESCE and isinstance(event, _COALESCABLE):
+                key = (type(event), event.symbol)
+                queued = self._latest.get(key)
+                if queued is not None and (
+                    full or (self._window > 0 and now - queued.pushed_at <= self._window)
+                ):
+                    queued.event = event
+                    self._count_coalesced()
+                    return True
+            if full:
+                if self._policy is DropPolicy.LATEST:
+                    self._count_dropped()
+                    return False
+                self._drop_oldest()
+            self._market += 1
+        slot = _Slot(event, key, now, droppable)
         self._slots.append(slot)
         if key is not None:
             self._latest[key] = slot
@@ -113,13 +127,16 @@ class EventBuffer:
     def pop(self, now: float) -> Event | None:
         """The next event, or None if empty or the delivery rate cap says wait.
 
-        A :class:`Dropped` summary comes first whenever events were lost since the last one.
+        A :class:`Dropped` summary of the losses since the previous summary comes before
+        the next event; at most one summary per delivered event, so a consumer that falls
+        further behind still receives events, not only summaries.
         """
-        if self._unreported_dropped or self._unreported_coalesced:
+        if self._summary_due():
             summary = Dropped(
                 self._unreported_dropped, self._unreported_coalesced, self._policy.value, now
             )
             self._unreported_dropped = self._unreported_coalesced = 0
+            self._summary_sent = True
             return summary
         if not self._slots:
             return None
@@ -127,11 +144,12 @@ class EventBuffer:
             return None
         slot = self._popleft()
         self._delivered += 1
+        self._summary_sent = False
         return slot.event
 
     def next_ready(self, now: float) -> float | None:
         """When ``pop`` can next return an event: ``now``, a later time (rate cap), or None."""
-        if self._unreported_dropped or self._unreported_coalesced:
+        if self._summary_due():
             return now
         if not self._slots:
             return None
@@ -139,14 +157,30 @@ class EventBuffer:
             return now
         return self._pacer.next_available(now)
 
+    def _summary_due(self) -> bool:
+        unreported = self._unreported_dropped or self._unreported_coalesced
+        return bool(unreported) and not self._summary_sent
+
     def _popleft(self) -> _Slot:
         slot = self._slots.popleft()
-        if slot.key is not None and self._latest.get(slot.key) is slot:
-            del self._latest[slot.key]
+        self._forget(slot)
         return slot
 
+    def _forget(self, slot: _Slot) -> None:
+        if slot.droppable:
+            self._market -= 1
+        if slot.key is not None and self._latest.get(slot.key) is slot:
+            del self._latest[slot.key]
+
     def _drop_oldest(self) -> None:
-        self._popleft()
+        """Drop the oldest market event (control events ahead of it stay)."""
+        slots = self._slots
+        index = 0
+        while not slots[index].droppable:
+            index += 1
+        slot = slots[index]
+        del slots[index]
+        self._forget(slot)
         self._count_dropped()
 
     def _count_dropped(self) -> None:

@@ -18,6 +18,7 @@ __all__ = ["CHECKSUM_LEVELS", "book_checksum", "digits", "level_fragment", "plai
 CHECKSUM_LEVELS = 10
 """How many levels per side the checksum covers, whatever the subscribed depth."""
 
+_MAX_MAGNITUDE = 64
 _QUANTS: dict[int, Decimal] = {p: Decimal(1).scaleb(-p) for p in range(0, 19)}
 
 
@@ -31,6 +32,9 @@ def plain(value: Decimal) -> str:
     """
     text = str(value)
     if "E" in text:
+        if not value.is_finite() or abs(value.adjusted()) > _MAX_MAGNITUDE:
+            # Writing 1E+999999999 out would exhaust memory; no price or quantity looks so.
+            raise InvalidOperation(f"{text} cannot be written out for a checksum")
         return format(value, "f")
     return text
 

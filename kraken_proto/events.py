@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -141,8 +141,8 @@ class InstrumentPair(msgspec.Struct, frozen=True):
     base: str
     quote: str
     status: str
-    qty_precision: int
-    price_precision: int
+    qty_precision: Annotated[int, msgspec.Meta(ge=0, le=18)]
+    price_precision: Annotated[int, msgspec.Meta(ge=0, le=18)]
     qty_increment: Decimal | None = None
     qty_min: Decimal | None = None
     price_increment: Decimal | None = None

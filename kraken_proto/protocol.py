@@ -53,6 +53,7 @@ from kraken_proto.subscriptions import (
 )
 from kraken_proto.throttle import TokenBucket
 from kraken_proto.wire import (
+    AckResult,
     BookFrame,
     HeartbeatFrame,
     InstrumentFrame,
@@ -61,6 +62,7 @@ from kraken_proto.wire import (
     StatusFrame,
     TickerFrame,
     TradeFrame,
+    ack_result,
     decode_data_frame,
     decode_generic,
     decode_response,
@@ -76,6 +78,15 @@ _AFTER_FAILURE = frozenset({_S.DEGRADED, _S.CLOSED})
 _EXCERPT = 200
 _MAX_PINGS_TRACKED = 16
 _set = msgspec.structs.force_setattr
+# What decoding hostile input can raise besides DecodeError: invalid UTF-8 inside a string
+# (or a lone surrogate in a str payload), and nesting deep enough to exhaust the stack.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError)
+
+
+def _size_in_bytes(payload: bytes | str) -> int:
+    if isinstance(payload, bytes):
+        return len(payload)
+    return len(payload.encode("utf-8", "surrogatepass"))
 
 
 def _excerpt(payload: bytes | str) -> str:
@@ -138,6 +149,8 @@ class KrakenProtocol:
         self._stale_armed = False
         self._next_ping_at: float | None = None
         self._pings: dict[int, float] = {}
+        # A str of n characters holds at most 4n bytes: only long ones need counting.
+        self._size_check_from = config.max_message_size // 4
         self._silence_timeout = config.silent_subscription_timeout
         self._last_data: dict[tuple[str, str | None], float] = {}
         self._next_silence_check: float | None = None
@@ -273,20 +286,17 @@ class KrakenProtocol:
             raise LocalProtocolError(
                 f"receive_data while {state.value!r}: feed data only after connection_made"
             )
-        if len(payload) > self._config.max_message_size:
-            return [
-                Emit(
-                    ProtocolError(
-                        f"message of {len(payload)} bytes exceeds max_message_size "
-                        f"({self._config.max_message_size})",
-                        _excerpt(payload),
-                        now,
-                    )
+        if len(payload) > self._size_check_from:
+            size = _size_in_bytes(payload)
+            if size > self._config.max_message_size:
+                problem = (
+                    f"message of {size} bytes exceeds max_message_size "
+                    f"({self._config.max_message_size})"
                 )
-            ]
+                return [Emit(ProtocolError(problem, _excerpt(payload), now))]
         try:
             frame = decode_data_frame(payload)
-        except msgspec.DecodeError as exc:
+        except _UNDECODABLE as exc:
             return self._receive_other(payload, exc, now)
         self._last_message_at = now
         return self._handlers[type(frame)](frame, now)
@@ -301,7 +311,9 @@ class KrakenProtocol:
         if state is _S.DISCONNECTED:
             raise LocalProtocolError("connection_lost before connect(): there is no connection")
         reason = "connection lost"
-        if close_code is not None:
+        if close_code == 1006:
+            reason = "connection dropped without a close frame (1006)"
+        elif close_code is not None:
             reason = f"server closed the connection with code {close_code}"
         if exc is not None:
             reason = f"{reason}: {type(exc).__name__}: {exc}"
@@ -328,11 +340,11 @@ class KrakenProtocol:
         if self._auth_deadline is not None and now >= self._auth_deadline:
             reason = f"no WebSocket token within {self._config.timeout:g} s"
             return self._fail(now, reason, close=CloseConnection(1000, reason))
-        if self._stale_armed:
-            silence = now - self._last_message_at
-            if silence >= self._config.stale_timeout:
-                reason = f"stale: no message from Kraken for {silence:.1f} s"
-                return self._fail(now, reason, close=CloseConnection(1000, reason))
+        # Compared exactly as next_deadline() computes it, so a timer fired at that
+        # deadline always finds it due.
+        if self._stale_armed and now >= self._last_message_at + self._config.stale_timeout:
+            reason = f"stale: no message from Kraken for {now - self._last_message_at:.1f} s"
+            return self._fail(now, reason, close=CloseConnection(1000, reason))
         if self._next_silence_check is not None and now >= self._next_silence_check:
             silent = self._find_silent_subscription(now)
             if silent is not None:
@@ -654,13 +666,19 @@ class KrakenProtocol:
                     )
                     continue
                 book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
-            if snapshot:
-                resyncing = book.state is BookState.RESYNCING
-                computed = book.apply_snapshot(update.bids, update.asks)
-            elif book.state is BookState.LIVE:
-                computed = book.apply_update(update.bids, update.asks)
-            else:
-                continue  # deltas are dropped until the new snapshot arrives
+            resyncing = book.state is BookState.RESYNCING
+            try:
+                if snapshot:
+                    computed = book.apply_snapshot(update.bids, update.asks)
+                elif book.state is BookState.LIVE:
+                    computed = book.apply_update(update.bids, update.asks)
+                else:
+                    continue  # deltas are dropped until the new snapshot arrives
+            except ArithmeticError as exc:  # NaN or absurd exponents: Decimal refuses them
+                problem = f"unusable number in the {symbol} book: {exc!r}"
+                actions.append(Emit(ProtocolError(problem, "", now)))
+                self._resync(symbol, problem, actions, now)
+                continue
             if computed != update.checksum:
                 reason = f"checksum mismatch: computed {computed}, Kraken sent {update.checksum}"
                 self._resync(symbol, reason, actions, now)
@@ -676,20 +694,19 @@ class KrakenProtocol:
                 self._last_data[("book", update.symbol)] = now
         return actions
 
-    def _receive_other(
-        self, payload: bytes | str, error: msgspec.DecodeError, now: float
-    ) -> list[Action]:
+    def _receive_other(self, payload: bytes | str, error: Exception, now: float) -> list[Action]:
         """Classify a frame that is not a well-formed data frame of a known channel."""
         try:
             response = decode_response(payload)
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             pass
         else:
             return self._on_response(response, now)
         try:
             obj = decode_generic(payload)
-        except msgspec.DecodeError as exc:
-            return [Emit(ProtocolError(f"malformed JSON: {exc}", _excerpt(payload), now))]
+        except _UNDECODABLE as exc:
+            problem = f"malformed JSON: {type(exc).__name__}: {exc}"
+            return [Emit(ProtocolError(problem, _excerpt(payload), now))]
         if not isinstance(obj, dict):
             problem = f"expected a JSON object, got {type(obj).__name__}"
             return [Emit(ProtocolError(problem, _excerpt(payload), now))]
@@ -735,17 +752,26 @@ class KrakenProtocol:
     def _on_ack(self, response: Response, actions: list[Action], now: float) -> None:
         req_id = response.req_id
         request = self._requests.get(req_id) if req_id is not None else None
-        result = response.result if isinstance(response.result, dict) else {}
         # Kraken answers a failed unsubscribe with method "subscribe": trust our own record.
         method = request.method if request is not None else response.method
-        channel = result.get("channel") or response.channel or (request and request.channel) or ""
-        symbol = result.get("symbol", response.symbol)
+        result: dict[str, Any] = {}
         if response.success is True:
-            keys = [(channel, symbol)]
-        elif request is not None and symbol is None:
-            keys = sorted(request.keys, key=lambda k: k[1] or "")
+            try:
+                ack = ack_result(response.result)
+            except msgspec.ValidationError as exc:
+                problem = f"invalid {response.method} ack: {exc}"
+                actions.append(Emit(ProtocolError(problem, "", now)))
+                return
+            result = response.result
+            keys = [(ack.channel, ack.symbol)]
         else:
-            keys = [(channel, symbol)]
+            channel = response.channel or (request.channel if request is not None else "")
+            if request is not None and response.symbol is None:
+                keys = sorted(request.keys, key=lambda k: k[1] or "")
+            elif not channel:
+                keys = [self._pending_key_for(response.symbol)]
+            else:
+                keys = [(channel, response.symbol)]
         internal = request is not None and request.internal
         if request is not None:
             request.keys.difference_update(keys)
@@ -771,7 +797,7 @@ class KrakenProtocol:
                 actions.append(Emit(Unsubscribed(key[0], key[1], req_id, now)))
             else:
                 if record is None:
-                    record = self._adopt_subscription(key[0], key[1], result)
+                    record = self._adopt_subscription(key[0], key[1], ack)
                 record.status = SubscriptionStatus.ACTIVE
                 record.error = None
                 record.local_failure = False
@@ -784,6 +810,16 @@ class KrakenProtocol:
                         self._next_silence_check = now + self._silence_timeout / 4
                 if not internal:
                     actions.append(Emit(Subscribed(key[0], key[1], req_id, result, now)))
+
+    def _pending_key_for(self, symbol: str | None) -> tuple[str, str | None]:
+        """The key of the one pending subscription of ``symbol``, for a refusal that names
+        no request and no channel (Kraken's own examples carry no ``req_id``)."""
+        found = [
+            r.key
+            for r in self._subs.values()
+            if r.symbol == symbol and r.status is SubscriptionStatus.PENDING
+        ]
+        return found[0] if len(found) == 1 else ("", symbol)
 
     # ------------------------------------------------------------------ books
 
@@ -803,14 +839,14 @@ class KrakenProtocol:
             qty_precision=None if precision is None else precision.qty,
         )
 
-    def _adopt_subscription(
-        self, channel: str, symbol: str | None, result: dict[str, Any]
-    ) -> Subscription:
+    def _adopt_subscription(self, channel: str, symbol: str | None, ack: AckResult) -> Subscription:
         """Record a subscription acknowledged without our request (replayed captures)."""
-        params: dict[str, Any] = {
-            k: result[k] for k in ("depth", "interval", "event_trigger") if k in result
-        }
-        depth = params.get("depth") if channel == "book" else None
+        params: dict[str, Any] = {}
+        for name in ("depth", "interval", "event_trigger"):
+            value = getattr(ack, name)
+            if value is not None:
+                params[name] = value
+        depth = ack.depth if channel == "book" else None
         record = Subscription(channel, symbol, params, depth)
         self._subs[record.key] = record
         if channel == "book" and symbol is not None:
@@ -820,7 +856,7 @@ class KrakenProtocol:
     def _adopt_book(self, symbol: str, levels: int, now: float) -> OrderBook:
         """A snapshot for a symbol we never subscribed (a capture starting mid-stream)."""
         depth = book_depth_for(max(levels, 1), 0)
-        record = self._adopt_subscription("book", symbol, {"depth": depth})
+        record = self._adopt_subscription("book", symbol, AckResult("book", symbol, depth))
         record.status = SubscriptionStatus.ACTIVE
         return self._books[symbol]
 
@@ -855,7 +891,7 @@ class KrakenProtocol:
         if self._state is _S.RESYNCING and not any(
             b.state is BookState.RESYNCING for b in self._books.values()
         ):
-            actions.append(self._transition(Trigger.RESYNC_FINISHED, now, "books resynced"))
+            actions.append(self._transition(Trigger.RESYNC_FINISHED, now, "no book left resyncing"))
 
     def _fail_record(
         self,
@@ -870,6 +906,7 @@ class KrakenProtocol:
         record.status = SubscriptionStatus.FAILED
         record.error = error
         record.local_failure = local
+        actions.append(Emit(SubscriptionFailed(record.channel, record.symbol, error, req_id, now)))
         if record.channel == "book" and record.symbol is not None:
             book = self._books.get(record.symbol)
             if book is not None:
@@ -877,7 +914,6 @@ class KrakenProtocol:
                 book.mark_failed()
                 if was_resyncing:
                     self._resync_finished(actions, now)
-        actions.append(Emit(SubscriptionFailed(record.channel, record.symbol, error, req_id, now)))
 
     def _forget(self, record: Subscription) -> None:
         self._subs.pop(record.key, None)

@@ -13,6 +13,7 @@ capture always yields the same events::
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -98,12 +99,13 @@ def replay(
 
     Timers due between frames fire first, exactly as a driver would fire them. Outgoing
     (``out``) lines are not fed: the protocol produces its own requests, reported in
-    :attr:`ReplayResult.sent`. By default pings are off, since a capture cannot answer them.
+    :attr:`ReplayResult.sent`. The default config turns pings off (a capture cannot answer
+    them) and seeds the backoff jitter, so even a replay with reconnects is deterministic.
     """
     if protocol is None:
-        protocol = KrakenProtocol(
-            config if config is not None else ClientConfig(ping_interval=None)
-        )
+        if config is None:
+            config = ClientConfig(ping_interval=None, rng=random.Random(0))
+        protocol = KrakenProtocol(config)
     actions: list[Action] = []
     started = False
 

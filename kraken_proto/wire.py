@@ -8,7 +8,7 @@ slower generic path that classifies them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -22,6 +22,7 @@ from kraken_proto.events import (
 )
 
 __all__ = [
+    "AckResult",
     "BookFrame",
     "DataFrame",
     "HeartbeatFrame",
@@ -32,6 +33,7 @@ __all__ = [
     "StatusFrame",
     "TickerFrame",
     "TradeFrame",
+    "ack_result",
     "decode_data_frame",
     "decode_generic",
     "decode_response",
@@ -129,6 +131,22 @@ class Response(msgspec.Struct, frozen=True):
     channel: str | None = None
     time_in: str | None = None
     time_out: str | None = None
+
+
+class AckResult(msgspec.Struct, frozen=True):
+    """The ``result`` of a subscribe/unsubscribe ack, checked for the fields the core uses."""
+
+    channel: str
+    symbol: str | None = None
+    depth: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    interval: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    snapshot: bool | None = None
+    event_trigger: str | None = None
+
+
+def ack_result(result: Any) -> AckResult:
+    """Check an ack's ``result`` object; raises ``msgspec.ValidationError`` if unusable."""
+    return msgspec.convert(result, AckResult)
 
 
 _data_decoder: msgspec.json.Decoder[DataFrame] = msgspec.json.Decoder(DataFrame)

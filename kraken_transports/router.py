@@ -7,6 +7,7 @@ under asyncio, a caller's own loop and a background thread.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -70,6 +71,11 @@ class EventRouter:
             raise TypeError(f"event_type must be an event class or None, not {event_type!r}")
         if not callable(callback):
             raise TypeError("callback must be callable")
+        if inspect.iscoroutinefunction(callback):
+            raise TypeError(
+                "callback must be a plain function: an async one would never be awaited; "
+                "schedule your coroutine from a plain callback instead"
+            )
         entries = self._callbacks.setdefault(event_type, [])
         entries.append(callback)
 

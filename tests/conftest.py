@@ -28,3 +28,14 @@ def real_captures() -> list[Path]:
 def data_dir() -> Path:
     """The shared data directory."""
     return shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def real_capture_paths() -> dict[str, Path]:
+    """The real Kraken captures by file stem (``"btcusd_l2"`` -> its path).
+
+    Session-scoped so hypothesis tests may use it; fails (never skips) if the data is absent.
+    """
+    paths = {path.stem: path for path in real_captures()}
+    assert paths, f"no real captures under {shared_data_dir() / 'kraken-v2-real'}"
+    return paths

@@ -7,7 +7,15 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kraken_proto import BackpressureConfig, BookUpdate, DropPolicy, Ticker, Trade
+from kraken_proto import (
+    BackpressureConfig,
+    BookUpdate,
+    DropPolicy,
+    StateChanged,
+    Subscribed,
+    Ticker,
+    Trade,
+)
 from kraken_proto.backpressure import BufferStats, EventBuffer
 from kraken_proto.events import Dropped, Event
 
@@ -23,6 +31,14 @@ def trade(symbol: str, n: int) -> Trade:
 
 def book(symbol: str, n: int) -> BookUpdate:
     return BookUpdate(symbol, (), (), n)
+
+
+def state(n: int) -> StateChanged:
+    return StateChanged("subscribed", "degraded", f"reason {n}")
+
+
+def ack(symbol: str, n: int) -> Subscribed:
+    return Subscribed("trade", symbol, n, {})
 
 
 def drain(buffer: EventBuffer, now: float = 0.0) -> list[Event]:
@@ -100,6 +116,47 @@ def test_coalesce_window_merges_before_the_queue_is_full() -> None:
     ]
 
 
+def test_control_events_are_never_dropped_and_do_not_count_against_the_depth() -> None:
+    latest = EventBuffer(BackpressureConfig(max_queue_depth=2, drop_policy=DropPolicy.LATEST))
+    for event in (trade("BTC/USD", 0), trade("BTC/USD", 1), state(0), trade("BTC/USD", 2)):
+        latest.push(event, 0.0)
+    latest.push(ack("BTC/USD", 5), 0.0)
+    assert drain(latest) == [
+        Dropped(1, 0, "latest", 0.0),
+        trade("BTC/USD", 0),
+        trade("BTC/USD", 1),
+        state(0),
+        ack("BTC/USD", 5),
+    ]
+    oldest = EventBuffer(BackpressureConfig(max_queue_depth=2, drop_policy=DropPolicy.OLDEST))
+    for event in (state(1), state(2), trade("BTC/USD", 0), trade("BTC/USD", 1)):
+        oldest.push(event, 0.0)
+    oldest.push(trade("BTC/USD", 2), 0.0)  # drops trade 0, behind the two state changes
+    assert len(oldest) == 4
+    assert drain(oldest) == [
+        Dropped(1, 0, "oldest", 0.0),
+        state(1),
+        state(2),
+        trade("BTC/USD", 1),
+        trade("BTC/USD", 2),
+    ]
+
+
+def test_a_consumer_that_keeps_falling_behind_still_gets_events() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_queue_depth=4))
+    popped: list[Event | None] = []
+    for n in range(20):
+        for i in range(3):
+            buffer.push(trade("BTC/USD", 3 * n + i), 0.0)
+        popped.append(buffer.pop(0.0))
+    kinds = [type(e).__name__ for e in popped]
+    assert kinds[:3] == ["Trade", "Dropped", "Trade"]
+    assert kinds.count("Trade") == 10 and kinds.count("Dropped") == 10
+    stats = buffer.stats
+    assert stats.received == stats.delivered + stats.dropped + stats.queued
+    assert stats.delivered == 10
+
+
 def test_delivery_rate_cap() -> None:
     buffer = EventBuffer(BackpressureConfig(max_messages_per_second=2.0))
     for n in range(5):
@@ -113,7 +170,7 @@ def test_delivery_rate_cap() -> None:
 
 events_strategy = st.lists(
     st.tuples(
-        st.sampled_from([tick, trade, book]),
+        st.sampled_from([tick, trade, book, ack]),
         st.sampled_from(["BTC/USD", "ETH/USD", "XRP/USD"]),
         st.booleans(),  # pop after this push?
     ),
@@ -137,7 +194,7 @@ def test_accounting_identity_and_order_hold_for_any_sequence(
     reported_dropped = reported_coalesced = 0
     for n, (make, symbol, pop) in enumerate(ops):
         buffer.push(make(symbol, n), n * 0.1)  # type: ignore[operator]
-        assert len(buffer) <= depth
+        assert sum(1 for e in buffer._slots if e.droppable) <= depth
         if pop:
             event = buffer.pop(n * 0.1)
             if isinstance(event, Dropped):
@@ -159,5 +216,8 @@ def test_accounting_identity_and_order_hold_for_any_sequence(
     # Delivery order follows arrival order of the surviving events (coalescing keeps the slot).
     trades = [e.trade_id for e in delivered if isinstance(e, Trade)]
     assert trades == sorted(trades)
+    # Every control event arrives, in order.
+    acks = [e.req_id for e in delivered if isinstance(e, Subscribed)]
+    assert acks == [n for n, (make, _, _) in enumerate(ops) if make is ack]
     if policy is not DropPolicy.COALESCE:
         assert stats.coalesced == 0

@@ -643,7 +643,7 @@ def test_close_1008_is_terminal() -> None:
     assert proto.handle_timer(100.0) == []
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1006, 1011])
+@pytest.mark.parametrize("code", [1000, 1001, 1011])
 def test_other_close_codes_reconnect(code: int) -> None:
     proto, _ = subscribed_book()
     actions = proto.connection_lost(3.0, close_code=code)
@@ -810,3 +810,27 @@ def test_url_and_config_are_exposed() -> None:
     assert proto.config is config
     assert proto.state is S.DISCONNECTED
     assert KrakenProtocol().config.endpoint == "wss://ws.kraken.com/v2"
+
+
+def test_refusal_without_request_id_or_channel_is_matched_to_the_pending_symbol() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("ticker", ["XBT/USD"], 0.0)
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    answer = error("Currency pair not supported XBT/USD", None, symbol="XBT/USD")
+    failed = events(proto.receive_data(answer, 0.5), SubscriptionFailed)
+    assert failed == [
+        SubscriptionFailed("ticker", "XBT/USD", "Currency pair not supported XBT/USD", None, 0.5)
+    ]
+    # With two candidates the channel stays unknown rather than guessed.
+    proto.subscribe("trade", ["ETH/USD"], 1.0)
+    proto.subscribe("ticker", ["ETH/USD"], 1.0)
+    twice = error("Currency pair not supported ETH/USD", None, symbol="ETH/USD")
+    assert [f.channel for f in events(proto.receive_data(twice, 1.5), SubscriptionFailed)] == [""]
+
+
+def test_drop_without_close_frame_is_described_as_such() -> None:
+    proto, _ = subscribed_book()
+    change = events(proto.connection_lost(1.0, close_code=1006), StateChanged)[0]
+    assert change.reason == "connection dropped without a close frame (1006)"

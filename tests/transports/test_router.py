@@ -72,6 +72,12 @@ def test_bad_registrations_are_refused() -> None:
     with pytest.raises(TypeError, match="callable"):
         router.on(Trade, 3)  # type: ignore[arg-type]
 
+    async def coroutine(event: Trade) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="never be awaited"):
+        router.on(Trade, coroutine)
+
 
 def test_without_buffering_events_reach_callbacks_only() -> None:
     router = EventRouter(BackpressureConfig(), buffer_events=False)

@@ -1,0 +1,906 @@
+"""The fake Kraken exchange (public market data): shared markets, one session per socket.
+
+:class:`FakeExchange` owns one :class:`~kraken_proto.simulator.market.MarketModel` per
+symbol and steps them all ``tick_rate`` times per second of the driver's clock. Each client
+socket gets an :class:`ExchangeConnection`, the server-side twin of
+:class:`~kraken_proto.protocol.KrakenProtocol`: a sans-IO object fed with the socket's
+events (``connection_made``, ``receive_data``, ``handle_timer``, ``connection_lost``) that
+returns, in order, the :data:`ServerAction` s to perform: ``Send(text)``,
+``CloseConnection(code, reason)`` or :class:`~kraken_proto.simulator.faults.Drop`.
+
+It speaks Kraken's Spot WebSocket v2 as recorded on the wire (KRAKEN-V2.md section 13):
+a status frame at connect; one ack per symbol with alphabetical keys, then that symbol's
+snapshot; book numbers padded to the pair's precision with a checksum on every message;
+heartbeats every second once something is subscribed; Kraken's error strings; an idle
+close. Time is the driver's monotonic ``now``; wall-clock text is ``epoch`` plus the time
+since the exchange first saw a ``now``, so a run is reproducible: the same seed and the
+same calls at the same ``now`` give the same frames.
+
+Error strings taken from the wire or Kraken's SDK: ``Already subscribed``,
+``Subscription Not Found`` (with ``"method":"subscribe"`` even for an unsubscribe),
+``Currency pair not supported <SYM>``, ``Subscription name invalid``,
+``Symbol(s) not found``, the private-endpoint text and ``{"Error":"Exceeded msg rate"}``.
+Kraken's v2 texts for a malformed request, an unknown method and bad parameters are not
+documented; the ones used here (:data:`MALFORMED_REQUEST` and the constants after it) are
+Kraken's v1-era strings or, marked so, invented.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Mapping
+from decimal import Decimal
+from operator import itemgetter
+from types import MappingProxyType
+from typing import Any, cast
+
+import msgspec
+
+from kraken_proto.actions import CloseConnection, Send
+from kraken_proto.simulator import frames
+from kraken_proto.simulator.faults import (
+    ABNORMAL_CLOSURE,
+    RATE_LIMIT_TEXT,
+    Close,
+    CorruptChecksum,
+    Drop,
+    Fault,
+    MalformedFrame,
+    RateLimit,
+    Stall,
+    TruncatedFrame,
+)
+from kraken_proto.simulator.market import DEPTHS, INTERVALS, MarketModel, MarketStep
+
+__all__ = [
+    "ALREADY_SUBSCRIBED",
+    "DEFAULT_EPOCH",
+    "DEFAULT_SYMBOLS",
+    "DEPTH_NOT_SUPPORTED",
+    "EVENT_TRIGGER_NOT_SUPPORTED",
+    "INTERVAL_NOT_SUPPORTED",
+    "INTERVAL_REQUIRED",
+    "MALFORMED_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PAIR_NOT_SUPPORTED",
+    "PRIVATE_ON_PUBLIC_HOST",
+    "SUBSCRIPTION_NAME_INVALID",
+    "SUBSCRIPTION_NOT_FOUND",
+    "SYMBOLS_NOT_FOUND",
+    "ExchangeConnection",
+    "FakeExchange",
+    "ServerAction",
+    "SymbolSpec",
+]
+
+ALREADY_SUBSCRIBED = "Already subscribed"
+"""A second subscribe of a symbol on a channel (any depth) on one connection. [WIRE]"""
+SUBSCRIPTION_NOT_FOUND = "Subscription Not Found"
+"""Unsubscribing something not subscribed; sent with ``"method":"subscribe"``. [WIRE]"""
+PAIR_NOT_SUPPORTED = "Currency pair not supported {}"
+"""An unknown symbol (formatted with it), e.g. ``XBT/USD``. [WIRE]"""
+SUBSCRIPTION_NAME_INVALID = "Subscription name invalid"
+"""An unknown or missing channel name. [SDK]"""
+SYMBOLS_NOT_FOUND = "Symbol(s) not found"
+"""Subscribing to ``status`` [SDK]; also used here for a missing or empty symbol list."""
+PRIVATE_ON_PUBLIC_HOST = (
+    "Private data and trading are unavailable on this endpoint. Try ws-auth.kraken.com"
+)
+"""A private channel or a trading method on the public host. [WIRE]"""
+MALFORMED_REQUEST = "Malformed request"
+"""Not a JSON object, or a field of the wrong type. (Kraken's v1 text.)"""
+METHOD_NOT_FOUND = "Method not found"
+"""An unknown ``method``. (Invented: Kraken's v2 text is not documented.)"""
+DEPTH_NOT_SUPPORTED = "Subscription depth not supported"
+"""A book depth outside 10/25/100/500/1000. (Kraken's v1 text.)"""
+INTERVAL_REQUIRED = "Subscription ohlc requires interval"
+"""An ohlc request without ``interval``. (Kraken's v1 text.)"""
+INTERVAL_NOT_SUPPORTED = "Subscription ohlc interval not supported"
+"""An ohlc ``interval`` that is not one of Kraken's. (Kraken's v1 text.)"""
+EVENT_TRIGGER_NOT_SUPPORTED = "Subscription event_trigger not supported"
+"""A ticker ``event_trigger`` other than ``trades``/``bbo``. (Invented.)"""
+
+DEFAULT_EPOCH = 1785542400.0
+"""2026-08-01T00:00:00Z: the default wall-clock time of the exchange's first ``now``."""
+
+VERSION = "2.0.10"
+"""The API version the status frame reports (as in the 2026 captures)."""
+
+IDLE_CLOSE_REASON = "Connection idle"
+"""Reason of the close (code 1000) after ``idle_timeout`` seconds without a client message."""
+
+_PUBLIC_CHANNELS = ("book", "ticker", "trade", "ohlc", "instrument")
+_PRIVATE_CHANNELS = ("executions", "balances", "level3")
+_TRADING_METHODS = (
+    "add_order",
+    "amend_order",
+    "edit_order",
+    "cancel_order",
+    "cancel_all",
+    "cancel_all_orders_after",
+    "batch_add",
+    "batch_cancel",
+)
+_EVENT_TRIGGERS = ("trades", "bbo")
+_OHLC_WARNINGS = ["timestamp is deprecated, use interval_begin"]
+_INSTRUMENT_WARNINGS = ["tick_size is deprecated, use price_increment"]
+_INF = math.inf
+
+ServerAction = Send | CloseConnection | Drop
+"""What an :class:`ExchangeConnection` asks its server driver to do."""
+
+
+def _float_token(value: Decimal) -> msgspec.Raw:
+    """``value`` written as Python writes the float (``1e-08``, ``0.1``), as Kraken's docs show."""
+    return msgspec.Raw(repr(float(value)))
+
+
+class SymbolSpec(msgspec.Struct, frozen=True):
+    """One simulated pair: its precisions, starting price and instrument details.
+
+    ``tick`` defaults to one unit of ``price_precision``; ``qty_min`` to a round quantity
+    worth about 5 units of the quote currency. ``activity`` is the mean number of book
+    events per market step and ``levels`` the least number of levels per book side.
+    """
+
+    price_precision: int
+    qty_precision: int
+    mid: Decimal
+    tick: Decimal | None = None
+    qty_min: Decimal | None = None
+    cost_min: Decimal = Decimal("0.5")
+    activity: float = 3.0
+    levels: int = 1000
+
+    def price_increment(self) -> Decimal:
+        """The tick: ``tick`` or one unit of ``price_precision``."""
+        return Decimal(1).scaleb(-self.price_precision) if self.tick is None else self.tick
+
+    def minimum_qty(self) -> Decimal:
+        """``qty_min``, or a power of ten worth about 5 quote units."""
+        if self.qty_min is not None:
+            return self.qty_min
+        exponent = math.floor(math.log10(5 / float(self.mid)))
+        return Decimal(1).scaleb(max(exponent, -self.qty_precision))
+
+
+DEFAULT_SYMBOLS: Mapping[str, SymbolSpec] = MappingProxyType(
+    {
+        "BTC/USD": SymbolSpec(1, 8, Decimal("63000.0"), activity=4.0),
+        "ETH/USD": SymbolSpec(2, 8, Decimal("1877.30"), activity=3.5),
+        "XRP/USD": SymbolSpec(5, 8, Decimal("1.08100")),
+        "SOL/USD": SymbolSpec(2, 8, Decimal("142.50")),
+        "ADA/USD": SymbolSpec(6, 8, Decimal("0.452300")),
+        "DOGE/USD": SymbolSpec(7, 8, Decimal("0.1523400")),
+        "LTC/USD": SymbolSpec(2, 8, Decimal("82.15")),
+        "DOT/USD": SymbolSpec(4, 8, Decimal("4.2150")),
+    }
+)
+"""The default pairs (price/qty precision as on Kraken, realistic 2026 prices)."""
+
+
+class _StepFrames:
+    """The frames one market step produces, each rendered once for every connection."""
+
+    __slots__ = ("_checksum", "_texts", "_timestamp", "market", "step")
+
+    def __init__(self, market: MarketModel, step: MarketStep) -> None:
+        self.market = market
+        self.step = step
+        self._texts: dict[object, str] = {}
+        self._timestamp = ""
+        self._checksum: int | None = None
+
+    def _time(self) -> str:
+        if not self._timestamp:
+            self._timestamp = frames.rfc3339(self.step.time)
+        return self._timestamp
+
+    def book(self, depth: int) -> str | None:
+        delta = self.step.book(depth)
+        if delta is None:
+            return None
+        text = self._texts.get(depth)
+        if text is None:
+            if self._checksum is None:
+                self._checksum = self.market.checksum()
+            text = self._texts[depth] = frames.book_frame(
+                "update", self.market.symbol, delta.bids, delta.asks, self._checksum, self._time()
+            )
+        return text
+
+    def ticker(self) -> str:
+        text = self._texts.get("ticker")
+        if text is None:
+            text = self._texts["ticker"] = frames.ticker_frame(
+                "update", self.market.symbol, self.market.ticker(), self._time()
+            )
+        return text
+
+    def trade(self) -> str:
+        text = self._texts.get("trade")
+        if text is None:
+            text = self._texts["trade"] = frames.trade_frame(
+                "update", self.market.symbol, self.step.trades
+            )
+        return text
+
+    def ohlc(self, interval: int) -> str:
+        key = ("ohlc", interval)
+        text = self._texts.get(key)
+        if text is None:
+            candle = self.market.candle(interval)
+            assert candle is not None  # this step traded
+            text = self._texts[key] = frames.ohlc_frame(
+                "update", self.market.symbol, [candle], frames.rfc3339_ns(self.step.time)
+            )
+        return text
+
+
+class FakeExchange:
+    """A deterministic fake of Kraken's public WebSocket host; see the module docstring.
+
+    ``symbols`` maps each pair to its :class:`SymbolSpec` (default :data:`DEFAULT_SYMBOLS`);
+    ``seed`` seeds every market and connection. Markets step ``tick_rate`` times per second
+    of driver time, on a grid that starts at the first ``now`` the exchange sees; when more
+    than ``max_catchup`` seconds of steps are owed (nobody called for a while), the older
+    ones are skipped rather than simulated. ``epoch`` is the wall-clock time (Unix seconds)
+    of that first ``now``. Connections send a heartbeat every ``heartbeat_interval``
+    seconds once subscribed and are closed after ``idle_timeout`` seconds without a client
+    message (``None``: never).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        symbols: Mapping[str, SymbolSpec] | None = None,
+        tick_rate: float = 20.0,
+        epoch: float = DEFAULT_EPOCH,
+        idle_timeout: float | None = 60.0,
+        heartbeat_interval: float = 1.0,
+        max_catchup: float = 5.0,
+    ) -> None:
+        if tick_rate <= 0:
+            raise ValueError(f"tick_rate must be > 0, got {tick_rate}")
+        if heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be > 0, got {heartbeat_interval}")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be > 0 or None, got {idle_timeout}")
+        if max_catchup <= 0:
+            raise ValueError(f"max_catchup must be > 0, got {max_catchup}")
+        self.seed = seed
+        """The seed of every market and connection."""
+        self.tick_rate = tick_rate
+        """Market steps per second."""
+        self.epoch = epoch
+        """Wall-clock seconds at the first ``now``."""
+        self.idle_timeout = idle_timeout
+        """Seconds without a client message before a connection is closed."""
+        self.heartbeat_interval = heartbeat_interval
+        """Seconds between heartbeats."""
+        self.specs: Mapping[str, SymbolSpec] = MappingProxyType(
+            dict(DEFAULT_SYMBOLS if symbols is None else symbols)
+        )
+        """The simulated pairs."""
+        self.markets: dict[str, MarketModel] = {
+            symbol: MarketModel(
+                symbol,
+                rng=random.Random(f"{seed}:market:{symbol}"),
+                price_precision=spec.price_precision,
+                qty_precision=spec.qty_precision,
+                mid=spec.mid,
+                tick=spec.price_increment(),
+                levels=spec.levels,
+                start=epoch,
+                activity=spec.activity,
+            )
+            for symbol, spec in self.specs.items()
+        }
+        """The market of each pair (shared by every connection)."""
+        self._max_backlog = max(1, math.ceil(max_catchup * tick_rate))
+        self._origin: float | None = None
+        self._step = 0
+        self._opened = 0
+        self._connections: list[ExchangeConnection] = []
+        self._future: list[tuple[float | None, float | None, Fault]] = []
+        self._instrument: str | None = None
+
+    # ----------------------------------------------------------------- time
+
+    def _start(self, now: float) -> float:
+        if self._origin is None:
+            self._origin = now
+        return self._origin
+
+    def wall_time(self, now: float) -> float:
+        """The wall-clock time (Unix seconds) that driver time ``now`` stands for."""
+        return self.epoch + now - self._start(now)
+
+    def next_step_time(self) -> float:
+        """Driver time of the next market step (the first ``now`` is step 0)."""
+        origin = 0.0 if self._origin is None else self._origin
+        return origin + (self._step + 1) / self.tick_rate
+
+    def advance(self, now: float) -> None:
+        """Step every market up to ``now`` and queue the frames on subscribed connections.
+
+        Connections call this themselves; call it directly only to move the markets with
+        no connection driving them.
+        """
+        origin = self._start(now)
+        target = math.floor((now - origin) * self.tick_rate + 1e-9)
+        self._step = max(self._step, target - self._max_backlog)
+        while self._step < target:
+            self._step += 1
+            offset = self._step / self.tick_rate
+            for market in self.markets.values():
+                step = market.step(self.epoch + offset)
+                rendered = _StepFrames(market, step)
+                for connection in self._connections:
+                    connection._collect(rendered, origin + offset)
+
+    # ----------------------------------------------------------------- connections
+
+    @property
+    def connections(self) -> list[ExchangeConnection]:
+        """The open connections, oldest first."""
+        return list(self._connections)
+
+    def open_connection(self, now: float) -> ExchangeConnection:
+        """A new session for a client socket accepted at ``now``; call its ``connection_made``."""
+        self.advance(now)
+        self._opened += 1
+        connection = ExchangeConnection(self, self._opened, now)
+        for at, after, fault in self._future:
+            if after is not None:
+                connection.schedule(fault, at=now + after)
+            elif at is not None and at >= now:
+                connection.schedule(fault, at=at)
+        self._connections.append(connection)
+        return connection
+
+    def _detach(self, connection: ExchangeConnection) -> None:
+        self._connections.remove(connection)
+
+    def schedule(
+        self,
+        fault: Fault,
+        *,
+        at: float | None = None,
+        after: float | None = None,
+        connection: ExchangeConnection | None = None,
+    ) -> None:
+        """Inject ``fault`` later: at driver time ``at``, or ``after`` seconds past a connect.
+
+        With ``connection`` the fault goes to that connection only (``after`` counts from
+        its connect). Without, ``at`` reaches every connection open at that time, and
+        ``after`` every connection, current and future, ``after`` seconds after it opened
+        (e.g. ``schedule(Drop(), after=5.0)`` drops each connection after 5 s).
+        """
+        if (at is None) == (after is None):
+            raise ValueError("schedule() takes exactly one of at= and after=")
+        targets = self._connections if connection is None else [connection]
+        for target in targets:
+            when = cast(float, at) if after is None else target.opened_at + after
+            target.schedule(fault, at=when)
+        if connection is None:
+            self._future.append((at, after, fault))
+
+    # ----------------------------------------------------------------- instrument
+
+    def instrument_snapshot(self) -> str:
+        """The instrument channel's snapshot frame (built once)."""
+        if self._instrument is None:
+            assets: dict[str, dict[str, Any]] = {}
+            pairs: list[dict[str, Any]] = []
+            for symbol, spec in self.specs.items():
+                base, _, quote = symbol.partition("/")
+                for asset, precision, display in ((base, 10, 5), (quote, 4, 2)):
+                    assets.setdefault(
+                        asset,
+                        {
+                            "id": asset,
+                            "status": "enabled",
+                            "precision": precision,
+                            "precision_display": display,
+                            "borrowable": False,
+                            "collateral_value": 1.0 if asset == quote else 0.9,
+                            "margin_rate": 0.0,
+                        },
+                    )
+                increment = _float_token(spec.price_increment())
+                pairs.append(
+                    {
+                        "symbol": symbol,
+                        "base": base,
+                        "quote": quote,
+                        "status": "online",
+                        "qty_precision": spec.qty_precision,
+                        "qty_increment": _float_token(Decimal(1).scaleb(-spec.qty_precision)),
+                        "price_precision": spec.price_precision,
+                        "cost_precision": 5,
+                        "marginable": False,
+                        "has_index": True,
+                        "cost_min": _float_token(spec.cost_min),
+                        "tick_size": increment,
+                        "price_increment": increment,
+                        "qty_min": _float_token(spec.minimum_qty()),
+                    }
+                )
+            self._instrument = frames.instrument_frame(list(assets.values()), pairs)
+        return self._instrument
+
+
+class ExchangeConnection:
+    """The server side of one client socket (make it with :meth:`FakeExchange.open_connection`).
+
+    Every method takes the driver's monotonic ``now`` and returns the actions to perform,
+    in order. After a close or a drop the connection is finished: every method returns
+    ``[]`` and :meth:`next_deadline` is ``None``.
+    """
+
+    def __init__(self, exchange: FakeExchange, number: int, now: float) -> None:
+        self._exchange = exchange
+        self._rng = random.Random(f"{exchange.seed}:connection:{number}")
+        self.connection_id = self._rng.getrandbits(64)
+        """The uint64 id of the status frame (often above 2**63, as on Kraken)."""
+        self.opened_at = now
+        """Driver time the connection was opened."""
+        self.closed = False
+        """Whether the connection has been closed or dropped (or lost)."""
+        self._pending: list[tuple[float, str, str | None]] = []
+        self._book: dict[str, int] = {}
+        self._ticker: dict[str, str] = {}
+        self._trade: dict[str, None] = {}
+        self._ohlc: dict[str, dict[int, None]] = {}
+        self._instrument = False
+        self._heartbeats = False
+        self._next_heartbeat = _INF
+        self._last_message = now
+        self._stall_until = -_INF
+        self._slow_delay = 0.0
+        self._slow_until = -_INF
+        self._delayed: deque[tuple[float, str]] = deque()
+        self._truncate = False
+        self._corrupt: dict[str, None] = {}
+        self._faults: list[tuple[float, int, Fault]] = []
+        self._fault_count = 0
+        self._clock = 0
+
+    # ----------------------------------------------------------------- driver inputs
+
+    def connection_made(self, now: float) -> list[ServerAction]:
+        """The socket is open: send the status frame."""
+        out: list[ServerAction] = []
+        if not self.closed:
+            status = frames.status_frame(VERSION, "online", self.connection_id)
+            self._send(now, status, None, out)
+        return out
+
+    def receive_data(self, text: str | bytes, now: float) -> list[ServerAction]:
+        """Handle one client text message (after sending whatever was due before ``now``)."""
+        out: list[ServerAction] = []
+        self._pump(now, out)
+        if self.closed or now < self._stall_until:
+            return out
+        self._last_message = now
+        self._request(text, now, out)
+        self._release(now, out)
+        return out
+
+    def handle_timer(self, now: float) -> list[ServerAction]:
+        """Send what is due at ``now``: market data, heartbeats, faults, the idle close."""
+        out: list[ServerAction] = []
+        self._pump(now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` must be called next (``None``: only on input)."""
+        if self.closed:
+            return None
+        deadline = _INF
+        if self._pending:
+            deadline = self._pending[0][0]
+        if self._book or self._ticker or self._trade or self._ohlc:
+            deadline = min(deadline, self._exchange.next_step_time())
+        if self._heartbeats:
+            deadline = min(deadline, self._next_heartbeat)
+        if self._exchange.idle_timeout is not None:
+            idle = self._last_message + self._exchange.idle_timeout
+            deadline = min(deadline, max(idle, self._stall_until))
+        if self._faults:
+            deadline = min(deadline, self._faults[0][0])
+        if self._delayed:
+            deadline = min(deadline, self._delayed[0][0])
+        return None if deadline == _INF else deadline
+
+    def connection_lost(self, now: float) -> list[ServerAction]:
+        """The socket is gone (whoever closed it): forget the session."""
+        if not self.closed:
+            self._finish()
+        return []
+
+    def inject(self, fault: Fault, now: float) -> list[ServerAction]:
+        """Apply ``fault`` at ``now`` (after sending whatever was due before)."""
+        out: list[ServerAction] = []
+        self._pump(now, out)
+        if not self.closed:
+            self._apply(fault, now, out)
+            self._release(now, out)
+        return out
+
+    def schedule(self, fault: Fault, *, at: float) -> None:
+        """Apply ``fault`` at driver time ``at`` (reported through :meth:`next_deadline`)."""
+        if not self.closed:
+            self._fault_count += 1
+            heapq.heappush(self._faults, (at, self._fault_count, fault))
+
+    # ----------------------------------------------------------------- output
+
+    def _collect(self, rendered: _StepFrames, t: float) -> None:
+        """Queue this connection's frames of one market step at driver time ``t``."""
+        if t < self._stall_until:
+            return
+        symbol = rendered.market.symbol
+        pending = self._pending
+        depth = self._book.get(symbol)
+        if depth is not None:
+            text = rendered.book(depth)
+            if text is not None:
+                pending.append((t, text, symbol))
+        trigger = self._ticker.get(symbol)
+        step = rendered.step
+        if trigger is not None and (step.bbo_changed if trigger == "bbo" else step.trades):
+            pending.append((t, rendered.ticker(), None))
+        if step.trades:
+            if symbol in self._trade:
+                pending.append((t, rendered.trade(), None))
+            for interval in self._ohlc.get(symbol, ()):
+                pending.append((t, rendered.ohlc(interval), None))
+
+    def _pump(self, now: float, out: list[ServerAction]) -> None:
+        """Move the markets to ``now`` and send, in time order, everything due by then."""
+        exchange = self._exchange
+        exchange.advance(now)
+        if self.closed:
+            return
+        # (time, rank, payload): on equal times faults go first, then heartbeats, the idle
+        # close and market frames; the sort is stable within a rank.
+        items: list[tuple[float, int, Any]] = []
+        while self._faults and self._faults[0][0] <= now:
+            at, _, fault = heapq.heappop(self._faults)
+            items.append((at, 0, fault))
+        while self._heartbeats and self._next_heartbeat <= now:
+            items.append((self._next_heartbeat, 1, None))
+            self._next_heartbeat += exchange.heartbeat_interval
+        if exchange.idle_timeout is not None:
+            idle = max(self._last_message + exchange.idle_timeout, self._stall_until)
+            if idle <= now:
+                items.append((idle, 2, None))
+        # Frames stay pending until their time: another connection's clock may be ahead.
+        cut = bisect_right(self._pending, now, key=itemgetter(0))
+        items.extend([(t, 3, (text, symbol)) for t, text, symbol in self._pending[:cut]])
+        del self._pending[:cut]
+        items.sort(key=lambda item: (item[0], item[1]))
+        for t, rank, payload in items:
+            if self.closed:
+                break
+            if rank == 0:
+                self._apply(payload, t, out)
+            elif t < self._stall_until:
+                continue  # stalled: frames are lost; the idle close waits for the end
+            elif rank == 1:
+                self._send(t, frames.HEARTBEAT, None, out)
+            elif rank == 2:
+                self._end(CloseConnection(1000, IDLE_CLOSE_REASON), out)
+            else:
+                self._send(t, payload[0], payload[1], out)
+        self._release(now, out)
+
+    def _release(self, now: float, out: list[ServerAction]) -> None:
+        """Send the held-back frames whose time has come."""
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            out.append(Send(delayed.popleft()[1]))
+
+    def _send(self, t: float, text: str, book_symbol: str | None, out: list[ServerAction]) -> None:
+        """Send ``text`` (due at ``t``), through the armed faults."""
+        if book_symbol is not None and book_symbol in self._corrupt:
+            del self._corrupt[book_symbol]
+            start = text.index('"checksum":') + 11
+            end = text.index(",", start)
+            text = f"{text[:start]}{int(text[start:end]) ^ 0x5A5A5A5A}{text[end:]}"
+        if self._truncate:
+            self._truncate = False
+            text = text[: len(text) // 2]
+        if t < self._slow_until:
+            self._delayed.append((t + self._slow_delay, text))
+        elif self._delayed:
+            self._delayed.append((t, text))  # behind the frames still held back
+        else:
+            out.append(Send(text))
+
+    def _end(self, action: ServerAction, out: list[ServerAction]) -> None:
+        out.append(action)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.closed = True
+        self._pending = []
+        self._delayed.clear()
+        self._faults = []
+        self._exchange._detach(self)
+
+    def _apply(self, fault: Fault, t: float, out: list[ServerAction]) -> None:
+        match fault:
+            case Drop():
+                self._end(Drop(), out)
+            case Close(code=code, reason=reason):
+                self._end(
+                    Drop() if code == ABNORMAL_CLOSURE else CloseConnection(code, reason), out
+                )
+            case Stall(duration=duration):
+                self._stall_until = _INF if duration is None else t + duration
+            case CorruptChecksum(symbol=symbol):
+                self._corrupt[symbol] = None
+            case MalformedFrame(text=text):
+                self._send(t, text, None, out)
+            case TruncatedFrame():
+                self._truncate = True
+            case RateLimit():
+                self._send(t, RATE_LIMIT_TEXT, None, out)
+            case _:  # SlowSender
+                self._slow_delay = fault.delay
+                self._slow_until = _INF if fault.duration is None else t + fault.duration
+
+    # ----------------------------------------------------------------- requests
+
+    def _stamp(self) -> tuple[str, str]:
+        """``time_in`` and ``time_out`` of the next response to the current request."""
+        rng = self._rng
+        time_in = self._clock + rng.randint(2, 30)
+        self._clock = time_in + rng.randint(8, 60)
+        return frames.rfc3339(time_in / 1e6), frames.rfc3339(self._clock / 1e6)
+
+    def _respond(
+        self,
+        now: float,
+        out: list[ServerAction],
+        method: str | None,
+        req_id: int | None,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
+        body: dict[str, Any] = {}
+        if error is not None:
+            body["error"] = error
+        if method is not None:
+            body["method"] = method
+        if req_id is not None:
+            body["req_id"] = req_id
+        if result is not None:
+            body["result"] = result
+        body["success"] = error is None
+        if symbol is not None:
+            body["symbol"] = symbol
+        body["time_in"], body["time_out"] = self._stamp()
+        self._send(now, frames.encode(body), None, out)
+
+    def _request(self, text: str | bytes, now: float, out: list[ServerAction]) -> None:
+        self._clock = round(self._exchange.wall_time(now) * 1e6)
+        try:
+            message = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            message = None
+        if not isinstance(message, dict):
+            self._respond(now, out, None, None, error=MALFORMED_REQUEST)
+            return
+        method = message.get("method")
+        req_id = message.get("req_id")
+        if req_id is not None and (type(req_id) is not int):
+            self._respond(now, out, None, None, error=MALFORMED_REQUEST)
+            return
+        if not isinstance(method, str):
+            self._respond(now, out, None, req_id, error=MALFORMED_REQUEST)
+        elif method == "ping":
+            stamps = self._stamp()
+            pong: dict[str, Any] = {"method": "pong"}
+            if req_id is not None:
+                pong["req_id"] = req_id
+            pong["time_in"], pong["time_out"] = stamps
+            self._send(now, frames.encode(pong), None, out)
+        elif method in ("subscribe", "unsubscribe"):
+            self._subscription(method, message.get("params", {}), req_id, now, out)
+        elif method in _TRADING_METHODS:
+            self._respond(now, out, method, req_id, error=PRIVATE_ON_PUBLIC_HOST)
+        else:
+            self._respond(now, out, method, req_id, error=METHOD_NOT_FOUND)
+
+    def _subscription(
+        self, method: str, params: Any, req_id: int | None, now: float, out: list[ServerAction]
+    ) -> None:
+        def fail(error: str) -> None:
+            self._respond(now, out, method, req_id, error=error)
+
+        if not isinstance(params, dict):
+            return fail(MALFORMED_REQUEST)
+        channel = params.get("channel")
+        if channel in _PRIVATE_CHANNELS:
+            return fail(PRIVATE_ON_PUBLIC_HOST)
+        if channel == "status":
+            return fail(SYMBOLS_NOT_FOUND)
+        if channel not in _PUBLIC_CHANNELS:
+            return fail(SUBSCRIPTION_NAME_INVALID)
+        snapshot = params.get("snapshot", channel != "trade")
+        if type(snapshot) is not bool:
+            return fail(MALFORMED_REQUEST)
+        if channel == "instrument":
+            return self._instrument_request(method, snapshot, req_id, now, out)
+        symbols = params.get("symbol")
+        if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)):
+            return fail(SYMBOLS_NOT_FOUND)
+        option: Any = None
+        if channel == "book":
+            option = params.get("depth", 10)
+            if type(option) is not int or option not in DEPTHS:
+                return fail(DEPTH_NOT_SUPPORTED)
+        elif channel == "ohlc":
+            option = params.get("interval")
+            if option is None:
+                return fail(INTERVAL_REQUIRED)
+            if type(option) is not int or option not in INTERVALS:
+                return fail(INTERVAL_NOT_SUPPORTED)
+        elif channel == "ticker":
+            option = params.get("event_trigger", "trades")
+            if method == "subscribe" and option not in _EVENT_TRIGGERS:
+                return fail(EVENT_TRIGGER_NOT_SUPPORTED)
+        for symbol in symbols:
+            if symbol not in self._exchange.markets:
+                self._respond(
+                    now, out, method, req_id, error=PAIR_NOT_SUPPORTED.format(symbol), symbol=symbol
+                )
+            elif method == "subscribe":
+                self._subscribe(channel, symbol, option, snapshot, req_id, now, out)
+            else:
+                self._unsubscribe(channel, symbol, option, req_id, now, out)
+        return None
+
+    def _subscribe(
+        self,
+        channel: str,
+        symbol: str,
+        option: Any,
+        snapshot: bool,
+        req_id: int | None,
+        now: float,
+        out: list[ServerAction],
+    ) -> None:
+        market = self._exchange.markets[symbol]
+        result: dict[str, Any] = {"channel": channel}
+        frame: str | None = None
+        if channel == "book":
+            if symbol in self._book:
+                return self._already(symbol, req_id, now, out)
+            self._book[symbol] = option
+            result["depth"] = option
+            if snapshot:
+                bids, asks = market.book(option)
+                frame = frames.book_frame(
+                    "snapshot",
+                    symbol,
+                    bids,
+                    asks,
+                    market.checksum(),
+                    frames.rfc3339(market.time),
+                )
+        elif channel == "ticker":
+            if symbol in self._ticker:
+                return self._already(symbol, req_id, now, out)
+            self._ticker[symbol] = option
+            result["event_trigger"] = option
+            if snapshot:
+                stamp = frames.rfc3339(market.time)
+                frame = frames.ticker_frame("snapshot", symbol, market.ticker(), stamp)
+        elif channel == "trade":
+            if symbol in self._trade:
+                return self._already(symbol, req_id, now, out)
+            self._trade[symbol] = None
+            if snapshot:
+                frame = frames.trade_frame("snapshot", symbol, market.recent_trades())
+        else:  # ohlc
+            intervals = self._ohlc.setdefault(symbol, {})
+            if option in intervals:
+                return self._already(symbol, req_id, now, out)
+            intervals[option] = None
+            result["interval"] = option
+            if snapshot:
+                stamp = frames.rfc3339_ns(self._exchange.wall_time(now))
+                frame = frames.ohlc_frame("snapshot", symbol, market.candles(option), stamp)
+        result["snapshot"] = snapshot
+        result["symbol"] = symbol
+        if channel == "ohlc":
+            result["warnings"] = _OHLC_WARNINGS
+        self._respond(now, out, "subscribe", req_id, result=result)
+        if frame is not None:
+            self._send(now, frame, symbol if channel == "book" else None, out)
+        self._start_heartbeats(now)
+        return None
+
+    def _already(
+        self, symbol: str | None, req_id: int | None, now: float, out: list[ServerAction]
+    ) -> None:
+        self._respond(now, out, "subscribe", req_id, error=ALREADY_SUBSCRIBED, symbol=symbol)
+
+    def _not_found(
+        self, symbol: str | None, req_id: int | None, now: float, out: list[ServerAction]
+    ) -> None:
+        # Kraken answers a failed unsubscribe with "method":"subscribe". [WIRE]
+        self._respond(now, out, "subscribe", req_id, error=SUBSCRIPTION_NOT_FOUND, symbol=symbol)
+
+    def _unsubscribe(
+        self,
+        channel: str,
+        symbol: str,
+        option: Any,
+        req_id: int | None,
+        now: float,
+        out: list[ServerAction],
+    ) -> None:
+        result: dict[str, Any] = {"channel": channel}
+        if channel == "book":
+            if self._book.get(symbol) != option:
+                return self._not_found(symbol, req_id, now, out)
+            del self._book[symbol]
+            result["depth"] = option
+        elif channel == "ticker":
+            if symbol not in self._ticker:
+                return self._not_found(symbol, req_id, now, out)
+            result["event_trigger"] = self._ticker.pop(symbol)
+        elif channel == "trade":
+            if symbol not in self._trade:
+                return self._not_found(symbol, req_id, now, out)
+            del self._trade[symbol]
+        else:  # ohlc
+            intervals = self._ohlc.get(symbol, {})
+            if option not in intervals:
+                return self._not_found(symbol, req_id, now, out)
+            del intervals[option]
+            if not intervals:
+                del self._ohlc[symbol]
+            result["interval"] = option
+        result["symbol"] = symbol
+        self._respond(now, out, "unsubscribe", req_id, result=result)
+        return None
+
+    def _instrument_request(
+        self, method: str, snapshot: bool, req_id: int | None, now: float, out: list[ServerAction]
+    ) -> None:
+        if method == "unsubscribe":
+            if not self._instrument:
+                return self._not_found(None, req_id, now, out)
+            self._instrument = False
+            self._respond(now, out, method, req_id, result={"channel": "instrument"})
+            return None
+        if self._instrument:
+            return self._already(None, req_id, now, out)
+        self._instrument = True
+        result = {"channel": "instrument", "snapshot": snapshot, "warnings": _INSTRUMENT_WARNINGS}
+        self._respond(now, out, method, req_id, result=result)
+        if snapshot:
+            self._send(now, self._exchange.instrument_snapshot(), None, out)
+        self._start_heartbeats(now)
+        return None
+
+    def _start_heartbeats(self, now: float) -> None:
+        if not self._heartbeats:
+            self._heartbeats = True
+            interval = self._exchange.heartbeat_interval
+            beats = math.floor((now - self.opened_at) / interval) + 1
+            self._next_heartbeat = self.opened_at + beats * interval

@@ -1,0 +1,694 @@
+"""The asyncio driver: :class:`KrakenProtocol` over an aiohttp WebSocket.
+
+Usage::
+
+    async with connect(ClientConfig()) as client:
+        await client.subscribe("book", ["BTC/USD", "ETH/USD"], depth=10)
+        await client.subscribe("ticker", "BTC/USD")
+        async for event in client:
+            if isinstance(event, BookUpdate):
+                print(event.symbol, client.book(event.symbol).best_bid())
+
+The driver only translates the protocol's actions into IO; every policy (backoff,
+liveness, pacing, resync) lives in :mod:`kraken_proto`. How it runs:
+
+- Every action a protocol input returns is performed at once, in order, on the event loop
+  thread: ``Emit`` goes through the :class:`~kraken_transports.router.EventRouter`
+  (callbacks, then the bounded buffer), ``Send`` is written to the socket, ``OpenConnection``
+  starts a connection task and ``CloseConnection`` cancels it (closing its socket with the
+  code asked for). Nothing awaits between a protocol call and its actions, so callbacks see
+  ``client.book(symbol)`` exactly as the event they are given left it.
+- One task per connection opens the WebSocket, calls ``connection_made`` and feeds every
+  message to ``receive_data``; a close or error becomes ``connection_lost``.
+- One timer (``loop.call_at``) fires ``handle_timer`` at ``next_deadline()``; the protocol
+  asks for the reconnect itself (``OpenConnection`` from ``handle_timer``).
+- A background task holds the client's life: it ends when the protocol reaches ``CLOSED``
+  (``close()``, close code 1008, retry budget spent), then the sockets and the aiohttp
+  session are closed within a bounded time and iteration ends once the buffer is drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+
+from kraken_proto import __version__
+from kraken_proto.actions import (
+    Action,
+    CloseConnection,
+    Emit,
+    FetchToken,
+    OpenConnection,
+    ReconnectAfter,
+    Send,
+)
+from kraken_proto.book import OrderBook
+from kraken_proto.config import ClientConfig
+from kraken_proto.errors import KrakenConnectionError, LocalProtocolError
+from kraken_proto.events import (
+    Event,
+    ProtocolError,
+    StateChanged,
+    Subscribed,
+    SubscriptionFailed,
+    Unsubscribed,
+)
+from kraken_proto.protocol import KrakenProtocol
+from kraken_proto.state import ConnectionState
+from kraken_proto.subscriptions import SubscriptionsView, validate_unsubscription
+from kraken_transports.router import AckWaiter, ClientStats, EventRouter
+
+__all__ = ["AsyncClient", "connect"]
+
+log = logging.getLogger("kraken_transports.aio")
+
+E = TypeVar("E")
+
+_CLOSED = ConnectionState.CLOSED
+_ACK_EVENTS = (Subscribed, SubscriptionFailed, Unsubscribed)
+_WS_CLOSE_TIMEOUT = 0.5  # how long a closing socket waits for the server's close frame
+_CONNECTIONS_WAIT = 0.6  # shutdown: how long closing sockets may take before being cancelled
+_SESSION_CLOSE_WAIT = 0.2  # shutdown: bound on closing the aiohttp session
+_CLOSE_BUDGET = 0.9  # close(): wait this long for a clean shutdown, then cancel
+_TIMER_RETRY = 0.01  # a deadline that is still due after handle_timer is retried this late
+_EXCERPT = 200
+_PRIVATE_UNSUPPORTED = (
+    "private connections arrive with the authentication work; use a public connection"
+)
+
+
+def connect(
+    config: ClientConfig | None = None, *, private: bool = False, buffer_events: bool = True
+) -> AsyncClient:
+    """Create an :class:`AsyncClient`; use it as ``async with connect(config) as client:``.
+
+    Entering the context starts the connection (without waiting for it: subscribe at once,
+    the requests go out when it is up); leaving it closes the client, also on an exception
+    or cancellation. ``buffer_events=False`` makes a callback-only client (no iteration, so
+    no buffer to fill). ``private=True`` is not supported yet and raises
+    :class:`LocalProtocolError`.
+    """
+    return AsyncClient(config, private=private, buffer_events=buffer_events)
+
+
+class _Connection:
+    """One WebSocket connection attempt: its task, its socket, and how to close it."""
+
+    __slots__ = ("close_code", "close_reason", "task", "url", "ws")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.task: asyncio.Task[None] | None = None
+        self.ws: aiohttp.ClientWebSocketResponse[bool] | None = None
+        self.close_code = 1000
+        self.close_reason = ""
+
+
+class AsyncClient:
+    """An asyncio client of Kraken's v2 WebSocket API (public market data).
+
+    Create it with :func:`connect`. Events can be consumed by iteration (``async for event
+    in client``) and by callbacks (:meth:`on`), both at once; subscriptions are remembered
+    and replayed after every reconnect, books are checksum-verified and resynced per symbol.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        private: bool = False,
+        buffer_events: bool = True,
+    ) -> None:
+        if private:
+            raise LocalProtocolError(_PRIVATE_UNSUPPORTED)
+        self._config = config = config if config is not None else ClientConfig()
+        self._proto = KrakenProtocol(config)
+        self._router = EventRouter(config.backpressure, buffer_events=buffer_events)
+        self._buffer_events = buffer_events
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._conn: _Connection | None = None  # the current connection, if any
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._send_tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._closed_signal: asyncio.Future[None] | None = None
+        self._readable = asyncio.Event()
+        self._done = False  # closed and shut down: iteration ends once the buffer is empty
+        self._reconnecting = False  # the coming OpenConnection replaces a failed connection
+        self._acks: list[tuple[AckWaiter, asyncio.Future[None]]] = []
+        self._state_waiters: list[tuple[ConnectionState, asyncio.Future[None]]] = []
+        self._last_reason = ""
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def config(self) -> ClientConfig:
+        """The configuration in force."""
+        return self._config
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state (the protocol's)."""
+        return self._proto.state
+
+    @property
+    def subscriptions(self) -> SubscriptionsView:
+        """Every subscription, grouped as active, pending, failed and unsubscribing."""
+        return self._proto.subscriptions
+
+    @property
+    def stats(self) -> ClientStats:
+        """Counters: events received/delivered/dropped/coalesced/queued, frames, reconnects,
+        callback errors. ``received == delivered + dropped + coalesced + queued``."""
+        return self._router.stats()
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until the client has closed and shut down."""
+        return self._task is not None and not self._task.done()
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The maintained, checksum-verified L2 book of ``symbol`` (``None`` if not subscribed).
+
+        Its query methods raise :class:`~kraken_proto.errors.BookNotLiveError` while the
+        book is awaiting a snapshot or resyncing; check ``is_live`` first.
+        """
+        return self._proto.book(symbol)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for each event of ``event_type`` (``None``: every event).
+
+        Callbacks run on the event loop as events are produced, before backpressure, so they
+        see every event; several per type run in registration order. An exception in a
+        callback is logged and counted in ``stats.callback_errors``, never propagated.
+        Returns a function that removes the registration.
+        """
+        return self._router.on(event_type, callback)
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Start connecting in the background (no-op if already running).
+
+        Returns at once; use :meth:`wait_until` to wait for a state. A client that reached
+        ``CLOSED`` may be started again.
+        """
+        if self.running:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            self._readable = asyncio.Event()  # an asyncio.Event binds to its first loop
+        self._loop = loop
+        self._done = False
+        self._reconnecting = False
+        self._closed_signal = loop.create_future()
+        self._task = loop.create_task(self._run(), name="kraken-aio-client")
+
+    async def close(self) -> None:
+        """Close the connection and stop the client. Idempotent; returns within about 1 s.
+
+        Pending ``subscribe``/``unsubscribe``/``wait_until`` calls fail with
+        :class:`~kraken_proto.errors.KrakenConnectionError`; iteration ends once the events
+        still buffered have been consumed.
+        """
+        loop = asyncio.get_running_loop()
+        if self._proto.state is not _CLOSED:
+            now = loop.time()
+            self._perform(self._proto.close(now), now)
+        task = self._task
+        if task is None or task.done():
+            self._finish()
+            return
+        if task is asyncio.current_task():
+            return  # called from inside the client's own task: it is ending already
+        done, _ = await asyncio.wait({task}, timeout=_CLOSE_BUDGET)
+        if not done:
+            log.warning("client did not shut down within %.1f s; cancelling it", _CLOSE_BUDGET)
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0 - _CLOSE_BUDGET)
+
+    async def __aenter__(self) -> AsyncClient:
+        """Start the client (see :meth:`start`)."""
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the client (see :meth:`close`)."""
+        await self.close()
+
+    async def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
+        """Wait until the connection enters ``state``.
+
+        Returns at once if it is in ``state`` now. Raises :class:`TimeoutError` after
+        ``timeout`` seconds, and :class:`~kraken_proto.errors.KrakenConnectionError` if the
+        client closes first.
+        """
+        if self._proto.state is state:
+            return
+        if self._proto.state is _CLOSED and not self.running:
+            raise KrakenConnectionError(
+                f"the client is closed; it will not become {state.value!r} ({self._last_reason})",
+                terminal=True,
+            )
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (state, future)
+        self._state_waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"the connection did not become {state.value!r} within {timeout:g} s; "
+                f"it is {self._proto.state.value!r}"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._state_waiters.remove(entry)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def subscribe(
+        self,
+        channel: str,
+        symbols: Sequence[str] | str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> list[Subscribed | Unsubscribed]:
+        """Subscribe ``symbols`` to ``channel`` (``depth=``, ``interval=``, ... as Kraken names
+        them). Remembered and replayed after every reconnect.
+
+        With ``wait=True`` (default) returns the per-symbol :class:`Subscribed` acks, waiting
+        for the connection if it is not up yet; raises
+        :class:`~kraken_proto.errors.SubscriptionError` (Kraken's text in ``error``) if a
+        symbol is refused, :class:`TimeoutError` after ``timeout`` seconds (the subscription
+        stays requested), :class:`~kraken_proto.errors.KrakenConnectionError` if the client
+        closes first. With ``wait=False`` returns ``[]`` once the request is handed to the
+        protocol (allowed before :meth:`start`). Bad arguments raise
+        :class:`~kraken_proto.errors.LocalProtocolError` at once.
+        """
+        return await self._request("subscribe", channel, symbols, wait, timeout, params)
+
+    async def unsubscribe(
+        self,
+        channel: str,
+        symbols: Sequence[str] | str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> list[Subscribed | Unsubscribed]:
+        """Stop a subscription; with ``wait=True`` returns the :class:`Unsubscribed` acks.
+
+        Errors as for :meth:`subscribe`. While disconnected the subscription is simply
+        forgotten (and acknowledged at once).
+        """
+        return await self._request("unsubscribe", channel, symbols, wait, timeout, params)
+
+    async def _request(
+        self,
+        method: str,
+        channel: str,
+        symbols: Sequence[str] | str | None,
+        wait: bool,
+        timeout: float | None,
+        params: dict[str, Any],
+    ) -> list[Subscribed | Unsubscribed]:
+        if wait and not self.running:
+            raise LocalProtocolError(
+                f"{method} with wait=True needs a running client: use "
+                "'async with connect(...) as client' (or await client.start()), "
+                "or pass wait=False to only register it"
+            )
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if method == "subscribe":
+            actions = self._proto.subscribe(channel, symbols, now, **params)
+        else:
+            actions = self._proto.unsubscribe(channel, symbols, now, **params)
+        if not wait:
+            self._perform(actions, now)
+            return []
+        waiter = AckWaiter(method, channel, validate_unsubscription(channel, symbols, {}))
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (waiter, future)
+        self._acks.append(entry)
+        try:
+            self._perform(actions, now)
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            what = f"{channel} {symbols}" if symbols else channel
+            raise TimeoutError(f"no answer to {method} {what} within {timeout:g} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._acks.remove(entry)
+        return waiter.result()
+
+    # ------------------------------------------------------------------ iteration
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        """Iterate over the events (see :meth:`events`)."""
+        return self.events()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The buffered events in order, ``Dropped`` summaries included.
+
+        Ends after the client has closed and every buffered event was consumed. Several
+        iterators share one stream (each event goes to one of them).
+        """
+        if not self._buffer_events:
+            raise LocalProtocolError(
+                "this client was created with buffer_events=False: events go to callbacks "
+                "only (register them with on())"
+            )
+        loop = asyncio.get_running_loop()
+        buffer = self._router.buffer
+        while True:
+            now = loop.time()
+            event = buffer.pop(now)
+            if event is not None:
+                yield event
+                continue
+            if self._done:
+                return
+            readable = self._readable
+            readable.clear()
+            ready = buffer.next_ready(now)
+            if ready is None:
+                await readable.wait()
+            else:  # the delivery rate cap holds the next event back until ``ready``
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(readable.wait(), max(0.0, ready - now))
+
+    # ------------------------------------------------------------------ performing actions
+
+    def _perform(self, actions: list[Action], now: float) -> None:
+        """Perform ``actions`` in order, then re-arm the timer. Never raises."""
+        for action in actions:
+            try:
+                if isinstance(action, Emit):
+                    self._emit(action.event, now)
+                elif isinstance(action, Send):
+                    self._send(action.text)
+                elif isinstance(action, OpenConnection):
+                    self._open(action.url)
+                elif isinstance(action, CloseConnection):
+                    self._close_connection(action)
+                elif isinstance(action, ReconnectAfter):
+                    log.info("reconnecting in %.2f s: %s", action.delay, action.reason)
+                elif isinstance(action, FetchToken):  # pragma: no cover - private is refused
+                    log.error("FetchToken is not supported by this driver; closing")
+                    self._perform(self._proto.close(now), now)
+            except Exception:
+                log.exception("driver error while performing %s", type(action).__name__)
+        if self._proto.state is _CLOSED:
+            signal = self._closed_signal
+            if signal is not None and not signal.done():
+                signal.set_result(None)
+        self._arm_timer()
+
+    def _emit(self, event: Event, now: float) -> None:
+        self._router.dispatch(event, now)
+        if self._buffer_events:
+            self._readable.set()
+        if self._acks and isinstance(event, _ACK_EVENTS):
+            for entry in list(self._acks):
+                waiter, future = entry
+                if waiter.feed(event):
+                    self._acks.remove(entry)
+                    if not future.done():
+                        future.set_result(None)
+        elif type(event) is StateChanged:
+            self._on_state_changed(event)
+
+    def _on_state_changed(self, event: StateChanged) -> None:
+        log.debug("state %s -> %s: %s", event.old, event.new, event.reason)
+        self._last_reason = event.reason
+        if event.new == ConnectionState.CONNECTING.value:
+            self._reconnecting = event.old == ConnectionState.DEGRADED.value
+        if self._state_waiters:
+            new = ConnectionState(event.new)
+            for entry in list(self._state_waiters):
+                state, future = entry
+                if state is new and not future.done():
+                    future.set_result(None)
+
+    def _send(self, text: str) -> None:
+        conn = self._conn
+        ws = conn.ws if conn is not None else None
+        if ws is None or ws.closed:
+            log.debug("not sent, the connection is gone: %.80s", text)
+            return
+        # An uncompressed frame is written by the task's first step: tasks start in the order
+        # they were created, so frames leave in the order the protocol asked for them.
+        task = self._require_loop().create_task(self._write(ws, text))
+        self._send_tasks.add(task)
+        task.add_done_callback(self._send_tasks.discard)
+        self._router.frames_out += 1
+
+    @staticmethod
+    async def _write(ws: aiohttp.ClientWebSocketResponse[bool], text: str) -> None:
+        try:
+            await ws.send_str(text)
+        except Exception as exc:  # the reader sees the connection end and reports it
+            log.debug("send failed: %s: %s", type(exc).__name__, exc)
+
+    def _open(self, url: str) -> None:
+        if self._reconnecting:
+            self._router.reconnects += 1
+            self._reconnecting = False
+        old = self._conn
+        if old is not None and old.task is not None:  # defensive: never two current sockets
+            old.task.cancel()
+        conn = _Connection(url)
+        self._conn = conn
+        task = self._require_loop().create_task(self._connection(conn), name="kraken-aio-conn")
+        conn.task = task
+        self._conn_tasks.add(task)
+        task.add_done_callback(self._conn_tasks.discard)
+
+    def _close_connection(self, action: CloseConnection) -> None:
+        conn = self._conn
+        self._conn = None
+        if conn is None:
+            return
+        conn.close_code = action.code
+        conn.close_reason = action.reason
+        if conn.task is not None:
+            conn.task.cancel()  # aborts a pending connect; the task's finally closes the socket
+
+    # ------------------------------------------------------------------ timer
+
+    def _arm_timer(self) -> None:
+        deadline = self._proto.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires no later than needed; it re-arms itself when it fires
+            timer.cancel()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = self._require_loop()
+        now = loop.time()
+        try:
+            actions = self._proto.handle_timer(now)
+        except Exception:
+            log.exception("handle_timer raised")
+            actions = []
+        self._perform(actions, now)
+        deadline = self._proto.next_deadline()
+        if deadline is not None and deadline <= now and self._timer is not None:
+            # Still due after firing: retry shortly instead of spinning.
+            self._timer.cancel()
+            self._timer_at = now + _TIMER_RETRY
+            self._timer = loop.call_at(self._timer_at, self._on_timer)
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _run(self) -> None:
+        """The client's life: connect, then wait for ``CLOSED``; shut down on the way out."""
+        loop = self._require_loop()
+        signal = self._closed_signal
+        assert signal is not None
+        try:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._config.timeout, sock_read=None
+                ),
+                headers={"User-Agent": f"kraken-ws-sdk/{__version__} (aiohttp)"},
+            )
+            if not signal.done():  # close() may have come before this task ran
+                now = loop.time()
+                self._perform(self._proto.connect(now), now)
+            await signal
+        finally:
+            await self._shutdown()
+
+    async def _connection(self, conn: _Connection) -> None:
+        """Open one WebSocket and feed everything it receives to the protocol."""
+        loop = self._require_loop()
+        proto = self._proto
+        try:
+            session = self._session
+            assert session is not None
+            try:
+                ws = await session.ws_connect(
+                    conn.url,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_WS_CLOSE_TIMEOUT),
+                    heartbeat=None,
+                    autoping=True,
+                    max_msg_size=self._config.max_message_size,
+                    ssl=True,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("connect to %s failed: %s: %s", conn.url, type(exc).__name__, exc)
+                if self._conn is conn:
+                    self._conn = None
+                    now = loop.time()
+                    self._perform(proto.connection_lost(now, exc), now)
+                return
+            conn.ws = ws
+            if self._conn is not conn:
+                return  # given up on while connecting: the finally closes the socket
+            now = loop.time()
+            self._perform(proto.connection_made(now), now)
+            await self._read(conn, ws)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a driver bug: report the connection as lost, keep going
+            log.exception("connection task failed")
+            if self._conn is conn:
+                self._conn = None
+                now = loop.time()
+                self._perform(proto.connection_lost(now, exc), now)
+        finally:
+            ws_ = conn.ws
+            if ws_ is not None and not ws_.closed:
+                reason = conn.close_reason.encode("utf-8", "replace")[:123]
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        ws_.close(code=conn.close_code, message=reason), _CONNECTIONS_WAIT
+                    )
+
+    async def _read(self, conn: _Connection, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+        loop = self._require_loop()
+        proto = self._proto
+        router = self._router
+        receive = ws.receive
+        text_types = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+        end_types = (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        )
+        while True:
+            msg = await receive()
+            if self._conn is not conn:
+                return
+            now = loop.time()
+            kind = msg.type
+            if kind in text_types:
+                router.frames_in += 1
+                payload: str | bytes = msg.data
+                try:
+                    actions = proto.receive_data(payload, now)
+                except Exception as exc:
+                    log.exception("receive_data raised")
+                    excerpt = payload[:_EXCERPT]
+                    if isinstance(excerpt, bytes):
+                        excerpt = excerpt.decode("utf-8", "replace")
+                    problem = f"frame not handled: {type(exc).__name__}: {exc}"
+                    actions = [Emit(ProtocolError(problem, excerpt, now))]
+                self._perform(actions, now)
+            elif kind in end_types:
+                # Only an ERROR carries the cause; after a plain close ``ws.exception()`` may
+                # hold an unrelated failure of aiohttp's own close reply.
+                error = msg.data if isinstance(msg.data, BaseException) else None
+                self._conn = None
+                self._perform(proto.connection_lost(now, error, close_code=ws.close_code), now)
+                return
+
+    async def _shutdown(self) -> None:
+        """Close everything within a bounded time; wake every waiter."""
+        loop = self._require_loop()
+        if self._proto.state is not _CLOSED:  # cancelled from outside
+            now = loop.time()
+            self._perform(self._proto.close(now), now)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        conn = self._conn
+        self._conn = None
+        if conn is not None and conn.task is not None:
+            conn.task.cancel()
+        tasks = self._conn_tasks | self._send_tasks
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=_CONNECTIONS_WAIT)
+            for task in pending:
+                task.cancel()
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                await asyncio.wait_for(session.close(), _SESSION_CLOSE_WAIT)
+            except Exception as exc:
+                log.debug("closing the HTTP session: %s: %s", type(exc).__name__, exc)
+        self._finish()
+
+    def _finish(self) -> None:
+        """The client is closed: fail pending waits and let iterators end."""
+        self._done = True
+        self._readable.set()
+        reason = self._last_reason or "closed"
+        for waiter, future in self._acks:
+            if not future.done():
+                future.set_exception(
+                    KrakenConnectionError(
+                        f"the client closed before Kraken answered {waiter.method} "
+                        f"{waiter.channel} ({reason})",
+                        terminal=True,
+                    )
+                )
+        self._acks.clear()
+        for state, future in self._state_waiters:
+            if not future.done():
+                future.set_exception(
+                    KrakenConnectionError(
+                        f"the client closed before becoming {state.value!r} ({reason})",
+                        terminal=True,
+                    )
+                )

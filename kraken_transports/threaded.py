@@ -1,0 +1,488 @@
+"""A background IO thread around :class:`~kraken_transports.sockets.SocketClient`, for scripts.
+
+::
+
+    from kraken_proto import BookUpdate, ClientConfig
+    from kraken_transports.threaded import ThreadedClient
+
+    with ThreadedClient(ClientConfig()) as client:          # starts the thread
+        client.subscribe("book", ["BTC/USD", "ETH/USD"], depth=10)   # blocks until acked
+        for event in client.events(timeout=30):
+            if isinstance(event, BookUpdate):
+                bids, asks = client.book_snapshot(event.symbol)
+                print(event.symbol, bids[0].price, asks[0].price)
+    # leaving the block closes the connection and stops the thread within about a second
+
+How it works: one daemon thread (named ``kraken-ws``) runs ``SocketClient.step()`` in a loop.
+Other threads never touch the socket or the protocol: their commands (subscribe,
+unsubscribe, close) go through a queue, and a byte on a ``socket.socketpair()`` that is part
+of the thread's ``select`` set wakes it at once. Events cross to the consuming thread
+through the bounded buffer under the client's lock (a ``threading.Condition``).
+
+Threading rules:
+
+- Callbacks registered with :meth:`ThreadedClient.on` run **on the IO thread**, with the
+  client's lock held: keep them short (a slow callback delays the IO and every reader).
+  They may call non-blocking methods (``subscribe(..., wait=False)``, ``book()``,
+  ``close()``); blocking ones (``wait=True``, ``get()``, ``events()``) raise there.
+- Everything else is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from kraken_proto.book import OrderBook
+from kraken_proto.config import ClientConfig
+from kraken_proto.errors import KrakenConnectionError, LocalProtocolError
+from kraken_proto.events import BookLevel, Event, Subscribed, Unsubscribed
+from kraken_proto.state import ConnectionState
+from kraken_proto.subscriptions import SubscriptionsView
+from kraken_transports.router import AckWaiter, ClientStats
+from kraken_transports.sockets import SocketClient
+
+__all__ = ["ThreadedClient"]
+
+log = logging.getLogger("kraken_transports")
+
+E = TypeVar("E")
+T = TypeVar("T")
+
+_IDLE_WAIT = 1.0  # longest wait of the IO thread with nothing to do (commands wake it)
+_THREAD_NAME = "kraken-ws"
+_Acks = list[Subscribed | Unsubscribed]
+
+
+class ThreadedClient:
+    """A Kraken v2 WebSocket client whose IO runs on a background thread.
+
+    Use it as a context manager (``with ThreadedClient(config) as client:``) or call
+    :meth:`start` and :meth:`close`. ``buffer_events=False`` makes a callback-only client.
+    ``ssl_context`` replaces the default verifying TLS context (e.g. for a private CA).
+    A closed client cannot be started again; create a new one.
+
+    ``private=True`` is not supported yet and raises :class:`LocalProtocolError`.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        private: bool = False,
+        buffer_events: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._client = SocketClient(
+            config, private=private, buffer_events=buffer_events, ssl_context=ssl_context
+        )
+        self._buffer_events = buffer_events
+        self._cond = threading.Condition(threading.RLock())
+        self._client._lock = self._cond
+        self._commands: queue.SimpleQueue[
+            tuple[Callable[[], Any], concurrent.futures.Future[Any]]
+        ] = queue.SimpleQueue()
+        self._acks: list[tuple[AckWaiter, concurrent.futures.Future[_Acks]]] = []
+        self._thread: threading.Thread | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._closing = False  # close() was called
+        self._finished = False  # the IO thread has ended (or never will run)
+        self._close_budget = 0.5
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Start connecting and the IO thread. No-op if running; a closed client refuses."""
+        with self._cond:
+            if self._closing:
+                raise LocalProtocolError(
+                    "this ThreadedClient was closed; create a new one to connect again"
+                )
+            if self._thread is not None:
+                return
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self._client.connect()
+            self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Close the connection and stop the IO thread; returns within about ``timeout`` s.
+
+        From any state (connecting, subscribed, stalled, in backoff): about half of the
+        time goes to the WebSocket close handshake, then the socket is closed hard and the
+        thread joined. Idempotent. Waiting subscribe calls fail with
+        :class:`~kraken_proto.KrakenConnectionError`; queued events stay readable.
+        """
+        with self._cond:
+            thread = self._thread
+            if not self._closing:
+                self._closing = True
+                self._close_budget = max(0.0, timeout / 2)
+                if thread is None:  # never started: nothing to stop
+                    self._client.close(0.0)
+                    self._finished = True
+                    self._cond.notify_all()
+        self._wake()
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning(
+                "the kraken-ws IO thread did not stop within %.1f s (is a callback blocking?)",
+                timeout,
+            )
+
+    def __enter__(self) -> ThreadedClient:
+        """Start the client and return it."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the client."""
+        self.close()
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def config(self) -> ClientConfig:
+        """The configuration in force."""
+        return self._client.config
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state."""
+        with self._cond:
+            return self._client.state
+
+    @property
+    def subscriptions(self) -> SubscriptionsView:
+        """Every subscription, grouped by status (a consistent snapshot)."""
+        with self._cond:
+            return self._client.subscriptions
+
+    @property
+    def stats(self) -> ClientStats:
+        """Counters, taken under the lock: ``received == delivered + dropped + coalesced +
+        queued`` holds for every value returned."""
+        with self._cond:
+            return self._client.stats
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The live :class:`~kraken_proto.OrderBook` of ``symbol`` (``None`` if not subscribed).
+
+        The object is updated in place by the IO thread: reading it from another thread
+        can observe a half-applied update. Read it inside callbacks (which run on the IO
+        thread), or use :meth:`book_snapshot` from other threads.
+        """
+        return self._client.book(symbol)
+
+    def book_snapshot(
+        self, symbol: str, depth: int | None = None
+    ) -> tuple[list[BookLevel], list[BookLevel]] | None:
+        """``(bids, asks)`` of ``symbol``, best first, copied consistently under the lock.
+
+        ``None`` if the symbol is not subscribed; raises
+        :class:`~kraken_proto.BookNotLiveError` while the book is not live (awaiting its
+        snapshot, resyncing, failed). ``depth`` limits the levels per side.
+        """
+        with self._cond:
+            book = self._client.book(symbol)
+            if book is None:
+                return None
+            return book.bids(depth), book.asks(depth)
+
+    def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event of ``event_type`` (``None``: all events).
+
+        Callbacks run **on the IO thread** with the client's lock held, as events are
+        produced and before backpressure applies; exceptions are logged and counted.
+        Returns a function that removes the callback (safe from any thread).
+        """
+        with self._cond:
+            remove = self._client.on(event_type, callback)
+
+        def locked_remove() -> None:
+            with self._cond:
+                remove()
+
+        return locked_remove
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(
+        self,
+        channel: str,
+        symbols: Sequence[str] | str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = 10.0,
+        **params: Any,
+    ) -> list[Subscribed | Unsubscribed]:
+        """Subscribe ``symbols`` to ``channel`` from any thread (replayed after reconnects).
+
+        With ``wait=True`` (default) blocks until every symbol is acknowledged and returns
+        the ``Subscribed`` events; raises :class:`~kraken_proto.SubscriptionError` with
+        Kraken's text on a refusal, ``TimeoutError`` after ``timeout`` seconds (the
+        subscription stays requested) and :class:`~kraken_proto.KrakenConnectionError` if
+        the client closes first. ``wait=False`` returns ``[]`` once the request is queued
+        (also before :meth:`start`). Bad arguments raise ``LocalProtocolError``.
+        """
+        return self._request("subscribe", channel, symbols, params, wait, timeout)
+
+    def unsubscribe(
+        self,
+        channel: str,
+        symbols: Sequence[str] | str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = 10.0,
+        **params: Any,
+    ) -> list[Subscribed | Unsubscribed]:
+        """Stop a subscription; like :meth:`subscribe`, ``wait=True`` returns the acks."""
+        return self._request("unsubscribe", channel, symbols, params, wait, timeout)
+
+    def _request(
+        self,
+        method: str,
+        channel: str,
+        symbols: Sequence[str] | str | None,
+        params: dict[str, Any],
+        wait: bool,
+        timeout: float | None,
+    ) -> list[Subscribed | Unsubscribed]:
+        client = self._client
+        if self._on_io_thread():
+            if wait:
+                raise LocalProtocolError(
+                    f"{method}(wait=True) cannot run inside a callback; pass wait=False"
+                )
+            waiter = client._begin_request(method, channel, symbols, params)
+            client._end_request(waiter)
+            return []
+        with self._cond:
+            if self._closing:
+                raise LocalProtocolError("this ThreadedClient is closed")
+            if self._thread is None:
+                if wait:
+                    raise LocalProtocolError(
+                        f"{method}(wait=True) needs a started client: use 'with "
+                        "ThreadedClient(...)' or start(), or pass wait=False"
+                    )
+                waiter = client._begin_request(method, channel, symbols, params)
+                client._end_request(waiter)
+                return []
+
+        def command() -> concurrent.futures.Future[_Acks] | None:
+            waiter = client._begin_request(method, channel, symbols, params)
+            if not wait:
+                client._end_request(waiter)
+                return None
+            acked: concurrent.futures.Future[_Acks] = concurrent.futures.Future()
+            self._acks.append((waiter, acked))
+            return acked
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        what = f"{method} {channel}" + (f" {symbols}" if symbols else "")
+        accepted = self._submit(command)
+        acked = self._result(accepted, deadline, what, timeout)
+        if acked is None:
+            return []
+        return self._result(acked, deadline, what, timeout)
+
+    @staticmethod
+    def _result(
+        future: concurrent.futures.Future[T],
+        deadline: float | None,
+        what: str,
+        timeout: float | None,
+    ) -> T:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return future.result(remaining)
+        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
+            future.cancel()  # the request stays made; nobody waits for its answer any more
+            raise TimeoutError(f"no answer to {what} within {timeout:g} s") from None
+
+    # ------------------------------------------------------------------ events
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, waiting up to ``timeout`` s (``None``: as long as it takes).
+
+        Returns ``None`` on timeout, or at once when the client is closed and every queued
+        event was read.
+        """
+        self._check_reader()
+        buffer = self._client._router.buffer
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                event = self._client.poll()
+                if event is not None:
+                    return event
+                now = time.monotonic()
+                ready = buffer.next_ready(now)
+                if ready is None and self._ended():
+                    return None
+                wait = None if deadline is None else deadline - now
+                if wait is not None and wait <= 0:
+                    return None
+                if ready is not None:  # the delivery rate cap holds the next event back
+                    wait = ready - now if wait is None else min(wait, ready - now)
+                self._cond.wait(wait)
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Yield events as they arrive; ends once the client is closed and drained, or
+        after ``timeout`` seconds without an event."""
+        self._check_reader()
+        while True:
+            event = self.get(timeout)
+            if event is None:
+                return
+            yield event
+
+    def __iter__(self) -> Iterator[Event]:
+        """``for event in client:`` is ``client.events()``."""
+        return self.events()
+
+    def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
+        """Block until the connection is in ``state`` (returns at once if it is).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds and
+        :class:`~kraken_proto.KrakenConnectionError` if the client closes first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._client.state is not state:
+                if self._client.state is ConnectionState.CLOSED or self._finished:
+                    raise KrakenConnectionError(
+                        f"the client is closed; it will not become {state.value!r}",
+                        terminal=True,
+                    )
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise TimeoutError(
+                        f"the connection did not become {state.value!r} within {timeout:g} s; "
+                        f"it is {self._client.state.value!r}"
+                    )
+                self._cond.wait(wait)
+
+    def _check_reader(self) -> None:
+        if not self._buffer_events:
+            raise LocalProtocolError(
+                "this client was created with buffer_events=False: events go to callbacks only"
+            )
+        if self._on_io_thread():
+            raise LocalProtocolError("get()/events() cannot be called from a callback")
+        if self._thread is None and not self._closing:
+            raise LocalProtocolError("start the client first: use 'with ThreadedClient(...)'")
+
+    def _ended(self) -> bool:
+        return self._finished or self._client.state is ConnectionState.CLOSED
+
+    # ------------------------------------------------------------------ the IO thread
+
+    def _on_io_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def _wake(self) -> None:
+        sock = self._wake_w
+        if sock is not None:
+            with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+                sock.send(b"\0")
+
+    def _submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._cond:
+            if self._closing or self._finished:
+                raise LocalProtocolError("this ThreadedClient is closed")
+            self._commands.put((fn, future))
+        self._wake()
+        return future
+
+    def _run(self) -> None:
+        client = self._client
+        try:
+            while True:
+                self._run_commands()
+                if self._closing:
+                    break
+                client._step(_IDLE_WAIT, self._wake_r)
+                self._settle()
+        except BaseException:
+            log.exception("the kraken-ws IO thread failed")
+        finally:
+            try:
+                client.close(timeout=self._close_budget)
+            except Exception:
+                log.exception("closing the connection failed")
+            with self._cond:
+                self._finished = True
+                self._fail_all(KrakenConnectionError("the client was closed", terminal=True))
+                for sock in (self._wake_r, self._wake_w):
+                    if sock is not None:
+                        sock.close()
+                self._wake_r = self._wake_w = None
+                self._cond.notify_all()
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def _settle(self) -> None:
+        """Resolve the answered subscribe/unsubscribe calls; wake readers."""
+        with self._cond:
+            for entry in list(self._acks):
+                waiter, future = entry
+                if waiter.done or future.done():
+                    self._acks.remove(entry)
+                    self._client._end_request(waiter)
+                    if future.done():  # cancelled: its caller timed out
+                        continue
+                    try:
+                        future.set_result(waiter.result())
+                    except Exception as exc:
+                        future.set_exception(exc)
+            if self._acks and self._client.state is ConnectionState.CLOSED:
+                self._fail_all(
+                    KrakenConnectionError(
+                        "the connection was closed before the request was answered",
+                        terminal=True,
+                    )
+                )
+            self._cond.notify_all()
+
+    def _fail_all(self, error: Exception) -> None:
+        for waiter, future in self._acks:
+            self._client._end_request(waiter)
+            if not future.done():
+                future.set_exception(error)
+        self._acks.clear()
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if future.set_running_or_notify_cancel():
+                future.set_exception(LocalProtocolError("this ThreadedClient is closed"))

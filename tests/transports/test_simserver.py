@@ -1,0 +1,293 @@
+"""The simulator's loopback aiohttp server: real sockets on 127.0.0.1, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+
+from kraken_proto.checksum import book_checksum
+from kraken_proto.simulator import (
+    DEFAULT_SYMBOLS,
+    Close,
+    CorruptChecksum,
+    Drop,
+    FakeExchange,
+    RateLimit,
+    Stall,
+)
+from kraken_transports.simserver import _is_loopback, run_simulator
+
+T = TypeVar("T")
+SYMBOLS = ["BTC/USD", "ETH/USD"]
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 3.0) -> Any:
+    message = await ws.receive(timeout)
+    assert message.type is aiohttp.WSMsgType.TEXT, message
+    return json.loads(message.data)
+
+
+async def until_closed(ws: aiohttp.ClientWebSocketResponse, timeout: float = 3.0) -> Any:
+    """Read until the socket ends; the last message (CLOSE, CLOSED or ERROR)."""
+    while True:
+        message = await ws.receive(timeout)
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            return message
+
+
+def subscribe(channel: str, **params: Any) -> str:
+    return json.dumps({"method": "subscribe", "params": {"channel": channel, **params}})
+
+
+def test_streams_all_public_channels_for_two_symbols() -> None:
+    async def main() -> None:
+        async with run_simulator(seed=1) as sim, aiohttp.ClientSession() as session:
+            assert sim.url.startswith("ws://127.0.0.1:") and sim.url.endswith("/v2")
+            assert sim.port > 0 and isinstance(sim.exchange, FakeExchange)
+            async with session.ws_connect(sim.url) as ws:
+                status = await receive_json(ws)
+                assert status["channel"] == "status"
+                await sim.wait_for_connections(1)
+                assert (
+                    status["data"][0]["connection_id"] == sim.connections[0].protocol.connection_id
+                )
+                await ws.send_str(subscribe("book", symbol=SYMBOLS, depth=25))
+                await ws.send_str(subscribe("ticker", symbol=SYMBOLS))
+                await ws.send_str(subscribe("trade", symbol=SYMBOLS, snapshot=True))
+                await ws.send_str(subscribe("ohlc", symbol=SYMBOLS, interval=1))
+                acks: list[tuple[str, str]] = []
+                snapshots: set[tuple[str, str]] = set()
+                updates: set[tuple[str, str]] = set()
+                heartbeats = 0
+                deadline = time.monotonic() + 8
+                while time.monotonic() < deadline and (len(updates) < 8 or heartbeats < 1):
+                    frame = await receive_json(ws)
+                    if frame.get("method") == "subscribe":
+                        assert frame["success"] is True
+                        acks.append((frame["result"]["channel"], frame["result"]["symbol"]))
+                    elif frame["channel"] == "heartbeat":
+                        heartbeats += 1
+                    else:
+                        data = frame["data"]
+                        entry = data[0] if data else {"symbol": "?"}
+                        kind = (frame["channel"], entry["symbol"])
+                        (snapshots if frame["type"] == "snapshot" else updates).add(kind)
+                wanted = {(c, s) for c in ("book", "ticker", "trade", "ohlc") for s in SYMBOLS}
+                assert sorted(acks) == sorted(wanted)
+                assert snapshots == wanted
+                assert updates == wanted
+                assert heartbeats >= 1
+
+    run(main(), timeout=15)
+
+
+def test_two_clients_at_once_on_both_paths() -> None:
+    async def main() -> None:
+        async with run_simulator(seed=2) as sim, aiohttp.ClientSession() as session:
+            root = sim.url.removesuffix("/v2") + "/"
+            async with session.ws_connect(sim.url) as one, session.ws_connect(root) as two:
+                for ws in (one, two):
+                    assert (await receive_json(ws))["channel"] == "status"
+                    await ws.send_str(subscribe("book", symbol=["BTC/USD"]))
+                await sim.wait_for_connections(2)
+                ids = {c.protocol.connection_id for c in sim.connections}
+                assert len(ids) == 2
+                seen: list[list[dict[str, Any]]] = [[], []]
+                for index, ws in enumerate((one, two)):
+                    while len(seen[index]) < 6:
+                        frame = await receive_json(ws)
+                        if frame.get("channel") == "book" and frame["type"] == "update":
+                            seen[index].append(frame["data"][0])
+                # The market is shared: both clients see the same updates.
+                first = {entry["timestamp"]: entry for entry in seen[0]}
+                common = [entry for entry in seen[1] if entry["timestamp"] in first]
+                assert common and all(first[e["timestamp"]] == e for e in common)
+            for _ in range(100):
+                if not sim.connections:
+                    break
+                await asyncio.sleep(0.02)
+            assert sim.connections == []
+
+    run(main())
+
+
+def test_drop_ends_the_connection_without_a_close_frame() -> None:
+    async def main() -> None:
+        async with (
+            run_simulator(seed=3) as sim,
+            aiohttp.ClientSession() as session,
+            session.ws_connect(sim.url) as ws,
+        ):
+            await receive_json(ws)
+            await ws.send_str(subscribe("ticker", symbol=["BTC/USD"]))
+            await receive_json(ws)
+            await sim.inject(Drop())
+            final = await until_closed(ws)
+            assert final.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+            assert final.type is not aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 1006
+
+    run(main())
+
+
+def test_close_1008_reaches_the_client_and_the_rest_go_on() -> None:
+    async def main() -> None:
+        async with (
+            run_simulator(seed=4) as sim,
+            aiohttp.ClientSession() as session,
+            session.ws_connect(sim.url) as ws,
+            session.ws_connect(sim.url) as other,
+        ):
+            await receive_json(ws)
+            await receive_json(other)
+            await sim.wait_for_connections(2)
+            await other.send_str(json.dumps({"method": "ping", "req_id": 1}))
+            assert (await receive_json(other))["method"] == "pong"
+            first = sim.connections[0]
+            await sim.inject(Close(1008, "policy"), first)
+            final = await until_closed(ws)
+            assert final.type is aiohttp.WSMsgType.CLOSE
+            assert final.data == 1008 and final.extra == "policy"
+            assert first.closed and first.protocol.closed
+            await sim.inject(RateLimit(), first)  # finished: ignored
+            await other.send_str(json.dumps({"method": "ping", "req_id": 2}))
+            assert (await receive_json(other))["req_id"] == 2
+
+    run(main())
+
+
+def test_corrupt_checksum_and_stall_over_the_wire() -> None:
+    async def main() -> None:
+        async with run_simulator(seed=5, tick_rate=50.0) as sim, aiohttp.ClientSession() as s:
+            assert sim.exchange.tick_rate == 50.0
+            async with s.ws_connect(sim.url) as ws:
+                await receive_json(ws)
+                await ws.send_str(subscribe("book", symbol=["BTC/USD"]))
+                bids: dict[Decimal, Decimal] = {}
+                asks: dict[Decimal, Decimal] = {}
+                results = []
+                while len(results) < 30:
+                    message = await ws.receive(3.0)
+                    frame = json.loads(message.data, parse_float=Decimal)
+                    if frame.get("channel") != "book":
+                        continue
+                    entry = frame["data"][0]
+                    for side, levels, best_first in (
+                        (bids, entry["bids"], True),
+                        (asks, entry["asks"], False),
+                    ):
+                        for level in levels:
+                            if level["qty"] == 0:
+                                side.pop(level["price"])
+                            else:
+                                side[level["price"]] = level["qty"]
+                        for price in sorted(side, reverse=best_first)[10:]:
+                            del side[price]
+                    top = (sorted(asks.items())[:10], sorted(bids.items(), reverse=True)[:10])
+                    results.append(book_checksum(*top, 1, 8) == entry["checksum"])
+                    if len(results) == 10:
+                        await sim.inject(CorruptChecksum("BTC/USD"))
+                assert results.count(False) == 1 and results.index(False) >= 10
+
+                await sim.inject(Stall(0.6))
+                await ws.send_str(json.dumps({"method": "ping"}))  # ignored while stalled
+                arrivals = [time.monotonic()]
+                end = time.monotonic() + 1.5
+                while time.monotonic() < end:
+                    frame = await receive_json(ws)
+                    arrivals.append(time.monotonic())
+                    assert frame.get("method") != "pong"
+                gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+                assert 0.45 < max(gaps) < 0.9
+
+    run(main())
+
+
+def test_exit_closes_clients_with_1001_quickly() -> None:
+    async def main() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with run_simulator(seed=6) as sim:
+                ws = await session.ws_connect(sim.url)
+                await receive_json(ws)
+                await ws.send_str(subscribe("book", symbol=["BTC/USD"], depth=1000))
+                await sim.wait_for_connections(1)
+                started = time.monotonic()
+            # The client never read nor answered the close; the server did not wait for it.
+            assert time.monotonic() - started < 2.0
+            final = await until_closed(ws)
+            assert final.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await ws.close()
+
+    run(main())
+
+
+def test_a_given_exchange_and_loopback_only() -> None:
+    exchange = FakeExchange(seed=9, symbols={"ETH/USD": DEFAULT_SYMBOLS["ETH/USD"]})
+
+    async def main() -> None:
+        async with run_simulator("::1", exchange=exchange) as sim, aiohttp.ClientSession() as s:
+            assert sim.url.startswith("ws://[::1]:")
+            assert sim.exchange is exchange
+            async with s.ws_connect(sim.url) as ws:
+                await receive_json(ws)
+                await ws.send_str(subscribe("book", symbol=["BTC/USD"]))
+                frame = await receive_json(ws)
+                assert frame["error"] == "Currency pair not supported BTC/USD"
+        with pytest.raises(ValueError, match="allow_remote"):
+            async with run_simulator("0.0.0.0"):
+                pass  # pragma: no cover
+
+    try:
+        run(main())
+    except OSError as exc:  # pragma: no cover - a host without IPv6
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    assert _is_loopback("localhost") and _is_loopback("127.0.0.2") and _is_loopback("::1")
+    assert not _is_loopback("example.com") and not _is_loopback("10.0.0.1")
+
+
+def test_serve_prints_the_url_and_stops_on_ctrl_c() -> None:
+    code = "from kraken_transports.simserver import serve; serve('127.0.0.1', 0, 7)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "ws://127.0.0.1:" in line and "/v2" in line
+        url = line.split()[line.split().index("on") + 1]
+
+        async def probe() -> Any:
+            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                return await receive_json(ws)
+
+        assert run(probe())["channel"] == "status"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(5) == 0
+        assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    finally:
+        if process.poll() is None:  # pragma: no cover
+            process.kill()
+            process.wait(5)

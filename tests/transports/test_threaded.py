@@ -1,0 +1,362 @@
+"""kraken_transports.threaded: the background-thread client against loopback peers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from simthread import RawServer, ServerConn, SimThread, blackhole, closed_port_url
+
+from kraken_proto import (
+    OHLC,
+    BackpressureConfig,
+    BookNotLiveError,
+    BookUpdate,
+    ClientConfig,
+    ConnectionState,
+    DropPolicy,
+    Event,
+    KrakenConnectionError,
+    LocalProtocolError,
+    ReconnectConfig,
+    StateChanged,
+    Subscribed,
+    SubscriptionError,
+    Ticker,
+    Trade,
+)
+from kraken_proto.events import Dropped
+from kraken_proto.simulator import Drop, Stall
+from kraken_transports.threaded import ThreadedClient
+
+SYMBOLS = ["BTC/USD", "ETH/USD"]
+FAST = ReconnectConfig(initial_delay=0.05, jitter=0.0)
+
+
+def make_config(url: str, **overrides: object) -> ClientConfig:
+    options: dict[str, object] = {"endpoint": url, "reconnect": FAST, "ping_interval": None}
+    options.update(overrides)
+    return ClientConfig(**options)  # type: ignore[arg-type]
+
+
+def io_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("kraken")]
+
+
+@pytest.fixture
+def sim() -> Iterator[SimThread]:
+    with SimThread(seed=11) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    yield
+    assert io_threads() == []
+
+
+def test_streams_and_subscribes_from_the_calling_thread(sim: SimThread) -> None:
+    callback_threads: set[str] = set()
+    verified: list[bool] = []
+    with ThreadedClient(make_config(sim.url)) as client:
+
+        def on_book(event: BookUpdate) -> None:
+            callback_threads.add(threading.current_thread().name)
+            book = client.book(event.symbol)  # safe here: callbacks run on the IO thread
+            assert book is not None
+            verified.append(book.checksum() == event.checksum)
+
+        client.on(BookUpdate, on_book)
+        acks = client.subscribe("book", SYMBOLS, depth=10)
+        assert [(a.channel, a.symbol, a.result["depth"]) for a in acks] == [
+            ("book", "BTC/USD", 10),
+            ("book", "ETH/USD", 10),
+        ]
+        for channel, params in (("ticker", {}), ("trade", {}), ("ohlc", {"interval": 5})):
+            acks = client.subscribe(channel, SYMBOLS, **params)
+            assert [(a.channel, a.symbol) for a in acks] == [(channel, s) for s in SYMBOLS]
+        seen: Counter[tuple[str, str]] = Counter()
+        kinds = (BookUpdate, Ticker, Trade, OHLC)
+        for event in client.events(timeout=3):
+            if isinstance(event, kinds):
+                seen[(type(event).__name__, event.symbol)] += 1
+                if isinstance(event, Trade):
+                    assert isinstance(event.price, Decimal) and event.qty > 0
+                if isinstance(event, OHLC):
+                    assert event.interval == 5 and event.low <= event.close <= event.high
+            if all(seen[(k.__name__, s)] >= 2 for k in kinds for s in SYMBOLS):
+                break
+        assert all(seen[(k.__name__, s)] >= 2 for k in kinds for s in SYMBOLS), seen
+        for symbol in SYMBOLS:
+            snapshot = client.book_snapshot(symbol)
+            assert snapshot is not None
+            bids, asks = snapshot
+            assert len(bids) == len(asks) == 10
+            assert all(isinstance(level.price, Decimal) for level in bids + asks)
+            assert [b.price for b in bids] == sorted((b.price for b in bids), reverse=True)
+            assert bids[0].price < asks[0].price
+            top = client.book_snapshot(symbol, 3)
+            assert top is not None and len(top[0]) == len(top[1]) == 3
+        assert client.book_snapshot("SOL/USD") is None
+        assert client.state is ConnectionState.SUBSCRIBED
+        assert {(i.channel, i.symbol) for i in client.subscriptions.active} == {
+            (c, s) for c in ("book", "ticker", "trade", "ohlc") for s in SYMBOLS
+        }
+    assert callback_threads == {"kraken-ws"}
+    assert verified and all(verified)
+    assert client.state is ConnectionState.CLOSED
+
+
+def test_concurrent_subscribes_and_a_refusal(sim: SimThread) -> None:
+    symbols = ["BTC/USD", "ETH/USD", "XRP/USD", "SOL/USD", "ADA/USD", "DOT/USD"]
+    results: dict[str, list[str | None]] = {}
+    errors: list[BaseException] = []
+
+    def worker(symbol: str) -> None:
+        try:
+            results[symbol] = [a.symbol for a in client.subscribe("ticker", symbol, timeout=5)]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with ThreadedClient(make_config(sim.url)) as client:
+        threads = [threading.Thread(target=worker, args=(s,)) for s in symbols]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert errors == []
+        assert results == {s: [s] for s in symbols}
+        with pytest.raises(SubscriptionError) as caught:
+            client.subscribe("trade", ["BTC/USD", "XBT/USD"], timeout=5)
+        assert (caught.value.symbol, caught.value.error) == (
+            "XBT/USD",
+            "Currency pair not supported XBT/USD",
+        )
+        with pytest.raises(LocalProtocolError, match="book depth"):
+            client.subscribe("book", "BTC/USD", depth=7)
+        acks = client.unsubscribe("ticker", "SOL/USD", timeout=5)
+        assert [(type(a).__name__, a.symbol) for a in acks] == [("Unsubscribed", "SOL/USD")]
+        assert sorted(i.symbol or "" for i in client.subscriptions.active) == sorted(
+            [*(s for s in symbols if s != "SOL/USD"), "BTC/USD"]
+        )
+
+
+def test_callbacks_may_subscribe_without_waiting(sim: SimThread) -> None:
+    outcomes: list[str] = []
+    with ThreadedClient(make_config(sim.url), buffer_events=False) as client:
+
+        def on_ack(event: Subscribed) -> None:
+            if event.channel != "ticker":
+                return
+            try:
+                client.subscribe("trade", event.symbol, wait=True)
+            except LocalProtocolError as exc:
+                outcomes.append(str(exc))
+            client.subscribe("trade", event.symbol, wait=False)
+            outcomes.append("queued")
+
+        client.on(Subscribed, on_ack)
+        client.subscribe("ticker", "ETH/USD")
+        client.wait_until(ConnectionState.SUBSCRIBED, timeout=5)
+        assert _wait(lambda: ("trade", "ETH/USD") in _active(client))
+        with pytest.raises(LocalProtocolError, match="buffer_events=False"):
+            client.get(0.1)
+    assert outcomes == [
+        "subscribe(wait=True) cannot run inside a callback; pass wait=False",
+        "queued",
+    ]
+
+
+def test_drop_reconnects_and_events_report_it(sim: SimThread) -> None:
+    with ThreadedClient(make_config(sim.url)) as client:
+        client.subscribe("book", SYMBOLS, depth=10)
+        client.wait_until(ConnectionState.SUBSCRIBED, timeout=5)
+        sim.inject(Drop())
+        changes: list[str] = []
+        snapshots: set[str] = set()
+        for event in client.events(timeout=3):
+            if isinstance(event, StateChanged):
+                changes.append(event.new)
+            if isinstance(event, BookUpdate) and event.snapshot and "degraded" in changes:
+                snapshots.add(event.symbol)
+            if snapshots == set(SYMBOLS) and changes[-1:] == ["subscribed"]:
+                break
+        assert changes[-4:] == ["degraded", "connecting", "subscribing", "subscribed"]
+        assert client.stats.reconnects == 1
+
+
+@pytest.mark.parametrize(
+    "situation", ["blackhole", "subscribed", "stalled", "unresponsive", "degraded"]
+)
+def test_close_returns_within_a_second_from_any_state(situation: str, sim: SimThread) -> None:
+    def silent_after_upgrade(conn: ServerConn) -> None:
+        conn.handshake()
+        time.sleep(1.2)  # reads nothing, answers nothing (not even the close frame)
+
+    with blackhole() as hole, RawServer(silent_after_upgrade) as raw:
+        if situation == "blackhole":
+            client = ThreadedClient(make_config(hole))
+            client.start()
+            expected = ConnectionState.CONNECTING
+        elif situation == "degraded":
+            config = make_config(
+                closed_port_url(), reconnect=ReconnectConfig(initial_delay=30.0, max_delay=30.0)
+            )
+            client = ThreadedClient(config)
+            client.start()
+            client.wait_until(ConnectionState.DEGRADED, timeout=5)
+            expected = ConnectionState.DEGRADED
+        elif situation == "unresponsive":
+            client = ThreadedClient(make_config(raw.url))
+            client.start()
+            client.wait_until(ConnectionState.SUBSCRIBED, timeout=5)
+            expected = ConnectionState.SUBSCRIBED
+        else:
+            client = ThreadedClient(make_config(sim.url, stale_timeout=30.0))
+            client.start()
+            client.subscribe("book", SYMBOLS, depth=10)
+            if situation == "stalled":
+                sim.inject(Stall(None))
+            expected = ConnectionState.SUBSCRIBED
+        time.sleep(0.1)
+        assert client.state is expected
+        thread = io_threads()[0]
+        started = time.monotonic()
+        client.close()
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0, f"close() took {elapsed:.2f} s from {situation}"
+        assert not thread.is_alive()
+        assert client.state is ConnectionState.CLOSED
+        client.close()  # idempotent
+        events = list(client.events(timeout=1))  # what was queued, then the end
+        assert isinstance(events[-1], StateChanged) and events[-1].new == "closed"
+        assert client.get(timeout=1) is None
+        with pytest.raises(LocalProtocolError, match="closed"):
+            client.subscribe("ticker", "BTC/USD")
+        with pytest.raises(LocalProtocolError, match="create a new one"):
+            client.start()
+
+
+def test_pending_subscribe_fails_when_the_client_closes() -> None:
+    with blackhole() as hole:
+        client = ThreadedClient(make_config(hole))
+        client.start()
+        errors: list[BaseException] = []
+
+        def waiter() -> None:
+            try:
+                client.subscribe("ticker", "BTC/USD", timeout=5)
+            except BaseException as exc:  # checked below
+                errors.append(exc)
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.1)
+        client.close()
+        thread.join(2)
+        assert len(errors) == 1 and isinstance(errors[0], KrakenConnectionError)
+
+
+def test_subscribe_times_out_while_connecting() -> None:
+    with blackhole() as hole, ThreadedClient(make_config(hole)) as client:
+        started = time.monotonic()
+        with pytest.raises(
+            TimeoutError, match=r"no answer to subscribe ticker BTC/USD within 0.2 s"
+        ):
+            client.subscribe("ticker", "BTC/USD", timeout=0.2)
+        assert 0.2 <= time.monotonic() - started < 0.5
+        assert [i.symbol for i in client.subscriptions.pending] == ["BTC/USD"]  # still requested
+
+
+def test_terminal_close_ends_iteration() -> None:
+    def script(conn: ServerConn) -> None:
+        conn.handshake()
+        conn.close(1008, "policy violation")
+
+    with RawServer(script) as server, ThreadedClient(make_config(server.url)) as client:
+        events = list(client.events(timeout=5))
+        assert [e.new for e in events if isinstance(e, StateChanged)] == [
+            "connecting",
+            "subscribing",
+            "subscribed",
+            "closed",
+        ]
+        assert client.get(timeout=5) is None  # at once: closed and drained
+        with pytest.raises(KrakenConnectionError):
+            client.wait_until(ConnectionState.SUBSCRIBED, timeout=1)
+        assert server.connections == 1
+
+
+def test_backpressure_accounting_with_a_slow_consumer(sim: SimThread) -> None:
+    config = make_config(
+        sim.url,
+        backpressure=BackpressureConfig(max_queue_depth=8, drop_policy=DropPolicy.OLDEST),
+    )
+    consumed: list[Event] = []
+    with ThreadedClient(config) as client:
+        client.subscribe("book", SYMBOLS, depth=10)
+        client.subscribe("trade", SYMBOLS)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            event = client.get(timeout=0.5)
+            if event is not None:
+                consumed.append(event)
+            time.sleep(0.05)  # slow consumer
+            stats = client.stats
+            assert (
+                stats.received == stats.delivered + stats.dropped + stats.coalesced + stats.queued
+            )
+    final = client.stats
+    consumed.extend(client.events(timeout=1))  # drain what is left after the close
+    drained = client.stats
+    assert final.dropped > 0 and final.coalesced == 0
+    assert final.received == final.delivered + final.dropped + final.queued
+    assert drained.queued == 0 and drained.delivered == final.delivered + final.queued
+    reported = sum(e.dropped for e in consumed if isinstance(e, Dropped))
+    delivered = sum(1 for e in consumed if not isinstance(e, Dropped))
+    assert (reported, delivered) == (drained.dropped, drained.delivered)
+
+
+def test_not_started_and_not_thread_blocking_helpers() -> None:
+    client = ThreadedClient(make_config(closed_port_url()))
+    with pytest.raises(LocalProtocolError, match="started client"):
+        client.subscribe("ticker", "BTC/USD")
+    assert client.subscribe("ticker", "BTC/USD", wait=False) == []
+    assert [i.symbol for i in client.subscriptions.pending] == ["BTC/USD"]
+    with pytest.raises(LocalProtocolError, match="start the client"):
+        client.get(0)
+    client.close()
+    assert client.state is ConnectionState.CLOSED
+    closed = client.get(0)
+    assert isinstance(closed, StateChanged) and (closed.old, closed.new) == (
+        "disconnected",
+        "closed",
+    )
+    assert client.get(0) is None
+    with (
+        pytest.raises(BookNotLiveError, match="awaiting_snapshot"),
+        ThreadedClient(make_config(closed_port_url())) as other,
+    ):
+        other.subscribe("book", "BTC/USD", wait=False)
+        other.book_snapshot("BTC/USD")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _active(client: ThreadedClient) -> set[tuple[str, str | None]]:
+    return {(i.channel, i.symbol) for i in client.subscriptions.active}
+
+
+def _wait(predicate: object, timeout: float = 5.0) -> bool:
+    assert callable(predicate)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
