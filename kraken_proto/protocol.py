@@ -908,12 +908,11 @@ class KrakenProtocol:
         record.local_failure = local
         actions.append(Emit(SubscriptionFailed(record.channel, record.symbol, error, req_id, now)))
         if record.channel == "book" and record.symbol is not None:
-            book = self._books.get(record.symbol)
-            if book is not None:
-                was_resyncing = book.state is BookState.RESYNCING
-                book.mark_failed()
-                if was_resyncing:
-                    self._resync_finished(actions, now)
+            book = self._books[record.symbol]  # every book record has its book
+            was_resyncing = book.state is BookState.RESYNCING
+            book.mark_failed()
+            if was_resyncing:
+                self._resync_finished(actions, now)
 
     def _forget(self, record: Subscription) -> None:
         self._subs.pop(record.key, None)

@@ -834,3 +834,97 @@ def test_drop_without_close_frame_is_described_as_such() -> None:
     proto, _ = subscribed_book()
     change = events(proto.connection_lost(1.0, close_code=1006), StateChanged)[0]
     assert change.reason == "connection dropped without a close frame (1006)"
+
+
+# --------------------------------------------------------------------------- corner cases
+
+
+def test_a_book_refused_by_kraken_stays_failed_across_reconnects_a_local_failure_retries() -> None:
+    proto = KrakenProtocol(cfg(resync_max_attempts=1))
+    proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    proto.receive_data(error("Currency pair not supported ETH/USD", 1, symbol="ETH/USD"), 0.1)
+    proto.receive_data(ack("book", "BTC/USD", 1, depth=10), 0.1)
+    bad = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
+    proto.receive_data(bad, 0.2)
+    proto.receive_data(bad, 0.3)  # budget of one resync spent: failed locally
+    btc, eth = proto.book("BTC/USD"), proto.book("ETH/USD")
+    assert btc is not None and eth is not None
+    assert (btc.state, eth.state) == (BookState.FAILED, BookState.FAILED)
+    proto.connection_lost(1.0)
+    assert (btc.state, eth.state) == (BookState.FAILED, BookState.FAILED)
+    proto.handle_timer(2.0)
+    requests = sent(proto.connection_made(2.0))
+    assert [r["params"]["symbol"] for r in requests] == [["BTC/USD"]]
+    assert (btc.state, eth.state) == (BookState.AWAITING_SNAPSHOT, BookState.FAILED)
+
+
+def test_ack_timeout_of_a_subscription_already_forgotten_is_ignored() -> None:
+    proto = open_proto(cfg(ack_timeout=5.0))
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.unsubscribe("trade", ["BTC/USD"], 0.1)
+    proto.receive_data(ack("trade", "BTC/USD", 2, method="unsubscribe"), 0.2)
+    assert proto.handle_timer(5.0) == []
+    assert proto.subscriptions == proto.subscriptions.__class__((), (), ())
+
+
+def test_unsolicited_unsubscribe_ack_is_still_reported() -> None:
+    proto = open_proto()
+    actions = proto.receive_data(ack("trade", "DOT/USD", None, method="unsubscribe"), 1.0)
+    assert events(actions, Unsubscribed) == [Unsubscribed("trade", "DOT/USD", None, 1.0)]
+
+
+def test_silence_check_skips_symbolless_and_pending_subscriptions() -> None:
+    proto = open_proto(cfg(silent_subscription_timeout=4.0, stale_timeout=100.0))
+    proto.subscribe("instrument", None, 0.0)
+    proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0)
+    proto.receive_data(ack("instrument", None, 1), 0.0)
+    proto.receive_data(ack("trade", "BTC/USD", 2), 0.0)  # ETH/USD stays pending
+    for t in range(1, 10):
+        proto.receive_data(trade("BTC/USD", t), float(t))
+        assert not any(isinstance(a, CloseConnection) for a in proto.handle_timer(float(t)))
+
+
+def test_a_resync_during_subscribing_shows_once_settled() -> None:
+    proto = KrakenProtocol(cfg())
+    proto.subscribe("book", ["BTC/USD"], 0.0)
+    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    proto.receive_data(ack("book", "BTC/USD", 1, depth=10), 0.1)
+    bad = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
+    assert states(proto.receive_data(bad, 0.2)) == []
+    actions = proto.receive_data(ack("trade", "BTC/USD", 2), 0.3)
+    assert states(actions) == [("subscribing", "subscribed"), ("subscribed", "resyncing")]
+
+
+def test_resyncing_lasts_until_the_last_book_is_back() -> None:
+    proto, books = subscribed_book(("BTC/USD", "ETH/USD"))
+    for n, symbol in enumerate(("BTC/USD", "ETH/USD")):
+        proto.receive_data(books[symbol].frame([("99.5", "1")], [], checksum=n), 1.0)
+    assert proto.state is S.RESYNCING
+    assert states(proto.receive_data(NaiveBook("BTC/USD").snapshot(), 2.0)) == []
+    assert proto.state is S.RESYNCING
+    done = proto.receive_data(NaiveBook("ETH/USD").snapshot(), 2.1)
+    assert states(done) == [("resyncing", "subscribed")]
+
+
+def test_instrument_precision_is_used_for_books_subscribed_later() -> None:
+    proto = open_proto(cfg(precisions={"BTC/USD": Precision(price=3, qty=3)}))
+    proto.receive_data(instrument("BTC/USD", 1, 8), 0.1)
+    proto.receive_data(instrument("SOL/USD", 2, 8), 0.1)  # no book for it: just remembered
+    proto.subscribe("book", ["BTC/USD", "SOL/USD"], 0.2)
+    btc, sol = proto.book("BTC/USD"), proto.book("SOL/USD")
+    assert btc is not None and (btc.price_precision, btc.qty_precision) == (1, 8)
+    assert sol is not None and (sol.price_precision, sol.qty_precision) == (2, 8)
+
+
+def test_ticker_event_trigger_and_deepest_headroom() -> None:
+    proto = open_proto(cfg(depth_headroom=10))
+    request = sent(proto.subscribe("ticker", ["BTC/USD"], 0.0, event_trigger="bbo"))[0]
+    assert request["params"]["event_trigger"] == "bbo"
+    deep = sent(proto.subscribe("book", ["BTC/USD"], 0.0, depth=1000))[0]
+    assert deep["params"]["depth"] == 1000
+    book = proto.book("BTC/USD")
+    assert book is not None and (book.depth, book.view_depth) == (1000, 1000)

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from kraken_proto.actions import CloseConnection, Emit, OpenConnection, ReconnectAfter, Send
+from kraken_proto.actions import Action, CloseConnection, Emit, OpenConnection, ReconnectAfter, Send
 from kraken_proto.config import ClientConfig, Precision
 from kraken_proto.errors import ParseError
 from kraken_proto.events import (
@@ -789,3 +789,24 @@ def test_gap_after_a_heartbeat_at_an_unlucky_time_reconnects(last: float) -> Non
         ("degraded", "connecting"),
         ("connecting", "subscribing"),
     ]
+
+
+def test_replay_stops_firing_a_deadline_that_does_not_move(
+    real_capture_paths: dict[str, Path],
+) -> None:
+    class Stuck(KrakenProtocol):
+        """A protocol whose timer never advances its deadline (a bug replay must survive)."""
+
+        fired = 0
+
+        def next_deadline(self) -> float | None:
+            return 0.5 if self.state is ConnectionState.SUBSCRIBED else super().next_deadline()
+
+        def handle_timer(self, now: float) -> list[Action]:
+            Stuck.fired += 1
+            return []
+
+    lines = lines_of(real_capture_paths["btcusd_l2"])[:20]
+    result = replay(lines, protocol=Stuck(ClientConfig(ping_interval=None)))
+    assert result.of_type(BookUpdate)
+    assert 0 < Stuck.fired <= len(lines)
