@@ -293,10 +293,10 @@ class MarketModel:
     ``mid`` is the starting price, rounded down to the ``tick`` grid (``tick`` must be a
     whole number of price units); each side keeps between ``levels`` and ``max_levels``
     (default ``levels + 200``) levels, starting halfway; the bid side holds fewer only
-    when prices would reach zero. ``start`` is the wall-clock time the simulation starts at: the
-    model invents ``history`` trades over the half hour before it (they fill the trade,
-    ticker and candle statistics, not the book) and a prior 24 h aggregate for the ticker.
-    ``activity`` is the mean number of book events per step.
+    when prices would reach zero. ``start`` is the wall-clock time the simulation starts
+    at: the model invents ``history`` trades over the half hour before it (they fill the
+    trade, ticker and candle statistics, not the book) and a prior 24 h aggregate for the
+    ticker. ``activity`` is the mean number of book events per step.
     """
 
     def __init__(
@@ -395,7 +395,7 @@ class MarketModel:
         self._low, self._high = prior.low, prior.high
         price = mid_units
         for index in range(history):
-            time = start - _HISTORY_SPAN + index * _HISTORY_SPAN / history
+            time = start - _HISTORY_SPAN + (index + rng.random()) * _HISTORY_SPAN / history
             price = max(self._tick, price + self._tick * round(rng.gauss(0.0, 2.0)))
             side = "buy" if rng.random() < 0.5 else "sell"
             self._record_trade(time, side, price, self._random_qty(), "limit")

@@ -217,7 +217,7 @@ def test_corrupt_checksum_and_stall_over_the_wire() -> None:
                     arrivals.append(time.monotonic())
                     assert frame.get("method") != "pong"
                 gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-                assert 0.45 < max(gaps) < 0.9
+                assert 0.45 < max(gaps) < 1.5
 
     run(main())
 
@@ -234,7 +234,8 @@ def test_exit_closes_clients_with_1001_quickly() -> None:
             # The client never read nor answered the close; the server did not wait for it.
             assert time.monotonic() - started < 2.0
             final = await until_closed(ws)
-            assert final.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert final.type is aiohttp.WSMsgType.CLOSE
+            assert (final.data, final.extra) == (1001, "Server shutdown")
             await ws.close()
 
     run(main())
