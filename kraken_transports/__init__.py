@@ -1,1 +1,30 @@
-"""kraken_transports: drivers that perform the IO for kraken_proto."""
+"""kraken_transports: drivers that perform the IO for :mod:`kraken_proto`.
+
+- :func:`connect` / :class:`AsyncClient`: asyncio over aiohttp.
+- :class:`SocketClient`: a non-blocking socket with wsproto framing, for your own loop
+  (``fileno()``, ``step()``) or a blocking ``run()``.
+- :class:`ThreadedClient`: a background thread, for blocking scripts.
+- :func:`run_simulator`: the fake Kraken exchange on a loopback port, for tests and demos.
+
+Every driver only translates the protocol's actions into IO; reconnects, resubscribes,
+staleness, backoff, pacing and book resyncs all come from the core.
+"""
+
+from kraken_transports.aio import AsyncClient, FrameHook, connect
+from kraken_transports.router import ClientStats
+from kraken_transports.simserver import SimConnection, SimServer, run_simulator, serve
+from kraken_transports.sockets import SocketClient
+from kraken_transports.threaded import ThreadedClient
+
+__all__ = [
+    "AsyncClient",
+    "ClientStats",
+    "FrameHook",
+    "SimConnection",
+    "SimServer",
+    "SocketClient",
+    "ThreadedClient",
+    "connect",
+    "run_simulator",
+    "serve",
+]

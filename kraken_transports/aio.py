@@ -64,11 +64,14 @@ from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import SubscriptionsView, validate_unsubscription
 from kraken_transports.router import AckWaiter, ClientStats, EventRouter
 
-__all__ = ["AsyncClient", "connect"]
+__all__ = ["AsyncClient", "FrameHook", "connect"]
 
 log = logging.getLogger("kraken_transports.aio")
 
 E = TypeVar("E")
+
+FrameHook = Callable[[str, str | bytes, float], None]
+"""``hook(direction, text, now)``: called for every WebSocket message, ``"in"`` or ``"out"``."""
 
 _CLOSED = ConnectionState.CLOSED
 _ACK_EVENTS = (Subscribed, SubscriptionFailed, Unsubscribed)
@@ -84,17 +87,24 @@ _PRIVATE_UNSUPPORTED = (
 
 
 def connect(
-    config: ClientConfig | None = None, *, private: bool = False, buffer_events: bool = True
+    config: ClientConfig | None = None,
+    *,
+    private: bool = False,
+    buffer_events: bool = True,
+    frame_hook: FrameHook | None = None,
 ) -> AsyncClient:
     """Create an :class:`AsyncClient`; use it as ``async with connect(config) as client:``.
 
     Entering the context starts the connection (without waiting for it: subscribe at once,
     the requests go out when it is up); leaving it closes the client, also on an exception
     or cancellation. ``buffer_events=False`` makes a callback-only client (no iteration, so
-    no buffer to fill). ``private=True`` is not supported yet and raises
+    no buffer to fill). ``frame_hook(direction, text, now)`` is called with ``"in"`` for every
+    text or binary message received (before the protocol sees it) and ``"out"`` for every
+    message sent, with the loop's time (used by ``kraken-ws record``); its exceptions are
+    logged and ignored. ``private=True`` is not supported yet and raises
     :class:`LocalProtocolError`.
     """
-    return AsyncClient(config, private=private, buffer_events=buffer_events)
+    return AsyncClient(config, private=private, buffer_events=buffer_events, frame_hook=frame_hook)
 
 
 class _Connection:
@@ -124,6 +134,7 @@ class AsyncClient:
         *,
         private: bool = False,
         buffer_events: bool = True,
+        frame_hook: FrameHook | None = None,
     ) -> None:
         if private:
             raise LocalProtocolError(_PRIVATE_UNSUPPORTED)
@@ -131,6 +142,7 @@ class AsyncClient:
         self._proto = KrakenProtocol(config)
         self._router = EventRouter(config.backpressure, buffer_events=buffer_events)
         self._buffer_events = buffer_events
+        self._frame_hook = frame_hook
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -456,10 +468,21 @@ class AsyncClient:
             return
         # An uncompressed frame is written by the task's first step: tasks start in the order
         # they were created, so frames leave in the order the protocol asked for them.
-        task = self._require_loop().create_task(self._write(ws, text))
+        loop = self._require_loop()
+        task = loop.create_task(self._write(ws, text))
         self._send_tasks.add(task)
         task.add_done_callback(self._send_tasks.discard)
         self._router.frames_out += 1
+        if self._frame_hook is not None:
+            self._call_frame_hook("out", text, loop.time())
+
+    def _call_frame_hook(self, direction: str, text: str | bytes, now: float) -> None:
+        hook = self._frame_hook
+        assert hook is not None
+        try:
+            hook(direction, text, now)
+        except Exception:
+            log.exception("frame_hook raised; the message was handled normally")
 
     @staticmethod
     async def _write(ws: aiohttp.ClientWebSocketResponse[bool], text: str) -> None:
@@ -625,6 +648,8 @@ class AsyncClient:
             if kind in text_types:
                 router.frames_in += 1
                 payload: str | bytes = msg.data
+                if self._frame_hook is not None:
+                    self._call_frame_hook("in", payload, now)
                 try:
                     actions = proto.receive_data(payload, now)
                 except Exception as exc:
