@@ -48,7 +48,6 @@ from kraken_proto.actions import (
     ReconnectAfter,
     Send,
 )
-from kraken_proto.book import OrderBook
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import KrakenConnectionError, LocalProtocolError
 from kraken_proto.events import (
@@ -61,8 +60,9 @@ from kraken_proto.events import (
 )
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
-from kraken_proto.subscriptions import SubscriptionsView, validate_unsubscription
-from kraken_transports.router import AckWaiter, ClientStats, EventRouter
+from kraken_proto.subscriptions import validate_unsubscription
+from kraken_transports.base import ClientBase
+from kraken_transports.router import AckWaiter, EventRouter
 
 __all__ = ["AsyncClient", "FrameHook", "connect"]
 
@@ -120,7 +120,7 @@ class _Connection:
         self.close_reason = ""
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """An asyncio client of Kraken's v2 WebSocket API (public market data).
 
     Create it with :func:`connect`. Events can be consumed by iteration (``async for event
@@ -162,50 +162,9 @@ class AsyncClient:
     # ------------------------------------------------------------------ queries
 
     @property
-    def config(self) -> ClientConfig:
-        """The configuration in force."""
-        return self._config
-
-    @property
-    def state(self) -> ConnectionState:
-        """The connection state (the protocol's)."""
-        return self._proto.state
-
-    @property
-    def subscriptions(self) -> SubscriptionsView:
-        """Every subscription, grouped as active, pending, failed and unsubscribing."""
-        return self._proto.subscriptions
-
-    @property
-    def stats(self) -> ClientStats:
-        """Counters: events received/delivered/dropped/coalesced/queued, frames, reconnects,
-        callback errors. ``received == delivered + dropped + coalesced + queued``."""
-        return self._router.stats()
-
-    @property
     def running(self) -> bool:
         """True from :meth:`start` until the client has closed and shut down."""
         return self._task is not None and not self._task.done()
-
-    def book(self, symbol: str) -> OrderBook | None:
-        """The maintained, checksum-verified L2 book of ``symbol`` (``None`` if not subscribed).
-
-        Its query methods raise :class:`~kraken_proto.errors.BookNotLiveError` while the
-        book is awaiting a snapshot or resyncing; check ``is_live`` first.
-        """
-        return self._proto.book(symbol)
-
-    # ------------------------------------------------------------------ callbacks
-
-    def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
-        """Call ``callback(event)`` for each event of ``event_type`` (``None``: every event).
-
-        Callbacks run on the event loop as events are produced, before backpressure, so they
-        see every event; several per type run in registration order. An exception in a
-        callback is logged and counted in ``stats.callback_errors``, never propagated.
-        Returns a function that removes the registration.
-        """
-        return self._router.on(event_type, callback)
 
     # ------------------------------------------------------------------ life cycle
 

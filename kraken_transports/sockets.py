@@ -73,7 +73,6 @@ from kraken_proto.actions import (
     ReconnectAfter,
     Send,
 )
-from kraken_proto.book import OrderBook
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import KrakenConnectionError, LocalProtocolError, NetworkError
 from kraken_proto.events import (
@@ -85,8 +84,9 @@ from kraken_proto.events import (
 )
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
-from kraken_proto.subscriptions import SubscriptionsView, validate_unsubscription
-from kraken_transports.router import AckWaiter, ClientStats, EventRouter
+from kraken_proto.subscriptions import validate_unsubscription
+from kraken_transports.base import ClientBase
+from kraken_transports.router import AckWaiter, EventRouter
 
 __all__ = ["PRIVATE_NOT_SUPPORTED", "SocketClient"]
 
@@ -191,7 +191,7 @@ def _close_reason(reason: str) -> str:
     return data[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
 
 
-class SocketClient:
+class SocketClient(ClientBase):
     """A Kraken v2 WebSocket client on non-blocking sockets, driven by the caller.
 
     ``config`` defaults to ``ClientConfig()`` (the public endpoint). ``buffer_events=False``
@@ -230,38 +230,6 @@ class SocketClient:
         self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
     # ------------------------------------------------------------------ queries
-
-    @property
-    def config(self) -> ClientConfig:
-        """The configuration in force."""
-        return self._config
-
-    @property
-    def protocol(self) -> KrakenProtocol:
-        """The sans-IO protocol object this driver performs IO for."""
-        return self._proto
-
-    @property
-    def state(self) -> ConnectionState:
-        """The connection state (see :class:`~kraken_proto.ConnectionState`)."""
-        return self._proto.state
-
-    @property
-    def subscriptions(self) -> SubscriptionsView:
-        """Every subscription, grouped by status."""
-        return self._proto.subscriptions
-
-    @property
-    def stats(self) -> ClientStats:
-        """Counters: ``received == delivered + dropped + coalesced + queued``."""
-        return self._router.stats()
-
-    def book(self, symbol: str) -> OrderBook | None:
-        """The maintained, checksum-verified L2 book of ``symbol`` (``None`` if not subscribed).
-
-        Its query methods raise :class:`~kraken_proto.BookNotLiveError` unless it is live.
-        """
-        return self._proto.book(symbol)
 
     def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
         """Drive the loop until the connection is in ``state`` (returns at once if it is).
@@ -363,15 +331,6 @@ class SocketClient:
     def __exit__(self, *exc_info: object) -> None:
         """Close the client."""
         self.close()
-
-    def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
-        """Call ``callback(event)`` for every event of ``event_type`` (``None``: all events).
-
-        Callbacks run inside :meth:`step`, as events are produced, before backpressure
-        applies; exceptions they raise are logged and counted, never propagated. Returns a
-        function that removes the callback.
-        """
-        return self._router.on(event_type, callback)
 
     def subscribe(
         self,
