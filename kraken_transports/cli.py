@@ -236,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     live.add_argument("-v", "--verbose", action="store_true", help="log the driver's activity")
 
+    depth = argparse.ArgumentParser(add_help=False)
+    depth.add_argument(
+        "--depth", type=_depth, default=10, help="book depth (10, 25, 100, 500, 1000; default 10)"
+    )
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument(
         "--url", default=DEFAULT_URL, help=f"WebSocket endpoint (default: {DEFAULT_URL})"
@@ -248,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        parents=[live],
+        parents=[live, depth],
         formatter_class=_Formatter,
         help="live order book ladder against the embedded simulator (no network needed)",
         description=(
@@ -263,16 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--symbol", type=_symbol, default="BTC/USD", help="pair to show (default: BTC/USD)"
     )
     demo.add_argument(
-        "--depth", type=_depth, default=10, help="book depth (10, 25, 100, 500, 1000; default 10)"
-    )
-    demo.add_argument(
         "--seed", type=int, default=0, help="simulator seed: same seed, same market (default 0)"
     )
     demo.set_defaults(handler=_cmd_demo, parser=demo)
 
     stream = commands.add_parser(
         "stream",
-        parents=[live, remote],
+        parents=[live, remote, depth],
         formatter_class=_Formatter,
         help="print events, one line each (or JSON lines with --json)",
         description=(
@@ -291,9 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated channels: ticker, trade, book, ohlc (default: ticker,trade)",
     )
     stream.add_argument(
-        "--depth", type=_depth, default=10, help="book depth (10, 25, 100, 500, 1000; default 10)"
-    )
-    stream.add_argument(
         "--interval", type=_interval, default=1, help="ohlc interval in minutes (default 1)"
     )
     stream.add_argument("--json", action="store_true", help="print one JSON object per line")
@@ -301,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     book = commands.add_parser(
         "book",
-        parents=[live, remote],
+        parents=[live, remote, depth],
         formatter_class=_Formatter,
         help="live order book ladder of one pair",
         description=(
@@ -310,14 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     book.add_argument("symbol", type=_symbol, metavar="SYMBOL", help="e.g. BTC/USD")
-    book.add_argument(
-        "--depth", type=_depth, default=10, help="book depth (10, 25, 100, 500, 1000; default 10)"
-    )
     book.set_defaults(handler=_cmd_book, parser=book)
 
     record = commands.add_parser(
         "record",
-        parents=[live, remote],
+        parents=[live, remote, depth],
         formatter_class=_Formatter,
         help="record every WebSocket message to a capture file (JSON Lines)",
         description=(
@@ -337,9 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument(
         "-o", "--output", required=True, type=Path, metavar="FILE", help="capture file to write"
-    )
-    record.add_argument(
-        "--depth", type=_depth, default=10, help="book depth (10, 25, 100, 500, 1000; default 10)"
     )
     record.add_argument(
         "--interval", type=_interval, default=1, help="ohlc interval in minutes (default 1)"
