@@ -531,7 +531,7 @@ def test_frame_hook_sees_every_message_in_order(sim: SimThread) -> None:
 
 
 def level(price: str, qty: str) -> BookLevel:
-    return BookLevel.of(price, qty)
+    return BookLevel(Decimal(price), Decimal(qty))
 
 
 def test_event_to_json_writes_exact_positional_decimals() -> None:
