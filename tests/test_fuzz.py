@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from kraken_proto.actions import Action, Emit, Send
 from kraken_proto.config import ClientConfig
-from kraken_proto.errors import ConfigurationError
 from kraken_proto.events import (
     BookResync,
     BookUpdate,
