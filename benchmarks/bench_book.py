@@ -36,11 +36,11 @@ Message = tuple[tuple[BookLevel, ...], tuple[BookLevel, ...]]
 def _level(tick: int, rng: random.Random) -> BookLevel:
     price = Decimal(f"{tick // 10}.{tick % 10}")
     qty = Decimal(f"{rng.randrange(1, 300_000_000) / 1e8:.8f}")
-    return BookLevel(price, qty)
+    return BookLevel.of(price, qty)
 
 
 def _zero(tick: int) -> BookLevel:
-    return BookLevel(Decimal(f"{tick // 10}.{tick % 10}"), Decimal("0.00000000"))
+    return BookLevel.of(f"{tick // 10}.{tick % 10}", "0.00000000")
 
 
 class _Side:

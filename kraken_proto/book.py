@@ -1,19 +1,38 @@
 """The L2 order book of one symbol, maintained from snapshots and updates, checksum-verified.
 
-Each side is three parallel lists in ascending price order: the prices (searched with
-:mod:`bisect`), the :class:`~kraken_proto.events.BookLevel` objects as received, and each
-level's checksum fragment ``T(price) + T(qty)`` (see :mod:`kraken_proto.checksum`). The best
-ask is the first entry and the best bid the last, so bids never need negated keys. The
-encoded top-10 text of each side is cached and rebuilt only for a side whose top 10 a
-message changed, so a message's checksum is one small join plus a chained ``zlib.crc32``.
+The book keeps the number tokens Kraken sent, never ``Decimal`` values: making two Decimals
+per level would cost more than everything else the book does per message. Each side is
+three parallel lists ordered from the worst level to the best, so that the busy end of a
+deep book is the cheap end of a Python list:
 
-Fragments are computed once per level value, when it is set inside the top 10 or when it
-rises into it; levels deeper than that (most of a depth-1000 book) are never formatted.
+- the sort keys, searched with :mod:`bisect`: each price as an ``int`` at the book's decimal
+  *scale* (``63000.0`` at scale 1 is ``630000``), negated for asks;
+- the ``(price, qty)`` token pairs as ``bytes`` (copies, so a long-lived book does not keep
+  every frame's buffer alive);
+- each level's checksum fragment ``T(price) + T(qty)`` (see :mod:`kraken_proto.checksum`) as
+  ASCII bytes, ``b""`` where not computed yet.
+
+Kraken pads every book number to the pair's precision, so a price token's text without its
+``.`` is both its key and its checksum digits, and likewise for a quantity; a quantity whose
+digits are all zeros deletes its level. Each side remembers the key and digits of the price
+tokens it has seen. Any other token (another number of decimals, exponent form, a quoted
+number) takes a slower path that is exact too, and a token that is no usable number raises
+``ValueError`` or ``ArithmeticError``. Tokens are expected to be valid JSON values, as
+decoded by msgspec or made by :meth:`BookLevel.of <kraken_proto.events.BookLevel.of>`. The
+scale is the price precision when known, else the decimals of the first price of the last
+snapshot; a price with more decimals rescales the keys of the whole book.
+
+The encoded top-10 text of each side is cached and rebuilt only for a side whose top 10 a
+message changed, so a message's checksum is one small join plus a chained ``zlib.crc32``.
+Fragments are computed when a level is set by an update, or when it enters the top 10;
+levels of a snapshot deeper than that (most of a depth-1000 book) are formatted only then.
+Levels truncated away are cut off logically at once and dropped from the lists in batches.
 
 The book does not compare checksums or resync by itself: :meth:`OrderBook.apply_snapshot`
 and :meth:`OrderBook.apply_update` return the computed CRC32, the caller compares it with
 the wire value and drives the state (:meth:`OrderBook.mark_resyncing` and friends).
-Queries answer only while the book is :attr:`BookState.LIVE`.
+Queries answer only while the book is :attr:`BookState.LIVE`; they build the
+:class:`~kraken_proto.events.BookLevel` and ``Decimal`` values they return on demand.
 """
 
 from __future__ import annotations
@@ -21,18 +40,29 @@ from __future__ import annotations
 import enum
 import zlib
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 
-from kraken_proto.checksum import CHECKSUM_LEVELS, level_fragment
+import msgspec
+
+from kraken_proto.checksum import CHECKSUM_LEVELS, digits
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel
 
 __all__ = ["BookState", "OrderBook"]
 
 _MAX_PRECISION = 18
+_MAX_SCALE = 64  # decimals (and digits before the point) of the most extreme price accepted
 _TOP = CHECKSUM_LEVELS
 _ZERO = Decimal(0)
+_DOT = ord(".")
+_NEVER = -(1 << 40)  # an index no token reaches: the fast path's check raises IndexError
+_KNOWN_PRICES = 1024  # price tokens remembered per book side
+_TENS: list[int] = [10**k for k in range(_MAX_SCALE + 1)]
+_TRUNCATED = 64  # truncated entries a side keeps before dropping them in one go
+
+_Tokens = tuple[bytes, bytes]
+_decode_decimal = msgspec.json.Decoder(Decimal).decode
 
 
 class BookState(enum.Enum):
@@ -60,50 +90,109 @@ def _check_precision(name: str, value: int | None) -> None:
         raise LocalProtocolError(f"{name} must be between 0 and {_MAX_PRECISION}, got {value}")
 
 
-def _fragmenter(
-    price_precision: int | None, qty_precision: int | None
-) -> Callable[[BookLevel], str]:
-    """A function giving ``level_fragment(level.price, level.qty, ...)`` at these precisions.
+def _number(token: bytes) -> Decimal:
+    """The exact value of a number token (quoted or exponent forms too); raises on garbage."""
+    try:
+        value = _decode_decimal(token)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"not a number: {token[:40]!r}") from exc
+    if not value.is_finite() or abs(value.adjusted()) > _MAX_SCALE:
+        # No price or quantity looks so; writing 1E+999999999 out would exhaust memory.
+        raise InvalidOperation(f"unusable number: {token[:40]!r}")
+    return value
 
-    Kraken pads every book number to the pair's precision, so a value's positional text
-    normally has exactly the right decimals already; its digits are then that text without
-    ``.`` and leading zeros, which is much cheaper than the general formatting. Anything
-    else (exponent form, other decimals) goes through ``level_fragment`` itself. Equality
-    with ``level_fragment`` is property-tested.
+
+def _split(token: bytes) -> tuple[int, int]:
+    """A price token as ``(n, d)`` with value ``n / 10**d``, exactly."""
+    body = token[1:] if token.startswith(b"-") else token
+    dot = body.find(b".")
+    text = body.replace(b".", b"", 1)
+    if text.isdigit():  # a plain decimal
+        n = int(text)
+        return -n if body is not token else n, len(body) - dot - 1 if dot >= 0 else 0
+    sign, coefficient, exponent = _number(token).as_tuple()
+    assert isinstance(exponent, int)  # finite
+    significant = "".join(map(str, coefficient)).rstrip("0")
+    if not significant:
+        return 0, 0
+    exponent += len(coefficient) - len(significant)
+    n = -int(significant) if sign else int(significant)
+    if exponent >= 0:
+        return n * _TENS[exponent], 0  # exponent <= adjusted <= _MAX_SCALE
+    return n, -exponent
+
+
+def _trim(n: int, d: int, scale: int) -> tuple[int, int]:
+    """``(n, d)`` with trailing zero decimals dropped while there are more than ``scale``."""
+    while d > scale and not n % 10:
+        n //= 10
+        d -= 1
+    return n, d
+
+
+def _decimals(token: bytes) -> int:
+    dot = token.find(b".")
+    return len(token) - dot - 1 if dot >= 0 else 0
+
+
+def _digits(token: bytes, precision: int | None) -> bytes:
+    """``T(x)`` of a number token: its own digits if it is written at ``precision``."""
+    text = token.replace(b".", b"")
+    if text.isdigit() and (precision is None or _decimals(token) == precision):
+        return text.lstrip(b"0")
+    return digits(_number(token), precision).encode()
+
+
+def _nonzero(token: bytes) -> bool:
+    """Whether a quantity token is not zero (a zero deletes its level)."""
+    text = token.replace(b".", b"")
+    if text.isdigit():
+        return bool(text.lstrip(b"0"))
+    return bool(_number(token))
+
+
+def _level(tokens: _Tokens) -> BookLevel:
+    return BookLevel(msgspec.Raw(tokens[0]), msgspec.Raw(tokens[1]))
+
+
+class _Side:
+    """One side of a book, as parallel lists in which the best level comes last.
+
+    ``keys`` ascend towards the best level: a bid's key is its price, an ask's key its
+    negated price. Entries before ``lo`` were truncated away; they are dropped in batches,
+    since deleting at the front of a depth-1000 list moves the whole list.
     """
-    if price_precision is None and qty_precision is None:
 
-        def own_digits(level: BookLevel) -> str:
-            ps = str(level.price)
-            qs = str(level.qty)
-            if "E" in ps or "E" in qs:
-                return level_fragment(level.price, level.qty, None, None)
-            return ps.replace(".", "").lstrip("0") + qs.replace(".", "").lstrip("0")
+    __slots__ = ("frags", "keys", "lo", "prices", "sign", "text", "toks")
 
-        return own_digits
+    def __init__(self, sign: int) -> None:
+        self.sign = sign
+        self.keys: list[int] = []
+        self.toks: list[_Tokens] = []
+        # b"" = not computed; never the case within the top 10 (the last 10 live entries).
+        self.frags: list[bytes] = []
+        self.lo = 0
+        # price token -> (key, T(price)) at the book's scale and precision: most updates
+        # move prices near the spread, so most tokens were seen before.
+        self.prices: dict[bytes, tuple[int, bytes]] = {}
+        self.text = b""  # the checksum text of the top 10, best first
 
-    if not price_precision or not qty_precision:
-        # Precision 0 or only one precision known: rare enough for the general path.
-        def general(level: BookLevel) -> str:
-            return level_fragment(level.price, level.qty, price_precision, qty_precision)
+    def compact(self) -> None:
+        """Drop the truncated entries."""
+        lo = self.lo
+        del self.keys[:lo]
+        del self.toks[:lo]
+        del self.frags[:lo]
+        self.lo = 0
 
-        return general
+    def best(self, n: int) -> list[_Tokens]:
+        """The tokens of the best ``n`` levels, best first."""
+        toks = self.toks
+        return toks[max(self.lo, len(toks) - n) :][::-1]
 
-    # With p > 0 decimals, the "." of a padded text is the character at index -p - 1.
-    p_dot = -price_precision - 1
-    q_dot = -qty_precision - 1
-
-    def padded(level: BookLevel) -> str:
-        ps = str(level.price)
-        qs = str(level.qty)
-        try:
-            if ps[p_dot] == "." and qs[q_dot] == "." and "E" not in ps and "E" not in qs:
-                return ps.replace(".", "").lstrip("0") + qs.replace(".", "").lstrip("0")
-        except IndexError:  # shorter than the precision: not padded
-            pass
-        return level_fragment(level.price, level.qty, price_precision, qty_precision)
-
-    return padded
+    def set_text(self) -> None:
+        frags = self.frags
+        self.text = b"".join(frags[max(self.lo, len(frags) - _TOP) :][::-1])
 
 
 class OrderBook:
@@ -117,19 +206,15 @@ class OrderBook:
     """
 
     __slots__ = (
-        "_ask_bytes",
         "_ask_crc",
-        "_ask_frags",
-        "_ask_levels",
-        "_ask_prices",
-        "_bid_bytes",
-        "_bid_frags",
-        "_bid_levels",
-        "_bid_prices",
+        "_asks",
+        "_bids",
         "_depth",
-        "_fragment",
+        "_pdot",
         "_price_precision",
+        "_qdot",
         "_qty_precision",
+        "_scale",
         "_state",
         "_symbol",
         "_view_depth",
@@ -163,18 +248,13 @@ class OrderBook:
         self._view_depth = view_depth
         self._price_precision = price_precision
         self._qty_precision = qty_precision
-        self._fragment = _fragmenter(price_precision, qty_precision)
         self._state = BookState.AWAITING_SNAPSHOT
-        self._ask_prices: list[Decimal] = []
-        self._bid_prices: list[Decimal] = []
-        self._ask_levels: list[BookLevel] = []
-        self._bid_levels: list[BookLevel] = []
-        # "" = not computed; never the case within a side's top 10 (the best 10 entries).
-        self._ask_frags: list[str] = []
-        self._bid_frags: list[str] = []
-        self._ask_bytes = b""
+        self._asks = _Side(-1)
+        self._bids = _Side(1)
         self._ask_crc = 0
-        self._bid_bytes = b""
+        self._scale = 0
+        self._pdot = self._qdot = _NEVER
+        self._set_scale(price_precision or 0)
 
     # -- attributes ---------------------------------------------------------------------------
 
@@ -219,7 +299,13 @@ class OrderBook:
         _check_precision("qty_precision", qty_precision)
         self._price_precision = price_precision
         self._qty_precision = qty_precision
-        self._fragment = _fragmenter(price_precision, qty_precision)
+        asks, bids = self._asks, self._bids
+        asks.compact()
+        bids.compact()
+        base = self._scale if price_precision is None else price_precision
+        ask_keys, bids.keys, scale = self._keys(asks.toks, bids.toks, base)
+        asks.keys = [-key for key in ask_keys]
+        self._set_scale(scale)
         self._reset_fragments()
 
     # -- state --------------------------------------------------------------------------------
@@ -243,150 +329,214 @@ class OrderBook:
 
         Levels are applied in order (a qty of 0 deletes, so it is ignored here), then each
         side is truncated to ``depth``. The returned CRC32 is for the caller to compare with
-        the checksum the snapshot carried. Allowed in any state.
+        the checksum the snapshot carried. Allowed in any state; raises ``ValueError`` or
+        ``ArithmeticError`` (the book is then unchanged) for a token that is no usable number.
         """
+        ask_toks = [(b"" + level.price_text, b"" + level.qty_text) for level in asks]
+        bid_toks = [(b"" + level.price_text, b"" + level.qty_text) for level in bids]
+        base = self._price_precision
+        if base is None:
+            first = ask_toks or bid_toks
+            base = _decimals(first[0][0]) if first else 0
+        ask_keys, bid_keys, scale = self._keys(ask_toks, bid_toks, base)
         depth = self._depth
-        prices, levels = _sorted_side(asks)
-        del prices[depth:]
-        del levels[depth:]
-        self._ask_prices = prices
-        self._ask_levels = levels
-        prices, levels = _sorted_side(bids)
-        excess = len(prices) - depth
-        if excess > 0:
-            del prices[:excess]
-            del levels[:excess]
-        self._bid_prices = prices
-        self._bid_levels = levels
+        ask_keys, ask_toks = _sorted_side([-key for key in ask_keys], ask_toks)
+        bid_keys, bid_toks = _sorted_side(bid_keys, bid_toks)
+        # Every token is checked by now: the book changes only from here on.
+        for side, keys, toks in (
+            (self._asks, ask_keys, ask_toks),
+            (self._bids, bid_keys, bid_toks),
+        ):
+            del keys[:-depth]
+            del toks[:-depth]
+            side.keys = keys
+            side.toks = toks
+            side.lo = 0
+        self._set_scale(scale)
         self._reset_fragments()
         self._state = _LIVE
-        return zlib.crc32(self._bid_bytes, self._ask_crc)
+        return zlib.crc32(self._bids.text, self._ask_crc)
 
     def apply_update(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel]) -> int:
         """Apply an update's levels in order, truncate to ``depth``, return the checksum.
 
         A qty of 0 deletes the level (a no-op for a price the book does not hold); a price
         may appear several times in one message. Raises
-        :class:`~kraken_proto.errors.LocalProtocolError` unless the book is live.
+        :class:`~kraken_proto.errors.LocalProtocolError` unless the book is live, and
+        ``ValueError`` or ``ArithmeticError`` for a token that is no usable number (the
+        levels before it are applied: resync the book).
         """
         if self._state is not _LIVE:
             raise LocalProtocolError(
                 f"book {self._symbol} is {self._state.value}: apply a snapshot before updates"
             )
-        if asks:
-            self._update_asks(asks)
+        if asks and self._update(self._asks, asks):
+            self._ask_crc = zlib.crc32(self._asks.text)
         if bids:
-            self._update_bids(bids)
-        return zlib.crc32(self._bid_bytes, self._ask_crc)
+            self._update(self._bids, bids)
+        return zlib.crc32(self._bids.text, self._ask_crc)
 
     def checksum(self) -> int:
         """The CRC32 of the current levels, whatever the state."""
-        return zlib.crc32(self._bid_bytes, self._ask_crc)
+        return zlib.crc32(self._bids.text, self._ask_crc)
+
+    # -- keys and fragments -------------------------------------------------------------------
+
+    def _set_scale(self, scale: int) -> None:
+        """Use ``scale`` for keys; arm the fast paths where they give the right digits."""
+        self._scale = scale
+        self._asks.prices.clear()
+        self._bids.prices.clear()
+        pp = self._price_precision
+        # A price whose "." is at index -scale - 1 has its digits as key and checksum text;
+        # right only at the pair's precision (or with none known).
+        self._pdot = -scale - 1 if scale and (pp is None or pp == scale) else _NEVER
+        qp = self._qty_precision
+        # 0 skips the quantity's padding check; _NEVER sends every quantity the slow way.
+        self._qdot = 0 if qp is None else -qp - 1 if qp else _NEVER
+
+    def _keys(
+        self, asks: list[_Tokens], bids: list[_Tokens], base: int
+    ) -> tuple[list[int], list[int], int]:
+        """The keys of both sides' prices at ``base`` decimals or more, and that scale."""
+        ask_parts = [_split(price) for price, _ in asks]
+        bid_parts = [_split(price) for price, _ in bids]
+        scale = base
+        for parts in (ask_parts, bid_parts):
+            for index, (n, d) in enumerate(parts):
+                if d > base:
+                    parts[index] = trimmed = _trim(n, d, base)
+                    scale = max(scale, trimmed[1])
+        if scale > _MAX_SCALE:
+            raise InvalidOperation(f"a price of the {self._symbol} book has {scale} decimals")
+        return (
+            [n * _TENS[scale - d] for n, d in ask_parts],
+            [n * _TENS[scale - d] for n, d in bid_parts],
+            scale,
+        )
+
+    def _key(self, token: bytes) -> int:
+        """The key of any price token; rescales the book if it has more decimals than it."""
+        scale = self._scale
+        n, d = _trim(*_split(token), scale)
+        if d > scale:
+            if d > _MAX_SCALE:
+                raise InvalidOperation(f"a price of the {self._symbol} book has {d} decimals")
+            factor = _TENS[d - scale]
+            for side in (self._asks, self._bids):
+                # In place: the update loop holds these lists.
+                side.keys[:] = [key * factor for key in side.keys]
+            self._set_scale(d)
+            return n
+        return n * _TENS[scale - d]
+
+    def _price(self, side: _Side, token: bytes) -> tuple[int, bytes]:
+        """A price token's key on ``side`` and ``T(price)``, remembered for the next time."""
+        try:
+            if token[self._pdot] != _DOT:
+                raise ValueError
+            digits = token.replace(b".", b"")
+            key = int(digits)
+            price_digits = digits.lstrip(b"0")
+        except (IndexError, ValueError):  # not padded to the scale, or no plain decimal
+            key = self._key(token)
+            price_digits = _digits(token, self._price_precision)
+        prices = side.prices
+        if len(prices) >= _KNOWN_PRICES:
+            prices.clear()
+        prices[token] = entry = key * side.sign, price_digits
+        return entry
+
+    def _fragment(self, price: bytes, qty: bytes) -> bytes:
+        """``T(price) + T(qty)`` of any level, at the book's precisions."""
+        return _digits(price, self._price_precision) + _digits(qty, self._qty_precision)
+
+    def _qty_fragment(self, price_digits: bytes, qty: bytes) -> bytes | None:
+        """The fragment of a level whose qty is not padded (``None`` if the qty is 0)."""
+        if not _nonzero(qty):
+            return None
+        return price_digits + _digits(qty, self._qty_precision)
 
     def _reset_fragments(self) -> None:
         """Compute the top-10 fragments of both sides afresh, forget the others."""
         fragment = self._fragment
-        levels = self._ask_levels
-        self._ask_frags = [fragment(level) for level in levels[:_TOP]]
-        self._ask_frags += [""] * (len(levels) - _TOP)
-        levels = self._bid_levels
-        self._bid_frags = [""] * (len(levels) - _TOP)
-        self._bid_frags += [fragment(level) for level in levels[-_TOP:]]
-        self._ask_bytes = "".join(self._ask_frags[:_TOP]).encode()
-        self._ask_crc = zlib.crc32(self._ask_bytes)
-        self._bid_bytes = "".join(self._bid_frags[: -_TOP - 1 : -1]).encode()
+        for side in (self._asks, self._bids):
+            toks = side.toks
+            start = max(side.lo, len(toks) - _TOP)
+            side.frags = [b""] * start + [fragment(price, qty) for price, qty in toks[start:]]
+            side.set_text()
+        self._ask_crc = zlib.crc32(self._asks.text)
 
-    # The two update loops mirror each other. They are written out per side because this is
-    # the hot path and the index arithmetic differs (the best ask is first, the best bid
-    # last). Each keeps the invariant that every level within its side's top 10 has its
-    # fragment: set there, it is formatted at once; when a delete in the top 10 lifts the
-    # 11th level in, that one is formatted.
+    # The update loop is the hot path. Its fast path is the padded wire format: a price seen
+    # before (its key and digits remembered), a quantity padded to its precision or zero;
+    # ``b"" + raw`` is the cheapest way to copy a token into bytes. The loop keeps the
+    # invariant that every level within the top 10 has its fragment: a level set by an
+    # update gets one at once; when a delete in the top 10 lifts the 11th level in, that one
+    # is formatted if it has none.
 
-    def _update_asks(self, updates: Sequence[BookLevel]) -> None:
-        prices = self._ask_prices
-        levels = self._ask_levels
-        frags = self._ask_frags
-        fragment = self._fragment
+    def _update(self, side: _Side, updates: Sequence[BookLevel]) -> bool:
+        """Apply one side of an update; True (and ``side.text`` rebuilt) if its top 10 moved."""
+        keys = side.keys
+        toks = side.toks
+        frags = side.frags
+        known = side.prices.get
+        lo = side.lo
+        qdot = self._qdot
+        qend = qdot + 1
         dirty = False
         for level in updates:
-            price = level.price
-            i = bisect_left(prices, price)
-            if i < len(prices) and prices[i] == price:
-                if level.qty:
-                    levels[i] = level
-                    if i < _TOP:
-                        frags[i] = fragment(level)
-                        dirty = True
-                    else:
-                        frags[i] = ""
-                else:
-                    del prices[i]
-                    del levels[i]
-                    del frags[i]
-                    if i < _TOP:
-                        dirty = True
-                        if len(frags) >= _TOP and not frags[_TOP - 1]:
-                            frags[_TOP - 1] = fragment(levels[_TOP - 1])
-            elif level.qty:
-                prices.insert(i, price)
-                levels.insert(i, level)
-                if i < _TOP:
-                    frags.insert(i, fragment(level))
-                    dirty = True
-                else:
-                    frags.insert(i, "")
-        depth = self._depth
-        if len(prices) > depth:
-            del prices[depth:]
-            del levels[depth:]
-            del frags[depth:]
-        if dirty:
-            self._ask_bytes = data = "".join(frags[:_TOP]).encode()
-            self._ask_crc = zlib.crc32(data)
-
-    def _update_bids(self, updates: Sequence[BookLevel]) -> None:
-        prices = self._bid_prices
-        levels = self._bid_levels
-        frags = self._bid_frags
-        fragment = self._fragment
-        dirty = False
-        for level in updates:
-            price = level.price
-            i = bisect_left(prices, price)
-            # The rank from the best bid (0 = best) a level inserted at i takes; the level
-            # already at i, if any, has rank ``rank - 1``.
-            rank = len(prices) - i
-            if rank and prices[i] == price:
-                if level.qty:
-                    levels[i] = level
+            price = b"" + level.price_text
+            qty = b"" + level.qty_text
+            key, price_digits = known(price) or self._price(side, price)
+            qty_digits = qty.replace(b".", b"").lstrip(b"0")
+            if not qty_digits:
+                frag = None
+            elif qty_digits.isdigit() and (not qdot or qty[qdot:qend] == b"."):
+                frag = price_digits + qty_digits
+            else:
+                frag = self._qty_fragment(price_digits, qty)
+            i = bisect_left(keys, key, lo)
+            # How many levels are better than one inserted at i (0 = it would be the best);
+            # the level already at i, if any, has rank - 1 better ones.
+            rank = len(keys) - i
+            if rank and keys[i] == key:
+                if frag is not None:
+                    toks[i] = (price, qty)
+                    frags[i] = frag
                     if rank <= _TOP:
-                        frags[i] = fragment(level)
                         dirty = True
-                    else:
-                        frags[i] = ""
                 else:
-                    del prices[i]
-                    del levels[i]
+                    del keys[i]
+                    del toks[i]
                     del frags[i]
                     if rank <= _TOP:
                         dirty = True
-                        if len(frags) >= _TOP and not frags[-_TOP]:
-                            frags[-_TOP] = fragment(levels[-_TOP])
-            elif level.qty:
-                prices.insert(i, price)
-                levels.insert(i, level)
+                        if len(frags) - lo >= _TOP and not frags[-_TOP]:
+                            frags[-_TOP] = self._fragment(*toks[-_TOP])
+            elif frag is not None:
+                if i == lo and lo:
+                    # The new worst level: it takes the last truncated slot, where inserting
+                    # would move every other entry.
+                    side.lo = lo = lo - 1
+                    keys[lo] = key
+                    toks[lo] = (price, qty)
+                    frags[lo] = frag
+                else:
+                    keys.insert(i, key)
+                    toks.insert(i, (price, qty))
+                    frags.insert(i, frag)
                 if rank < _TOP:
-                    frags.insert(i, fragment(level))
                     dirty = True
-                else:
-                    frags.insert(i, "")
-        excess = len(prices) - self._depth
+        excess = len(keys) - lo - self._depth
         if excess > 0:
-            del prices[:excess]
-            del levels[:excess]
-            del frags[:excess]
+            lo += excess
+        side.lo = lo
+        if lo > _TRUNCATED:
+            side.compact()
+            lo = 0
         if dirty:
-            self._bid_bytes = "".join(frags[: -_TOP - 1 : -1]).encode()
+            side.text = b"".join(frags[max(lo, len(frags) - _TOP) :][::-1])
+        return dirty
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -404,65 +554,71 @@ class OrderBook:
     def best_bid(self) -> BookLevel | None:
         """The highest bid, or ``None`` if there are no bids."""
         self._require_live()
-        levels = self._bid_levels
-        return levels[-1] if levels else None
+        best = self._bids.best(1)
+        return _level(best[0]) if best else None
 
     def best_ask(self) -> BookLevel | None:
         """The lowest ask, or ``None`` if there are no asks."""
         self._require_live()
-        levels = self._ask_levels
-        return levels[0] if levels else None
+        best = self._asks.best(1)
+        return _level(best[0]) if best else None
 
     def spread(self) -> Decimal | None:
         """Best ask price minus best bid price, or ``None`` if a side is empty."""
         self._require_live()
-        if not self._bid_prices or not self._ask_prices:
+        ask, bid = self._asks.best(1), self._bids.best(1)
+        if not ask or not bid:
             return None
-        return self._ask_prices[0] - self._bid_prices[-1]
+        return _decode_decimal(ask[0][0]) - _decode_decimal(bid[0][0])
 
     def mid_price(self) -> Decimal | None:
         """The exact mean of the best bid and best ask prices, or ``None`` if a side is empty."""
         self._require_live()
-        if not self._bid_prices or not self._ask_prices:
+        ask, bid = self._asks.best(1), self._bids.best(1)
+        if not ask or not bid:
             return None
-        return (self._ask_prices[0] + self._bid_prices[-1]) / 2
+        return (_decode_decimal(ask[0][0]) + _decode_decimal(bid[0][0])) / 2
 
     def bids(self, n: int | None = None) -> list[BookLevel]:
         """The best ``n`` bids (up to ``view_depth``; all of those if ``n`` is None), best first."""
         self._require_live()
-        return self._bid_levels[: -self._limit(n) - 1 : -1]
+        return [_level(tokens) for tokens in self._bids.best(self._limit(n))]
 
     def asks(self, n: int | None = None) -> list[BookLevel]:
         """The best ``n`` asks (up to ``view_depth``; all of those if ``n`` is None), best first."""
         self._require_live()
-        return self._ask_levels[: self._limit(n)]
+        return [_level(tokens) for tokens in self._asks.best(self._limit(n))]
 
     def bid_volume(self) -> Decimal:
         """Total quantity of the bids within ``view_depth``."""
         self._require_live()
-        return sum([level.qty for level in self._bid_levels[-self._view_depth :]], _ZERO)
+        levels = self._bids.best(self._view_depth)
+        return sum([_decode_decimal(qty) for _, qty in levels], _ZERO)
 
     def ask_volume(self) -> Decimal:
         """Total quantity of the asks within ``view_depth``."""
         self._require_live()
-        return sum([level.qty for level in self._ask_levels[: self._view_depth]], _ZERO)
+        levels = self._asks.best(self._view_depth)
+        return sum([_decode_decimal(qty) for _, qty in levels], _ZERO)
 
     def __repr__(self) -> str:
-        bid = self._bid_prices[-1] if self._bid_prices else None
-        ask = self._ask_prices[0] if self._ask_prices else None
+        ask, bid = self._asks.best(1), self._bids.best(1)
+        best_bid = _decode_decimal(bid[0][0]) if bid else None
+        best_ask = _decode_decimal(ask[0][0]) if ask else None
+        asks, bids = self._asks, self._bids
         return (
-            f"<OrderBook {self._symbol} {self._state.value} bid={bid} ask={ask} "
-            f"levels={len(self._bid_prices)}/{len(self._ask_prices)}>"
+            f"<OrderBook {self._symbol} {self._state.value} bid={best_bid} ask={best_ask} "
+            f"levels={len(bids.keys) - bids.lo}/{len(asks.keys) - asks.lo}>"
         )
 
 
-def _sorted_side(updates: Sequence[BookLevel]) -> tuple[list[Decimal], list[BookLevel]]:
-    """A snapshot side applied in order, as ascending parallel price and level lists."""
-    by_price: dict[Decimal, BookLevel] = {}
-    for level in updates:
-        if level.qty:
-            by_price[level.price] = level
+def _sorted_side(keys: list[int], toks: list[_Tokens]) -> tuple[list[int], list[_Tokens]]:
+    """A snapshot side applied in order, as parallel key and token lists, keys ascending."""
+    by_key: dict[int, _Tokens] = {}
+    for key, tokens in zip(keys, toks, strict=True):
+        if _nonzero(tokens[1]):
+            by_key[key] = tokens
         else:
-            by_price.pop(level.price, None)
-    prices = sorted(by_price)
-    return prices, [by_price[price] for price in prices]
+            by_key.pop(key, None)
+    ordered = sorted(by_key)
+    return ordered, [by_key[key] for key in ordered]

@@ -5,15 +5,22 @@ which is why their field names are Kraken's. Every event carries ``received_at``
 driver's monotonic time at which the frame arrived; market events also carry the exchange's
 ``timestamp`` as the RFC3339 text Kraken sent (nanoseconds included), with a ``datetime``
 available through :func:`parse_timestamp`. Prices and quantities are exact ``Decimal``.
+:class:`BookLevel` and :class:`Ticker` (most of the numbers on the wire) keep the number
+tokens as Kraken sent them and make their Decimals on access (parsing every number of every
+message into a ``Decimal`` cost more than the rest of the core path); build them from values
+with their ``of`` class methods.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
+
+from kraken_proto.checksum import plain
 
 __all__ = [
     "BookLevel",
@@ -47,31 +54,280 @@ def parse_timestamp(text: str) -> datetime:
     return msgspec.json.decode(msgspec.json.encode(text), type=datetime)
 
 
-class BookLevel(msgspec.Struct, frozen=True, gc=False):
-    """One price level of an L2 book: a price and the total quantity resting there."""
+_decode_decimal = msgspec.json.Decoder(Decimal).decode
 
-    price: Decimal
-    qty: Decimal
+
+def _number_token(value: Decimal | str | int) -> msgspec.Raw:
+    """The JSON token of an exact value, written positionally (``5E-8`` -> ``0.00000005``)."""
+    if isinstance(value, float):
+        raise TypeError("pass a Decimal, str or int: a float is not an exact decimal value")
+    number = value if isinstance(value, Decimal) else Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return msgspec.Raw(plain(number).encode())
+
+
+def _shown(token: msgspec.Raw) -> str:
+    """``repr`` of a token's Decimal, or of its bytes if it is no number at all."""
+    try:
+        return repr(_decode_decimal(token))
+    except msgspec.ValidationError:
+        return repr(bytes(token))
+
+
+_NUMBER_CHARS = b"0123456789.-+eE"
+_TICKER_NUMBERS = (
+    "bid",
+    "bid_qty",
+    "ask",
+    "ask_qty",
+    "last",
+    "volume",
+    "vwap",
+    "low",
+    "high",
+    "change",
+    "change_pct",
+)
+
+
+def _check_numbers(tokens: tuple[msgspec.Raw, ...], names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the first token that is no number (nor a quoted one)."""
+    # A JSON value spelt only with these characters is a number; the rest (quoted numbers,
+    # or garbage) is rare enough to be decoded one by one.
+    if not b"".join(tokens).translate(None, _NUMBER_CHARS):
+        return
+    for name, token in zip(names, tokens, strict=True):
+        try:
+            _decode_decimal(token)
+        except msgspec.ValidationError:
+            raise ValueError(f"Expected a number for `{name}`, got {bytes(token)[:40]!r}") from None
+
+
+def _raw_fields(obj: msgspec.Struct) -> Iterator[tuple[str, Any]]:
+    """Every field by its public name, a raw number token as its Decimal."""
+    for field in obj.__struct_fields__:
+        value = getattr(obj, field)
+        if isinstance(value, msgspec.Raw):
+            yield field.removesuffix("_text"), _decode_decimal(value)
+        else:
+            yield field, value
+
+
+def _raw_struct_eq(self: msgspec.Struct, other: object) -> bool:
+    """Equal if of the same type with equal values (``1.0`` equals ``1.00``)."""
+    if type(other) is not type(self):
+        return cast(bool, NotImplemented)
+    assert isinstance(other, msgspec.Struct)
+    if msgspec.structs.astuple(self) == msgspec.structs.astuple(other):
+        return True  # same tokens
+    return list(_raw_fields(self)) == list(_raw_fields(other))
+
+
+def _raw_struct_hash(self: msgspec.Struct) -> int:
+    return hash(tuple(_raw_fields(self)))
+
+
+def _raw_struct_repr(self: msgspec.Struct) -> str:
+    parts = []
+    for field in self.__struct_fields__:
+        value = getattr(self, field)
+        if isinstance(value, msgspec.Raw):
+            parts.append(f"{field.removesuffix('_text')}={_shown(value)}")
+        else:
+            parts.append(f"{field}={value!r}")
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _raw_struct_rich_repr(self: msgspec.Struct) -> list[tuple[str, Any]]:
+    return list(_raw_fields(self))
+
+
+class BookLevel(msgspec.Struct, frozen=True, gc=False):
+    """One price level of an L2 book: a price and the total quantity resting there.
+
+    ``price`` and ``qty`` are exact ``Decimal`` values, made on each access from the number
+    tokens exactly as Kraken sent them (``price_text``/``qty_text``; a book message is
+    decoded without parsing its numbers, which would cost more than the rest of the frame).
+    Build a level from values with :meth:`BookLevel.of`.
+
+    Levels compare and hash by value: ``BookLevel.of("1.0", "2") == BookLevel.of("1.00",
+    "2")``, as for ``Decimal``, although their text (and so their checksum digits when the
+    pair's precision is unknown) differ. ``msgspec.json.encode`` writes the original tokens;
+    ``msgspec.to_builtins`` needs an ``enc_hook`` for the ``msgspec.Raw`` fields.
+    """
+
+    price_text: msgspec.Raw = msgspec.field(name="price")
+    """The price token as it appeared on the wire (a JSON number, or a quoted one)."""
+    qty_text: msgspec.Raw = msgspec.field(name="qty")
+    """The quantity token as it appeared on the wire; zero means the level was deleted."""
+
+    @classmethod
+    def of(cls, price: Decimal | str | int, qty: Decimal | str | int) -> BookLevel:
+        """A level from values: ``BookLevel.of("63000.0", Decimal("0.5"))``.
+
+        The text keeps the value's digits (``"63000.0"`` stays ``63000.0``), written
+        positionally. Raises ``TypeError`` for a float, ``ValueError`` for NaN/infinity.
+        """
+        return cls(_number_token(price), _number_token(qty))
+
+    @property
+    def price(self) -> Decimal:
+        """The price, exact."""
+        return _decode_decimal(self.price_text)
+
+    @property
+    def qty(self) -> Decimal:
+        """The total quantity at this price, exact (0 in an update deletes the level)."""
+        return _decode_decimal(self.qty_text)
+
+    __eq__ = _raw_struct_eq
+    __hash__ = _raw_struct_hash
+    __repr__ = _raw_struct_repr
+    __rich_repr__ = _raw_struct_rich_repr
 
 
 class Ticker(msgspec.Struct, frozen=True, gc=False):
-    """Level-1 summary for one symbol: best bid/ask and 24-hour statistics."""
+    """Level-1 summary for one symbol: best bid/ask and 24-hour statistics.
+
+    The numbers (``bid``, ``ask``, ``volume``, ...) are exact ``Decimal`` values made on
+    each access from the tokens Kraken sent, kept as ``<name>_text``: decoding eleven
+    Decimals per message would cost twice the rest of it. The tokens are checked to be
+    numbers when the ticker is made. Build one from values with :meth:`Ticker.of`;
+    tickers compare and hash by value, like :class:`BookLevel`.
+    """
 
     symbol: str
-    bid: Decimal
-    bid_qty: Decimal
-    ask: Decimal
-    ask_qty: Decimal
-    last: Decimal
-    volume: Decimal
-    vwap: Decimal
-    low: Decimal
-    high: Decimal
-    change: Decimal
-    change_pct: Decimal
+    bid_text: msgspec.Raw = msgspec.field(name="bid")
+    bid_qty_text: msgspec.Raw = msgspec.field(name="bid_qty")
+    ask_text: msgspec.Raw = msgspec.field(name="ask")
+    ask_qty_text: msgspec.Raw = msgspec.field(name="ask_qty")
+    last_text: msgspec.Raw = msgspec.field(name="last")
+    volume_text: msgspec.Raw = msgspec.field(name="volume")
+    vwap_text: msgspec.Raw = msgspec.field(name="vwap")
+    low_text: msgspec.Raw = msgspec.field(name="low")
+    high_text: msgspec.Raw = msgspec.field(name="high")
+    change_text: msgspec.Raw = msgspec.field(name="change")
+    change_pct_text: msgspec.Raw = msgspec.field(name="change_pct")
     timestamp: str | None = None
     trades: int | None = None
     received_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(
+            (
+                self.bid_text,
+                self.bid_qty_text,
+                self.ask_text,
+                self.ask_qty_text,
+                self.last_text,
+                self.volume_text,
+                self.vwap_text,
+                self.low_text,
+                self.high_text,
+                self.change_text,
+                self.change_pct_text,
+            ),
+            _TICKER_NUMBERS,
+        )
+
+    @classmethod
+    def of(
+        cls,
+        symbol: str,
+        bid: Decimal | str | int,
+        bid_qty: Decimal | str | int,
+        ask: Decimal | str | int,
+        ask_qty: Decimal | str | int,
+        last: Decimal | str | int,
+        volume: Decimal | str | int,
+        vwap: Decimal | str | int,
+        low: Decimal | str | int,
+        high: Decimal | str | int,
+        change: Decimal | str | int,
+        change_pct: Decimal | str | int,
+        timestamp: str | None = None,
+        trades: int | None = None,
+        received_at: float = 0.0,
+    ) -> Ticker:
+        """A ticker from values, in the order of the fields (see :meth:`BookLevel.of`)."""
+        return cls(
+            symbol,
+            _number_token(bid),
+            _number_token(bid_qty),
+            _number_token(ask),
+            _number_token(ask_qty),
+            _number_token(last),
+            _number_token(volume),
+            _number_token(vwap),
+            _number_token(low),
+            _number_token(high),
+            _number_token(change),
+            _number_token(change_pct),
+            timestamp,
+            trades,
+            received_at,
+        )
+
+    @property
+    def bid(self) -> Decimal:
+        """The best bid price."""
+        return _decode_decimal(self.bid_text)
+
+    @property
+    def bid_qty(self) -> Decimal:
+        """The quantity at the best bid."""
+        return _decode_decimal(self.bid_qty_text)
+
+    @property
+    def ask(self) -> Decimal:
+        """The best ask price."""
+        return _decode_decimal(self.ask_text)
+
+    @property
+    def ask_qty(self) -> Decimal:
+        """The quantity at the best ask."""
+        return _decode_decimal(self.ask_qty_text)
+
+    @property
+    def last(self) -> Decimal:
+        """The price of the last trade."""
+        return _decode_decimal(self.last_text)
+
+    @property
+    def volume(self) -> Decimal:
+        """The 24-hour volume, in the base currency."""
+        return _decode_decimal(self.volume_text)
+
+    @property
+    def vwap(self) -> Decimal:
+        """The 24-hour volume-weighted average price."""
+        return _decode_decimal(self.vwap_text)
+
+    @property
+    def low(self) -> Decimal:
+        """The 24-hour low."""
+        return _decode_decimal(self.low_text)
+
+    @property
+    def high(self) -> Decimal:
+        """The 24-hour high."""
+        return _decode_decimal(self.high_text)
+
+    @property
+    def change(self) -> Decimal:
+        """The 24-hour price change, in the quote currency."""
+        return _decode_decimal(self.change_text)
+
+    @property
+    def change_pct(self) -> Decimal:
+        """The 24-hour price change in percent."""
+        return _decode_decimal(self.change_pct_text)
+
+    __eq__ = _raw_struct_eq
+    __hash__ = _raw_struct_hash
+    __repr__ = _raw_struct_repr
+    __rich_repr__ = _raw_struct_rich_repr
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):

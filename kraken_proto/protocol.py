@@ -132,6 +132,7 @@ class KrakenProtocol:
         self._private = private
         self._url = config.auth_endpoint if private else config.endpoint
         self._state = _S.DISCONNECTED
+        self._open = False  # state in _OPEN, kept by _transition: checked on every frame
         self._subs: dict[tuple[str, str | None], Subscription] = {}
         self._books: dict[str, OrderBook] = {}
         self._instrument_precisions: dict[str, Precision] = {}
@@ -279,8 +280,8 @@ class KrakenProtocol:
 
         Never raises for bad remote input: that becomes a ``ProtocolError`` event.
         """
-        state = self._state
-        if state not in _OPEN:
+        if not self._open:
+            state = self._state
             if state in _AFTER_FAILURE:
                 return []  # frames racing with a close we already acted on
             raise LocalProtocolError(
@@ -441,6 +442,7 @@ class KrakenProtocol:
     ) -> Emit:
         old = self._state
         self._state = new = transition(old, trigger)
+        self._open = new in _OPEN
         return Emit(StateChanged(old.value, new.value, reason, retry, delay, now))
 
     def _begin_connect(self, actions: list[Action], now: float) -> list[Action]:
@@ -659,22 +661,23 @@ class KrakenProtocol:
         for update in frame.data:
             symbol = update.symbol
             book = books.get(symbol)
-            if book is None:
-                if not snapshot:
-                    actions.append(
-                        Emit(ProtocolError(f"book update for {symbol} without a snapshot", "", now))
-                    )
-                    continue
-                book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
-            resyncing = book.state is BookState.RESYNCING
+            resyncing = False
+            if snapshot:
+                if book is None:
+                    book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
+                resyncing = book.state is BookState.RESYNCING
+            elif book is None:
+                problem = f"book update for {symbol} without a snapshot"
+                actions.append(Emit(ProtocolError(problem, "", now)))
+                continue
+            elif not book.is_live:
+                continue  # deltas are dropped until the new snapshot arrives
             try:
                 if snapshot:
                     computed = book.apply_snapshot(update.bids, update.asks)
-                elif book.state is BookState.LIVE:
-                    computed = book.apply_update(update.bids, update.asks)
                 else:
-                    continue  # deltas are dropped until the new snapshot arrives
-            except ArithmeticError as exc:  # NaN or absurd exponents: Decimal refuses them
+                    computed = book.apply_update(update.bids, update.asks)
+            except (ArithmeticError, ValueError) as exc:  # no number, NaN, absurd exponents
                 problem = f"unusable number in the {symbol} book: {exc!r}"
                 actions.append(Emit(ProtocolError(problem, "", now)))
                 self._resync(symbol, problem, actions, now)
@@ -687,7 +690,7 @@ class KrakenProtocol:
             if snapshot:
                 _set(update, "snapshot", True)
             actions.append(Emit(update))
-            if snapshot and resyncing:
+            if resyncing:
                 self._resync_finished(actions, now)
         if self._silence_timeout is not None:
             for update in frame.data:

@@ -22,7 +22,7 @@ from kraken_proto.events import Dropped, Event
 
 def tick(symbol: str, n: int) -> Ticker:
     d = Decimal(n)
-    return Ticker(symbol, d, d, d, d, d, d, d, d, d, d, d)
+    return Ticker.of(symbol, d, d, d, d, d, d, d, d, d, d, d)
 
 
 def trade(symbol: str, n: int) -> Trade:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kraken_proto.book import BookState, OrderBook, _fragmenter
-from kraken_proto.checksum import book_checksum, level_fragment
+from kraken_proto.book import BookState, OrderBook, _digits, _split
+from kraken_proto.checksum import book_checksum, digits, level_fragment
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel, BookUpdate
 
@@ -136,7 +136,7 @@ def test_real_capture_l2_snapshots_replace_the_book(real_capture_paths: dict[str
 
 def _reserialized(level: BookLevel) -> BookLevel:
     """The level as a float round trip prints it: the padding is gone."""
-    return BookLevel(D(str(float(level.price))), D(str(float(level.qty))))
+    return BookLevel.of(D(str(float(level.price))), D(str(float(level.qty))))
 
 
 @pytest.mark.parametrize("name", sorted(BOOK_FRAMES))
@@ -178,8 +178,8 @@ def test_reserialized_snapshot_set_precision_repairs_the_checksum(
 def _doc_vector(data_dir: Path) -> tuple[list[BookLevel], list[BookLevel]]:
     vectors = json.loads((data_dir / "doc-vectors.json").read_text())
     (vector,) = [v for v in vectors if v["id"] == "book_v2_doc_guide_btcusd"]
-    bids = [BookLevel(D(lv["price"]), D(lv["qty"])) for lv in vector["input"]["bids"]]
-    asks = [BookLevel(D(lv["price"]), D(lv["qty"])) for lv in vector["input"]["asks"]]
+    bids = [BookLevel.of(lv["price"], lv["qty"]) for lv in vector["input"]["bids"]]
+    asks = [BookLevel.of(lv["price"], lv["qty"]) for lv in vector["input"]["asks"]]
     return bids, asks
 
 
@@ -195,8 +195,8 @@ def test_doc_vector_snapshot(data_dir: Path, pp: int | None, qp: int | None) -> 
 
 def test_set_precision_changes_the_checksum(data_dir: Path) -> None:
     bids, asks = _doc_vector(data_dir)
-    trimmed_bids = [BookLevel(lv.price.normalize(), lv.qty.normalize()) for lv in bids]
-    trimmed_asks = [BookLevel(lv.price.normalize(), lv.qty.normalize()) for lv in asks]
+    trimmed_bids = [BookLevel.of(lv.price.normalize(), lv.qty.normalize()) for lv in bids]
+    trimmed_asks = [BookLevel.of(lv.price.normalize(), lv.qty.normalize()) for lv in asks]
     book = OrderBook("BTC/USD", 10)
     trimmed = book.apply_snapshot(trimmed_bids, trimmed_asks)
     assert trimmed != 3310070434
@@ -211,7 +211,7 @@ def test_set_precision_changes_the_checksum(data_dir: Path) -> None:
     assert book.checksum() == trimmed
     # updates after a precision change use it too
     book.set_precision(1, 8)
-    update = [BookLevel(D("45285.2"), D("0.001"))]  # same qty, trimmed
+    update = [BookLevel.of("45285.2", "0.001")]  # same qty, trimmed
     assert book.apply_update([], update) == 3310070434
 
 
@@ -219,7 +219,7 @@ def test_set_precision_changes_the_checksum(data_dir: Path) -> None:
 
 
 def _levels(*pairs: tuple[str, str]) -> list[BookLevel]:
-    return [BookLevel(D(price), D(qty)) for price, qty in pairs]
+    return [BookLevel.of(price, qty) for price, qty in pairs]
 
 
 BIDS = _levels(("99.5", "3"), ("99.0", "0.75"), ("98.0", "10"), ("97.5", "0.125"))
@@ -234,8 +234,8 @@ def _book(depth: int = 10, view_depth: int | None = None) -> OrderBook:
 
 def test_queries_exact_values() -> None:
     book = _book()
-    assert book.best_bid() == BookLevel(D("99.5"), D("3"))
-    assert book.best_ask() == BookLevel(D("100.5"), D("1.25"))
+    assert book.best_bid() == BookLevel.of("99.5", "3")
+    assert book.best_ask() == BookLevel.of("100.5", "1.25")
     spread = book.spread()
     assert spread == D("1.0") and str(spread) == "1.0"
     mid = book.mid_price()
@@ -458,8 +458,8 @@ def _expected(book_asks: list[BookLevel], book_bids: list[BookLevel], pp: Any, q
 @pytest.mark.parametrize(("pp", "qp"), [(2, 8), (None, None)])
 def test_deep_levels_rise_into_the_checksum(pp: int | None, qp: int | None) -> None:
     """Depth 30: changes below the top 10 leave the checksum alone until a level rises."""
-    asks = [BookLevel(D(100 + i).scaleb(-2) + 1, D("1.00000000")) for i in range(30)]
-    bids = [BookLevel(D(99 - i).scaleb(-2), D("2.00000000")) for i in range(30)]
+    asks = [BookLevel.of(D(100 + i).scaleb(-2) + 1, "1.00000000") for i in range(30)]
+    bids = [BookLevel.of(D(99 - i).scaleb(-2), "2.00000000") for i in range(30)]
     book = OrderBook("TST/USD", 30, price_precision=pp, qty_precision=qp)
     book.apply_snapshot(bids, asks)
     assert book.checksum() == _expected(asks, bids, pp, qp)
@@ -471,42 +471,140 @@ def test_deep_levels_rise_into_the_checksum(pp: int | None, qp: int | None) -> N
     # modify, insert and delete deep levels: the checksum does not move
     deep_ask, deep_bid = asks[20], bids[20]
     assert (
-        book.apply_update([BookLevel(deep_bid.price, D("7"))], [BookLevel(deep_ask.price, D("7"))])
+        book.apply_update([BookLevel.of(deep_bid.price, "7")], [BookLevel.of(deep_ask.price, "7")])
         == top
     )
     assert (
         book.apply_update(
-            [BookLevel(deep_bid.price - D("0.001"), D("1"))],
-            [BookLevel(deep_ask.price + D("0.001"), D("1"))],
+            [BookLevel.of(deep_bid.price - D("0.001"), "1")],
+            [BookLevel.of(deep_ask.price + D("0.001"), "1")],
         )
         == top
     )
     assert (
-        book.apply_update([BookLevel(deep_bid.price, D(0))], [BookLevel(deep_ask.price, D(0))])
+        book.apply_update([BookLevel.of(deep_bid.price, 0)], [BookLevel.of(deep_ask.price, 0)])
         == top
     )
     # delete in the top 10: the 11th level rises (its fragment was never computed)
-    book.apply_update([BookLevel(bids[0].price, D(0))], [BookLevel(asks[0].price, D(0))])
+    book.apply_update([BookLevel.of(bids[0].price, 0)], [BookLevel.of(asks[0].price, 0)])
     check()
     # modify the level that just rose, then delete again so a computed one rises
     book.apply_update(
-        [BookLevel(bids[10].price, D("3.5")), BookLevel(D("0.995"), D("1"))],
-        [BookLevel(asks[10].price, D("3.5")), BookLevel(D("1.9995"), D("1"))],
+        [BookLevel.of(bids[10].price, "3.5"), BookLevel.of(D("0.995"), "1")],
+        [BookLevel.of(asks[10].price, "3.5"), BookLevel.of(D("1.9995"), "1")],
     )
     check()
-    book.apply_update([BookLevel(bids[1].price, D(0))], [BookLevel(asks[1].price, D(0))])
+    book.apply_update([BookLevel.of(bids[1].price, 0)], [BookLevel.of(asks[1].price, 0)])
     check()
     for _ in range(25):  # empty the book from the top, one level per side per message
         best_bid, best_ask = book.best_bid(), book.best_ask()
         assert best_bid is not None and best_ask is not None
-        book.apply_update([BookLevel(best_bid.price, D(0))], [BookLevel(best_ask.price, D(0))])
+        book.apply_update([BookLevel.of(best_bid.price, 0)], [BookLevel.of(best_ask.price, 0)])
         check()
     # 30 levels, +1 -1 (deep insert, truncated), -1 deep, -1 top, +1, -1 top, -25
     assert [lv.price for lv in book.asks()] == [D("2.26"), D("2.27"), D("2.28")]
     assert [lv.price for lv in book.bids()] == [D("0.73"), D("0.72"), D("0.71")]
 
 
-# -- the fast fragment equals checksum.level_fragment ---------------------------------------------
+# -- odd tokens, rescaling, garbage --------------------------------------------------------------
+
+
+def _raw_levels(*pairs: tuple[bytes, bytes]) -> list[BookLevel]:
+    return [BookLevel(msgspec.Raw(price), msgspec.Raw(qty)) for price, qty in pairs]
+
+
+def _reference(book: OrderBook) -> int:
+    return _expected(book.asks(), book.bids(), book.price_precision, book.qty_precision)
+
+
+@pytest.mark.parametrize(("pp", "qp"), [(None, None), (1, 8), (0, 0), (None, 2)])
+def test_odd_tokens_give_the_checksum_of_their_values(pp: int | None, qp: int | None) -> None:
+    book = OrderBook("TST/USD", 10, price_precision=pp, qty_precision=qp)
+    bids = _raw_levels((b"99.5", b"1.00000000"), (b"99", b"2"), (b'"98.5"', b"3.5e0"))
+    asks = _raw_levels((b"100.5", b'"0.50"'), (b"1.01e2", b"1E-8"), (b"102", b"0.0"))
+    assert book.apply_snapshot(bids, asks) == _reference(book)
+    assert [lv.price for lv in book.asks()] == [D("100.5"), D("101")]
+    # a price with more decimals than the book's scale rescales every key
+    update = _raw_levels((b"99.25", b"1"), (b"99.250", b"4"), (b"9.925E1", b"5"))
+    assert book.apply_update(update, _raw_levels((b"100.75", b"2"))) == _reference(book)
+    assert [(lv.price, lv.qty) for lv in book.bids()] == [
+        (D("99.5"), D(1)),
+        (D("99.25"), D(5)),
+        (D(99), D(2)),
+        (D("98.5"), D("3.5")),
+    ]
+    assert [lv.price for lv in book.asks()] == [D("100.5"), D("100.75"), D(101)]
+    # zero in any form deletes; prices seen before in another form find their level
+    zeros = _raw_levels((b"99.50", b"0E-8"), (b'"99"', b'"0"'), (b"9.85e1", b"-0.0"))
+    assert book.apply_update(zeros, _raw_levels((b"100.500", b"0.00"))) == _reference(book)
+    assert [lv.price for lv in book.bids()] == [D("99.25")]
+    assert [lv.price for lv in book.asks()] == [D("100.75"), D(101)]
+    for precision in ((1, 8), (None, None), (3, 3)):
+        book.set_precision(*precision)
+        assert book.checksum() == _reference(book)
+        assert book.apply_update(_raw_levels((b"99.125", b"1.5")), []) == _reference(book)
+
+
+@pytest.mark.parametrize(
+    ("price", "qty", "error"),
+    [
+        (b"true", b"1", ValueError),
+        (b'"abc"', b"1", ValueError),
+        (b"[1.5]", b"1", ValueError),
+        (b"null", b"1", ValueError),
+        (b'"NaN"', b"1", ArithmeticError),
+        (b'"-Infinity"', b"1", ArithmeticError),
+        (b"1e999999999", b"1", ArithmeticError),
+        (b"1e-70", b"1", ArithmeticError),
+        (b"1." + b"0" * 69 + b"1", b"1", ArithmeticError),  # 70 decimals: too many
+        (b"63000.0", b"{}", ValueError),
+        (b"63000.0", b'"x"', ValueError),
+        (b"63000.0", b'"sNaN"', ArithmeticError),
+        (b"63000.0", b"1e99999999", ArithmeticError),
+    ],
+)
+def test_tokens_that_are_no_usable_number_are_refused(
+    price: bytes, qty: bytes, error: type[Exception]
+) -> None:
+    book = _book()
+    before = (book.bids(), book.asks(), book.checksum())
+    bad = _raw_levels((price, qty))
+    with pytest.raises(error):
+        book.apply_snapshot(bad, ASKS)
+    assert (book.bids(), book.asks(), book.checksum()) == before  # a snapshot is all or nothing
+    with pytest.raises(error):
+        book.apply_update(bad, [])
+    with pytest.raises(error):
+        book.apply_update([], bad)
+
+
+def test_known_prices_are_forgotten_when_too_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kraken_proto.book._KNOWN_PRICES", 3)
+    book = OrderBook("TST/USD", 5, price_precision=2, qty_precision=8)
+    book.apply_snapshot([], [])
+    for step in range(40):
+        price = f"{100 + step % 9}.{step % 7}0".encode()
+        qty = b"0.00000000" if step % 4 == 3 else f"{step}.00000001".encode()
+        side = _raw_levels((price, qty))
+        book.apply_update(side, side)
+        assert book.checksum() == _reference(book)
+
+
+def test_deep_inserts_reuse_truncated_slots_and_are_dropped_in_batches() -> None:
+    """Depth 3: every message inserts a new worst level that truncation then drops."""
+    book = OrderBook("TST/USD", 3, price_precision=2, qty_precision=1)
+    book.apply_snapshot(_levels(("9.00", "1.0")), _levels(("11.00", "1.0")))
+    model = _Model(3)
+    model.apply(_levels(("9.00", "1.0")), _levels(("11.00", "1.0")), snapshot=True)
+    for step in range(200):
+        bids = _levels((f"{8 - step / 100:.2f}", "2.0"), (f"{9 + step / 1000:.3f}", "1.5"))
+        asks = _levels((f"{12 + step / 100:.2f}", "2.0"), (f"{11 - step / 1000:.3f}", "0"))
+        model.apply(bids, asks, snapshot=False)
+        assert book.apply_update(bids, asks) == model.checksum(2, 1)
+        assert book.bids() == model.best_bids() and book.asks() == model.best_asks()
+
+
+# -- token digits and values equal those of the Decimals -------------------------------------------
 
 PRECISIONS_ST = st.one_of(st.none(), st.integers(0, 18))
 DECIMALS = st.one_of(
@@ -514,46 +612,109 @@ DECIMALS = st.one_of(
     st.builds(lambda n, e: D(n).scaleb(e), st.integers(0, 10**12), st.integers(-20, 6)),
     st.builds(lambda n, p: D(f"{n / 10**p:.{p}f}"), st.integers(0, 10**9), st.integers(0, 18)),
 )
+FORMS = ["plain", "exponent", "quoted"]
+
+
+def _token(value: Decimal, form: str) -> bytes:
+    """A JSON token of ``value``: positional, in exponent form, or a quoted number."""
+    if form == "exponent":
+        return f"{value:e}".encode()  # keeps the digits: 0.00005100 -> 5.100e-5
+    text = format(value, "f")
+    return f'"{text}"'.encode() if form == "quoted" else text.encode()
 
 
 @settings(max_examples=500, deadline=None)
-@given(price=DECIMALS, qty=DECIMALS, pp=PRECISIONS_ST, qp=PRECISIONS_ST)
-def test_fragmenter_equals_level_fragment(
-    price: Decimal, qty: Decimal, pp: int | None, qp: int | None
+@given(value=DECIMALS, form=st.sampled_from(FORMS), precision=PRECISIONS_ST)
+def test_token_digits_and_value_equal_the_decimals(
+    value: Decimal, form: str, precision: int | None
 ) -> None:
-    fragment = _fragmenter(pp, qp)
-    assert fragment(BookLevel(price, qty)) == level_fragment(price, qty, pp, qp)
+    token = _token(value, form)
+    assert _digits(token, precision) == digits(value, precision).encode()
+    n, d = _split(token)
+    assert D(f"{n}E-{d}") == value  # exact (scaleb would round to 28 digits)
+    assert BookLevel(msgspec.Raw(token), msgspec.Raw(token)).price == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    price=DECIMALS,
+    qty=DECIMALS,
+    forms=st.tuples(st.sampled_from(FORMS), st.sampled_from(FORMS)),
+    pp=PRECISIONS_ST,
+    qp=PRECISIONS_ST,
+)
+def test_level_fragment_from_tokens_equals_level_fragment(
+    price: Decimal, qty: Decimal, forms: tuple[str, str], pp: int | None, qp: int | None
+) -> None:
+    book = OrderBook("TST/USD", 10, price_precision=pp, qty_precision=qp)
+    fragment = book._fragment(_token(price, forms[0]), _token(qty, forms[1]))
+    assert fragment == level_fragment(price, qty, pp, qp).encode()
 
 
 @pytest.mark.parametrize(
-    ("price", "qty", "pp", "qp"),
+    ("token", "precision", "expected"),
     [
-        ("63000.0", "0.00005100", 1, 8),  # padded: fast path
-        ("63000", "0.000051", 1, 8),  # unpadded: quantized
-        ("0.00000005", "1", 8, 1),  # exponent form price (5E-8) with its decimals
-        ("5", "1.0", 8, 1),  # shorter than the precision
-        ("63000.0", "5E-8", None, None),  # exponent form without precision
-        ("63000.0", "0.5", 0, 1),  # precision 0: general path
-        ("63000.0", "0.5", None, 1),  # one precision only: general path
+        (b"63000.0", 1, b"630000"),  # padded: the token's digits
+        (b"63000", 1, b"630000"),  # unpadded: quantized
+        (b"0.00000005", 8, b"5"),
+        (b"5e-8", 8, b"5"),  # exponent form
+        (b'"0.5"', 1, b"5"),  # quoted
+        (b"5", 8, b"500000000"),  # shorter than the precision
+        (b"0.5", None, b"5"),  # own digits
+        (b"5E-8", None, b"5"),
+        (b"-1.5", 1, b"-15"),
     ],
 )
-def test_fragmenter_paths(price: str, qty: str, pp: int | None, qp: int | None) -> None:
-    expected = level_fragment(D(price), D(qty), pp, qp)
-    assert _fragmenter(pp, qp)(BookLevel(D(price), D(qty))) == expected
+def test_token_digits(token: bytes, precision: int | None, expected: bytes) -> None:
+    assert _digits(token, precision) == expected
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (b"63000.0", (630000, 1)),
+        (b"-1.50", (-150, 2)),
+        (b"12", (12, 0)),
+        (b"1.25E+2", (125, 0)),
+        (b"5e+2", (500, 0)),
+        (b"5.1e-05", (51, 6)),
+        (b'"0.010"', (1, 2)),  # the slow path drops trailing zeros
+        (b'"0E-8"', (0, 0)),
+        (b'"-2.5e1"', (-25, 0)),
+    ],
+)
+def test_split(token: bytes, expected: tuple[int, int]) -> None:
+    assert _split(token) == expected
 
 
 # -- the book against a naive model --------------------------------------------------------------
 
-TICK_PRICES = st.builds(
-    lambda tick, padded: D(tick).scaleb(-2) if padded else D(tick).scaleb(-2).normalize(),
-    st.integers(1, 60),
-    st.booleans(),
+TICK_PRICES = st.one_of(
+    st.builds(
+        lambda tick, padded: D(tick).scaleb(-2) if padded else D(tick).scaleb(-2).normalize(),
+        st.integers(1, 60),
+        st.booleans(),
+    ),
+    # more decimals than the book's scale (which then grows); 0.010 is the level of 0.01
+    st.builds(lambda tick: D(tick).scaleb(-3), st.integers(1, 600)),
 )
 QTYS = st.one_of(
     st.sampled_from([D("0"), D("0.00000000"), D("0E-8"), D("0.0")]),
     st.builds(lambda n, e: D(n).scaleb(-e), st.integers(1, 10**7), st.integers(0, 9)),
 )
-LEVELS = st.lists(st.builds(BookLevel, TICK_PRICES, QTYS), max_size=8)
+TOKEN_FORMS = st.sampled_from(["plain"] * 6 + ["exponent", "quoted"])
+LEVELS = st.lists(
+    st.builds(
+        lambda price, qty, price_form, qty_form: BookLevel(
+            msgspec.Raw(_token(price, price_form)), msgspec.Raw(_token(qty, qty_form))
+        ),
+        TICK_PRICES,
+        QTYS,
+        TOKEN_FORMS,
+        TOKEN_FORMS,
+    ),
+    max_size=8,
+)
 STEP = st.one_of(
     st.tuples(st.just("update"), LEVELS, LEVELS),
     st.tuples(st.just("update"), LEVELS, LEVELS),

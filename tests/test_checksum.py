@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,12 @@ def test_real_capture_first_snapshot(real_capture_paths: dict[str, Path]) -> Non
 )
 def test_plain(value: str, expected: str) -> None:
     assert plain(Decimal(value)) == expected
+
+
+@pytest.mark.parametrize("value", ["1E+999999999", "1E-100"])
+def test_plain_refuses_what_cannot_be_written_out(value: str) -> None:
+    with pytest.raises(InvalidOperation):
+        plain(Decimal(value))
 
 
 # -- digits ------------------------------------------------------------------------------------

@@ -426,6 +426,37 @@ def test_invalid_book_frame_for_unknown_symbol_only_reports(l2: L2) -> None:
     assert proto.state is ConnectionState.SUBSCRIBED
 
 
+@pytest.mark.parametrize("qty", ["true", '"abc"', "{}", '"NaN"', "1e999999999"])
+def test_book_with_an_unusable_quantity_is_rejected_and_resynced(l2: L2, qty: str) -> None:
+    proto = l2.live()
+    payload = (
+        '{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],'
+        f'"asks":[{{"price":63010.0,"qty":{qty}}}],"checksum":1}}]}}'
+    )
+    actions = feed_bad(proto, payload)
+    (error,) = protocol_errors(actions)
+    assert error.error.startswith("unusable number in the BTC/USD book: ")
+    assert [e.symbol for e in events_of(actions) if isinstance(e, BookResync)] == ["BTC/USD"]
+    assert_keeps_working(proto)
+
+
+@pytest.mark.parametrize("value", ["true", '"abc"', "null", "[1]", '{"a":1}'])
+def test_ticker_with_a_value_that_is_no_number_is_a_protocol_error(l2: L2, value: str) -> None:
+    proto = l2.live()
+    payload = (
+        '{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":63000.0,'
+        '"bid_qty":1.5,"ask":63000.1,"ask_qty":2.0,"last":63000.0,"volume":10.0,'
+        f'"vwap":62000.0,"low":61000.0,"high":{value},"change":1.0,"change_pct":0.1}}]}}'
+    )
+    actions = feed_bad(proto, payload)
+    (error,) = protocol_errors(actions)
+    assert error.error.startswith("invalid ticker frame: Expected a number for `high`")
+    assert [
+        a for a in actions if isinstance(a, Emit) and not isinstance(a.event, ProtocolError)
+    ] == []
+    assert_keeps_working(proto)
+
+
 def test_book_update_without_snapshot_is_a_protocol_error(l2: L2) -> None:
     proto = l2.live()
     payload = (
@@ -516,6 +547,12 @@ def test_error_response_with_malformed_result_is_still_a_failure(l2: L2) -> None
         ("update", "BTC/USD", '"-Infinity"'),
         ("snapshot", "ETH/USD", '"NaN"'),
         ("snapshot", "ETH/USD", "1e100000000"),
+        # book numbers are decoded as raw tokens: the book itself refuses what is no number
+        ("update", "BTC/USD", "true"),
+        ("update", "BTC/USD", '"abc"'),
+        ("update", "BTC/USD", "[1.0]"),
+        ("snapshot", "ETH/USD", "{}"),
+        ("snapshot", "ETH/USD", "null"),
     ],
 )
 def test_book_with_unusable_numbers_is_rejected_and_resynced(

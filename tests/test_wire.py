@@ -56,7 +56,7 @@ TIME_OUT = "2025-12-20T07:39:28.809200Z"
 
 
 def lvl(price: str, qty: str) -> BookLevel:
-    return BookLevel(D(price), D(qty))
+    return BookLevel.of(price, qty)
 
 
 def fmt(value: Decimal) -> str:
@@ -82,7 +82,7 @@ def test_ticker_with_timestamp_decodes_exact_decimals() -> None:
     assert isinstance(frame, TickerFrame)
     assert frame.type == "snapshot"
     assert frame.data == (
-        Ticker(
+        Ticker.of(
             symbol="ALGO/USD",
             bid=D("0.10025"),
             bid_qty=D("740.0"),

@@ -531,7 +531,7 @@ def test_frame_hook_sees_every_message_in_order(sim: SimThread) -> None:
 
 
 def level(price: str, qty: str) -> BookLevel:
-    return BookLevel(Decimal(price), Decimal(qty))
+    return BookLevel.of(price, qty)
 
 
 def test_event_to_json_writes_exact_positional_decimals() -> None:
@@ -570,7 +570,7 @@ def test_render_ladder_puts_asks_above_bids() -> None:
     tracker.feed(Trade("BTC/USD", "sell", Decimal("99.5"), Decimal("2"), "limit", 1, TIMESTAMP))
     tracker.feed(Trade("ETH/USD", "buy", Decimal("1"), Decimal("1"), "limit", 2, TIMESTAMP))
     tracker.feed(
-        Ticker(
+        Ticker.of(
             "BTC/USD",
             *(
                 Decimal(x)
