@@ -76,6 +76,7 @@ _OPEN = frozenset({_S.AUTHENTICATING, _S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCIN
 _SUBSCRIBABLE = frozenset({_S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCING})
 _AFTER_FAILURE = frozenset({_S.DEGRADED, _S.CLOSED})
 _EXCERPT = 200
+_NEVER = float("inf")
 _MAX_PINGS_TRACKED = 16
 _set = msgspec.structs.force_setattr
 # What decoding hostile input can raise besides DecodeError: invalid UTF-8 inside a string
@@ -133,6 +134,7 @@ class KrakenProtocol:
         self._url = config.auth_endpoint if private else config.endpoint
         self._state = _S.DISCONNECTED
         self._open = False  # state in _OPEN, kept by _transition: checked on every frame
+        self._stale_timeout = config.stale_timeout
         self._subs: dict[tuple[str, str | None], Subscription] = {}
         self._books: dict[str, OrderBook] = {}
         self._instrument_precisions: dict[str, Precision] = {}
@@ -204,27 +206,29 @@ class KrakenProtocol:
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` must next be called (driver's clock), or ``None``."""
-        state = self._state
-        if state is _S.CONNECTING:
-            return self._connect_deadline
-        if state is _S.DEGRADED:
-            return self._retry_at
-        if state not in _OPEN:
+        # Drivers ask after every message, so this avoids building lists and hashing the
+        # state Enum (a Python-level __hash__).
+        if not self._open:
+            state = self._state
+            if state is _S.CONNECTING:
+                return self._connect_deadline
+            if state is _S.DEGRADED:
+                return self._retry_at
             return None
-        candidates = [
-            deadline
-            for deadline in (
-                self._auth_deadline,
-                self._next_ping_at,
-                self._outbox_ready_at,
-                self._next_silence_check,
-            )
-            if deadline is not None
-        ]
-        if self._stale_armed:
-            candidates.append(self._last_message_at + self._config.stale_timeout)
-        candidates.extend(r.deadline for r in self._requests.values() if r.deadline is not None)
-        return min(candidates) if candidates else None
+        best = self._last_message_at + self._stale_timeout if self._stale_armed else _NEVER
+        for deadline in (
+            self._auth_deadline,
+            self._next_ping_at,
+            self._outbox_ready_at,
+            self._next_silence_check,
+        ):
+            if deadline is not None and deadline < best:
+                best = deadline
+        for request in self._requests.values():
+            deadline = request.deadline
+            if deadline is not None and deadline < best:
+                best = deadline
+        return None if best == _NEVER else best
 
     # ------------------------------------------------------------------ inputs
 
