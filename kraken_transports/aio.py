@@ -61,7 +61,7 @@ from kraken_proto.events import (
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import validate_unsubscription
-from kraken_transports.base import ClientBase
+from kraken_transports.base import PRIVATE_NOT_SUPPORTED, ClientBase
 from kraken_transports.router import AckWaiter, EventRouter
 
 __all__ = ["AsyncClient", "FrameHook", "connect"]
@@ -81,9 +81,6 @@ _SESSION_CLOSE_WAIT = 0.2  # shutdown: bound on closing the aiohttp session
 _CLOSE_BUDGET = 0.9  # close(): wait this long for a clean shutdown, then cancel
 _TIMER_RETRY = 0.01  # a deadline that is still due after handle_timer is retried this late
 _EXCERPT = 200
-_PRIVATE_UNSUPPORTED = (
-    "private connections arrive with the authentication work; use a public connection"
-)
 
 
 def connect(
@@ -137,7 +134,7 @@ class AsyncClient(ClientBase):
         frame_hook: FrameHook | None = None,
     ) -> None:
         if private:
-            raise LocalProtocolError(_PRIVATE_UNSUPPORTED)
+            raise LocalProtocolError(PRIVATE_NOT_SUPPORTED)
         self._config = config = config if config is not None else ClientConfig()
         self._proto = KrakenProtocol(config)
         self._router = EventRouter(config.backpressure, buffer_events=buffer_events)

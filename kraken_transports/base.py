@@ -18,9 +18,14 @@ from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import SubscriptionsView
 from kraken_transports.router import ClientStats, EventRouter
 
-__all__ = ["ClientBase"]
+__all__ = ["PRIVATE_NOT_SUPPORTED", "ClientBase"]
 
 E = TypeVar("E")
+
+PRIVATE_NOT_SUPPORTED = (
+    "private connections arrive with the authentication work; use a public connection"
+)
+"""Why every driver refuses ``private=True`` for now."""
 
 
 class ClientBase:

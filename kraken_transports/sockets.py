@@ -85,7 +85,7 @@ from kraken_proto.events import (
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import validate_unsubscription
-from kraken_transports.base import ClientBase
+from kraken_transports.base import PRIVATE_NOT_SUPPORTED, ClientBase
 from kraken_transports.router import AckWaiter, EventRouter
 
 __all__ = ["PRIVATE_NOT_SUPPORTED", "SocketClient"]
@@ -94,9 +94,6 @@ log = logging.getLogger("kraken_transports")
 
 E = TypeVar("E")
 
-PRIVATE_NOT_SUPPORTED = (
-    "private connections arrive with the authentication work; use a public connection"
-)
 """The message of the error raised by ``SocketClient(private=True)``."""
 
 _CLOSE_LINGER = 1.0  # seconds a closing socket may wait for the server's close reply and EOF
