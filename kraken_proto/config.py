@@ -33,6 +33,7 @@ __all__ = [
     "DropPolicy",
     "GapPolicy",
     "Precision",
+    "RateTier",
     "ReconnectConfig",
     "is_loopback_url",
 ]
@@ -56,6 +57,35 @@ class DropPolicy(enum.Enum):
     OLDEST = "oldest"
     LATEST = "latest"
     COALESCE = "coalesce"
+
+
+class RateTier(enum.Enum):
+    """Kraken's per-pair trading rate counter tiers (KRAKEN-V2.md section 10).
+
+    ``threshold`` is the counter value at which orders are refused; ``decay`` is how much
+    the counter falls per second.
+    """
+
+    STARTER = "starter"
+    INTERMEDIATE = "intermediate"
+    PRO = "pro"
+
+    @property
+    def threshold(self) -> int:
+        """The counter value above which Kraken refuses orders on a pair."""
+        return _TIER_LIMITS[self][0]
+
+    @property
+    def decay(self) -> float:
+        """How much the counter decays per second."""
+        return _TIER_LIMITS[self][1]
+
+
+_TIER_LIMITS = {
+    RateTier.STARTER: (60, 1.0),
+    RateTier.INTERMEDIATE: (125, 2.34),
+    RateTier.PRO: (180, 3.75),
+}
 
 
 class GapPolicy(enum.Enum):
@@ -357,6 +387,17 @@ class ClientConfig:
         backpressure: event queue bounds. Default ``BackpressureConfig()``.
         gap_policy: reaction to a sequence gap. Default ``GapPolicy.RESYNC``.
         gap_buffer_size: messages held under ``GapPolicy.BUFFER``, an int >= 1. Default 100.
+        gap_buffer_timeout: how long ``GapPolicy.BUFFER`` waits for a missing message before
+            resyncing, float seconds > 0. Default 1.0.
+        level3_endpoint: level3 (token) WebSocket URL, ``ws://`` or ``wss://``. Default
+            ``"wss://ws-l3.kraken.com/v2"``.
+        request_timeout: how long a trading request may wait for its response before its
+            outcome is reported unknown, float seconds > 0. Default 10.0.
+        rate_tier: the account's trading rate-counter tier, used to pace orders locally.
+            Default ``RateTier.STARTER``.
+        max_pacing_delay: the longest a trading request may be held back to stay under the
+            rate counter; a request that would wait longer is refused locally, float
+            seconds >= 0. Default 5.0.
         precisions: per-symbol precision table, keyed by v2 symbol (``"BTC/USD"``); stored as
             a read-only copy. Default empty (precisions come from the instrument channel).
         depth_headroom: extra book levels subscribed beyond the depth asked for, an int
@@ -375,6 +416,7 @@ class ClientConfig:
 
     endpoint: str = "wss://ws.kraken.com/v2"
     auth_endpoint: str = "wss://ws-auth.kraken.com/v2"
+    level3_endpoint: str = "wss://ws-l3.kraken.com/v2"
     rest_url: str = "https://api.kraken.com"
     api_key: str | None = None
     api_secret: str | None = None
@@ -389,6 +431,10 @@ class ClientConfig:
     backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
     gap_policy: GapPolicy = GapPolicy.RESYNC
     gap_buffer_size: int = 100
+    gap_buffer_timeout: float = 1.0
+    request_timeout: float = 10.0
+    rate_tier: RateTier = RateTier.STARTER
+    max_pacing_delay: float = 5.0
     precisions: Mapping[str, Precision] = dataclasses.field(
         default_factory=_empty_precisions, hash=False
     )
@@ -402,7 +448,7 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         allow_insecure = _check_bool("allow_insecure", self.allow_insecure)
-        for name in ("endpoint", "auth_endpoint"):
+        for name in ("endpoint", "auth_endpoint", "level3_endpoint"):
             url = _check_url(name, getattr(self, name), ("ws", "wss"))
             if url.startswith("ws://") and not allow_insecure and not is_loopback_url(url):
                 raise _fail(
@@ -415,7 +461,13 @@ class ClientConfig:
                 "http:// to a non-loopback host needs allow_insecure=True (use https://)",
             )
         self._check_credentials()
-        for name in ("timeout", "ack_timeout", "stale_timeout"):
+        for name in (
+            "timeout",
+            "ack_timeout",
+            "stale_timeout",
+            "gap_buffer_timeout",
+            "request_timeout",
+        ):
             _set(self, name, _check_float(name, getattr(self, name), gt=0.0))
         for name in ("silent_subscription_timeout", "ping_interval"):
             _set(self, name, _check_optional_float(name, getattr(self, name), gt=0.0))
@@ -429,6 +481,12 @@ class ClientConfig:
         )
         _set(self, "gap_policy", _check_enum("gap_policy", self.gap_policy, GapPolicy))
         _check_int("gap_buffer_size", self.gap_buffer_size, minimum=1)
+        _set(self, "rate_tier", _check_enum("rate_tier", self.rate_tier, RateTier))
+        _set(
+            self,
+            "max_pacing_delay",
+            _check_float("max_pacing_delay", self.max_pacing_delay, ge=0.0),
+        )
         _set(self, "precisions", self._checked_precisions())
         _check_int("depth_headroom", self.depth_headroom, minimum=0)
         _check_int("resync_max_attempts", self.resync_max_attempts, minimum=1)

@@ -17,9 +17,13 @@ __all__ = [
     "KrakenConnectionError",
     "KrakenError",
     "LocalProtocolError",
+    "InvalidRequestError",
     "NetworkError",
+    "OrderError",
     "ParseError",
     "SubscriptionError",
+    "TradingRateLimitError",
+    "UnknownOutcomeError",
 ]
 
 
@@ -104,3 +108,62 @@ class BookNotLiveError(KrakenError):
         super().__init__(f"book {symbol} is {state}, not live: its levels cannot be trusted")
         self.symbol = symbol
         self.state = state
+
+
+class InvalidRequestError(LocalProtocolError, ValueError):
+    """A trading request was built with invalid parameters; nothing was sent.
+
+    ``field`` names the offending parameter (``"orders[2].limit_price"`` inside a batch).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class TradingRateLimitError(LocalProtocolError):
+    """A trading request was refused locally: it would push the pair's rate counter over
+    Kraken's threshold for longer than ``ClientConfig.max_pacing_delay``.
+
+    ``symbol`` is the pair, ``wait`` the seconds until the counter would allow the request.
+    Nothing was sent.
+    """
+
+    def __init__(self, symbol: str, wait: float) -> None:
+        super().__init__(
+            f"{symbol}: trading rate counter would need {wait:.2f} s to allow this request "
+            "(beyond max_pacing_delay); nothing was sent"
+        )
+        self.symbol = symbol
+        self.wait = wait
+
+
+class OrderError(KrakenError):
+    """Kraken refused a trading request. ``error`` is Kraken's own text (``EOrder:...``).
+
+    ``method`` and ``req_id`` identify the request.
+    """
+
+    def __init__(self, method: str, req_id: int, error: str) -> None:
+        super().__init__(f"{method} (req_id {req_id}) refused by Kraken: {error}")
+        self.method = method
+        self.req_id = req_id
+        self.error = error
+
+
+class UnknownOutcomeError(KrakenError):
+    """A trading request was sent but no answer came: it may or may not have taken effect.
+
+    The SDK never retries such a request. Reconcile through the ``executions`` channel
+    (look for ``cl_ord_id`` or ``order_userref``) before acting again. ``reason`` says why
+    the answer is missing (timeout, connection lost).
+    """
+
+    def __init__(self, method: str, req_id: int, reason: str) -> None:
+        super().__init__(
+            f"{method} (req_id {req_id}) outcome unknown: {reason}; "
+            "reconcile through the executions channel before retrying"
+        )
+        self.method = method
+        self.req_id = req_id
+        self.reason = reason
