@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from kraken_proto.auth import TokenRequest
+from kraken_proto.auth import TokenRequest, redact_token
 from kraken_proto.events import Event
 from kraken_proto.http import HttpRequest
 
@@ -31,9 +31,18 @@ class OpenConnection(msgspec.Struct, frozen=True):
 
 
 class Send(msgspec.Struct, frozen=True):
-    """Send ``text`` as one WebSocket text message."""
+    """Send ``text`` as one WebSocket text message.
+
+    ``repr`` hides the WebSocket token that private requests carry.
+    """
 
     text: str
+
+    def __repr__(self) -> str:
+        return f"Send(text={redact_token(self.text)!r})"
+
+    def __rich_repr__(self) -> list[tuple[str, str]]:
+        return [("text", redact_token(self.text))]
 
 
 class Emit(msgspec.Struct, frozen=True):

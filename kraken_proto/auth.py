@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import math
+import re
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ __all__ = [
     "TokenRequest",
     "is_terminal_auth_error",
     "parse_token_response",
+    "redact_token",
     "sign",
 ]
 
@@ -59,6 +61,20 @@ _TERMINAL_AUTH_ERRORS = frozenset(
     }
 )
 _MAX_ERROR_TEXT = 200
+
+
+_TOKEN_VALUE = re.compile(r'("token"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def redact_token(text: str) -> str:
+    """``text`` with the value of every JSON ``"token"`` key replaced by ``"***"``.
+
+    Used wherever an outgoing frame may be shown or stored (capture files, ``repr`` of a
+    ``Send`` action, frame hooks), since private requests carry the WebSocket token.
+    """
+    if '"token"' not in text:
+        return text
+    return _TOKEN_VALUE.sub(r'\1"***"', text)
 
 
 def sign(uri_path: str, post_data: str, nonce: int | str, api_secret: str) -> str:

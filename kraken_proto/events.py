@@ -21,16 +21,37 @@ from typing import Annotated, Any, cast
 import msgspec
 
 from kraken_proto.checksum import plain
+from kraken_proto.private import (
+    Balance,
+    BalanceWallet,
+    Contingent,
+    Execution,
+    ExecutionTriggers,
+    Fee,
+    GapDetected,
+)
+from kraken_proto.trading import OrderOutcome, OrderResponse
 
 __all__ = [
+    "Balance",
+    "BalanceWallet",
     "BookLevel",
     "BookResync",
     "BookUpdate",
     "Dropped",
     "Event",
     "InstrumentAsset",
+    "Contingent",
+    "Execution",
+    "ExecutionTriggers",
+    "Fee",
+    "GapDetected",
     "InstrumentPair",
     "Instrument",
+    "L3Order",
+    "L3Update",
+    "OrderOutcome",
+    "OrderResponse",
     "OHLC",
     "Pong",
     "ProtocolError",
@@ -377,6 +398,38 @@ class BookUpdate(msgspec.Struct, frozen=True):
     received_at: float = 0.0
 
 
+class L3Order(msgspec.Struct, frozen=True):
+    """One order of an L3 message (snapshot: no event; update: event add|modify|delete).
+
+    ``limit_price`` and ``order_qty`` are exact and keep the digits Kraken sent;
+    ``timestamp`` is Kraken's RFC3339 text (nanoseconds). Orders held by an
+    :class:`~kraken_proto.level3.L3Book` have ``event`` ``None``.
+    """
+
+    order_id: str
+    limit_price: Decimal
+    order_qty: Decimal
+    timestamp: str | None = None
+    event: str | None = None
+
+
+class L3Update(msgspec.Struct, frozen=True, kw_only=True):
+    """One level3 message for one symbol, emitted after it was applied and verified.
+
+    ``bids``/``asks`` are the orders exactly as the message carried them; ``snapshot`` tells
+    a snapshot (which replaced the whole book) from an update; ``checksum`` is the CRC32
+    Kraken sent. Keyword-only, so that the required ``checksum`` can follow the sides.
+    """
+
+    symbol: str
+    bids: tuple[L3Order, ...] = ()
+    asks: tuple[L3Order, ...] = ()
+    checksum: int
+    timestamp: str | None = None
+    snapshot: bool = False
+    received_at: float = 0.0
+
+
 class InstrumentAsset(msgspec.Struct, frozen=True):
     """An asset of the instrument channel (``precision`` = its ledger decimals)."""
 
@@ -527,6 +580,11 @@ Event = (
     | Trade
     | OHLC
     | BookUpdate
+    | L3Update
+    | Execution
+    | Balance
+    | OrderResponse
+    | GapDetected
     | Instrument
     | SystemStatus
     | StateChanged

@@ -4,7 +4,8 @@ The object never touches a socket, a clock or a thread. A driver feeds it what h
 (``connection_made``, ``receive_data``, ``connection_lost``, ``handle_timer`` at
 ``next_deadline()``, ...) with its own monotonic ``now``, and performs the returned actions
 in order. Everything Kraken-specific lives here once: subscriptions and their replay,
-liveness, backoff, pacing, and the checksum-verified books.
+liveness, backoff, pacing, the checksum-verified books (L2 and L3), the sequence-checked
+private streams, and trading requests matched to their responses.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from kraken_proto.book import BookState, OrderBook
 from kraken_proto.config import ClientConfig, Precision
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import (
+    Balance,
     BookResync,
+    Execution,
+    GapDetected,
     Instrument,
     Pong,
     ProtocolError,
@@ -40,6 +44,11 @@ from kraken_proto.events import (
     SystemStatus,
     Unsubscribed,
 )
+from kraken_proto.inflight import InFlight
+from kraken_proto.level3 import L3Book, Level3Frame
+from kraken_proto.private import BalancesFrame, ExecutionsFrame
+from kraken_proto.ratecounter import RateCounterState
+from kraken_proto.sequence import GateResult, SequenceGate
 from kraken_proto.state import ConnectionState, Trigger, transition
 from kraken_proto.subscriptions import (
     Subscription,
@@ -52,6 +61,7 @@ from kraken_proto.subscriptions import (
     validate_unsubscription,
 )
 from kraken_proto.throttle import TokenBucket
+from kraken_proto.trading import CancelAllOrdersAfter, TradingRequest, is_trading_request
 from kraken_proto.wire import (
     AckResult,
     BookFrame,
@@ -82,6 +92,23 @@ _set = msgspec.structs.force_setattr
 # What decoding hostile input can raise besides DecodeError: invalid UTF-8 inside a string
 # (or a lone surrogate in a str payload), and nesting deep enough to exhaust the stack.
 _UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError)
+_TRADING_METHODS = frozenset(
+    {
+        "add_order",
+        "amend_order",
+        "edit_order",
+        "cancel_order",
+        "cancel_all",
+        "cancel_all_orders_after",
+        "batch_add",
+        "batch_cancel",
+    }
+)
+# Refusals of a subscription that mean this connection's token is no good: reconnect for a
+# fresh one instead of failing the subscription.
+_TOKEN_REFUSED = frozenset({"ESession:Invalid session", "EAPI:Invalid token"})
+_HOSTS = ("public", "auth", "level3")
+PrivateFrame = ExecutionsFrame | BalancesFrame
 
 
 def _size_in_bytes(payload: bytes | str) -> int:
@@ -117,26 +144,61 @@ class _Request:
         self.deadline: float | None = None  # set when the request actually leaves
 
 
+class _DeadManSwitch:
+    """The armed dead man's switch: re-sent every ``interval`` seconds while connected."""
+
+    __slots__ = ("interval", "next_at", "timeout")
+
+    def __init__(self, timeout: int, interval: float) -> None:
+        self.timeout = timeout
+        self.interval = interval
+        self.next_at: float | None = None  # None: send as soon as a token is there
+
+
 class KrakenProtocol:
     """The Kraken v2 WebSocket client protocol, without IO.
 
-    ``private=True`` makes this a connection to the authenticated host: after the socket
-    opens, the protocol asks for a WebSocket token (``FetchToken``) before subscribing.
+    One object per connection, to one of Kraken's three hosts:
+
+    - ``KrakenProtocol(config)``: the public host (book, ticker, trade, ohlc, instrument);
+    - ``KrakenProtocol(config, private=True)``: the authenticated host (executions, balances
+      and trading requests through :meth:`submit`);
+    - ``KrakenProtocol(config, level3=True)``: the level3 host (L3 books).
+
+    The last two need ``api_key``/``api_secret``: after the socket opens, the protocol asks
+    for a fresh WebSocket token (``FetchToken``) before subscribing, on every connection.
     """
 
-    def __init__(self, config: ClientConfig | None = None, *, private: bool = False) -> None:
+    def __init__(
+        self, config: ClientConfig | None = None, *, private: bool = False, level3: bool = False
+    ) -> None:
         self._config = config = config if config is not None else ClientConfig()
-        if private and not config.credentials_set:
+        if private and level3:
             raise LocalProtocolError(
-                "a private connection needs api_key and api_secret in ClientConfig"
+                "choose one host: private=True (executions, balances, trading) "
+                "or level3=True (level3 books), each on its own KrakenProtocol"
             )
-        self._private = private
-        self._url = config.auth_endpoint if private else config.endpoint
+        self._host = "auth" if private else "level3" if level3 else "public"
+        self._private = private or level3  # needs a token
+        if self._private and not config.credentials_set:
+            raise LocalProtocolError(
+                f"a {self._host} connection needs api_key and api_secret in ClientConfig "
+                "(or ClientConfig.from_env() with KRAKEN_API_KEY / KRAKEN_API_SECRET)"
+            )
+        self._url = {
+            "public": config.endpoint,
+            "auth": config.auth_endpoint,
+            "level3": config.level3_endpoint,
+        }[self._host]
         self._state = _S.DISCONNECTED
         self._open = False  # state in _OPEN, kept by _transition: checked on every frame
         self._stale_timeout = config.stale_timeout
         self._subs: dict[tuple[str, str | None], Subscription] = {}
         self._books: dict[str, OrderBook] = {}
+        self._l3books: dict[str, L3Book] = {}
+        self._gates: dict[str, SequenceGate[PrivateFrame]] = {}
+        self._inflight = InFlight(config)
+        self._dead_man: _DeadManSwitch | None = None
         self._instrument_precisions: dict[str, Precision] = {}
         self._requests: dict[int, _Request] = {}
         self._next_req_id = 1
@@ -165,6 +227,9 @@ class KrakenProtocol:
             HeartbeatFrame: self._on_heartbeat,
             StatusFrame: self._on_status,
             InstrumentFrame: self._on_instrument,
+            ExecutionsFrame: self._on_private,
+            BalancesFrame: self._on_private,
+            Level3Frame: self._on_level3,
         }
 
     # ------------------------------------------------------------------ queries
@@ -183,6 +248,31 @@ class KrakenProtocol:
     def url(self) -> str:
         """The WebSocket URL this protocol connects to."""
         return self._url
+
+    @property
+    def host(self) -> str:
+        """Which of Kraken's hosts this connection is for: "public", "auth" or "level3"."""
+        return self._host
+
+    def l3_book(self, symbol: str) -> L3Book | None:
+        """The maintained level3 book of ``symbol``, or ``None`` if it is not subscribed."""
+        return self._l3books.get(symbol)
+
+    def rate_counter(self, symbol: str, now: float) -> RateCounterState:
+        """The trading rate counter of ``symbol`` as tracked locally (requests sent through
+        this protocol, and orders seen on ``executions``)."""
+        return self._inflight.rate_counter(symbol, now)
+
+    @property
+    def pending_requests(self) -> int:
+        """Trading requests submitted and not settled yet."""
+        return len(self._inflight)
+
+    @property
+    def dead_man_switch(self) -> tuple[int, float] | None:
+        """``(timeout, interval)`` of the armed dead man's switch, or ``None``."""
+        switch = self._dead_man
+        return None if switch is None else (switch.timeout, switch.interval)
 
     def book(self, symbol: str) -> OrderBook | None:
         """The maintained L2 book of ``symbol``, or ``None`` if it is not subscribed.
@@ -228,6 +318,14 @@ class KrakenProtocol:
             deadline = request.deadline
             if deadline is not None and deadline < best:
                 best = deadline
+        if self._private:
+            for deadline in (
+                self._inflight.next_deadline(),
+                *(gate.next_deadline() for gate in self._gates.values()),
+                None if self._dead_man is None or self._token is None else self._dead_man.next_at,
+            ):
+                if deadline is not None and deadline < best:
+                    best = deadline
         return None if best == _NEVER else best
 
     # ------------------------------------------------------------------ inputs
@@ -277,7 +375,28 @@ class KrakenProtocol:
         self._token = token
         self._auth_deadline = None
         actions: list[Action] = [self._transition(Trigger.AUTHENTICATED, now, "token received")]
-        return self._subscribe_all(actions, now)
+        self._subscribe_all(actions, now)
+        if self._dead_man is not None:
+            self._send_dead_man_switch(actions, now)
+        return actions
+
+    def token_failed(self, error: str, now: float, *, terminal: bool) -> list[Action]:
+        """The driver could not get a WebSocket token (``FetchToken`` failed).
+
+        ``error`` says why (Kraken's error string, or the network failure); it must not
+        contain secrets. ``terminal`` (e.g. ``AuthenticationError.terminal`` for a bad key)
+        closes for good with that reason; otherwise the connection is retried with backoff.
+        """
+        if self._state is not _S.AUTHENTICATING:
+            raise LocalProtocolError(
+                "token_failed is only valid after FetchToken, while authenticating; "
+                f"the state is {self._state.value!r}"
+            )
+        reason = f"could not get a WebSocket token: {error}"
+        close = CloseConnection(1000, "no WebSocket token")
+        if terminal:
+            return self._fail(now, f"{reason} (not retrying)", close=close, terminal=True)
+        return self._fail(now, reason, close=close)
 
     def receive_data(self, payload: bytes | str, now: float) -> list[Action]:
         """One complete WebSocket message from the server.
@@ -356,6 +475,8 @@ class KrakenProtocol:
                 return self._fail(now, silent, close=CloseConnection(1000, silent))
         actions: list[Action] = []
         self._expire_requests(actions, now)
+        if self._private:
+            self._private_timers(actions, now)
         if self._next_ping_at is not None and now >= self._next_ping_at:
             self._send_ping(actions, now)
         self._flush(actions, now)
@@ -371,7 +492,7 @@ class KrakenProtocol:
         Raises :class:`LocalProtocolError` for bad arguments or a duplicate subscription.
         """
         checked, wire, user_depth = validate_subscription(
-            channel, symbols, params, self._config.depth_headroom
+            channel, symbols, params, self._config.depth_headroom, self._host
         )
         for symbol in checked:
             existing = self._subs.get((channel, symbol))
@@ -388,6 +509,9 @@ class KrakenProtocol:
             if channel == "book":
                 assert symbol is not None
                 self._books[symbol] = self._new_book(symbol, wire["depth"], user_depth)
+            elif channel == "level3":
+                assert symbol is not None
+                self._l3books[symbol] = self._new_l3book(symbol, wire["depth"])
         actions: list[Action] = []
         if self._state in _SUBSCRIBABLE:
             self._request("subscribe", channel, wire, records, actions, now)
@@ -399,7 +523,7 @@ class KrakenProtocol:
         """Stop a subscription. ``depth``/``interval`` are taken from the subscription
         itself (Kraken needs them echoed), so passing them is optional.
         """
-        checked = validate_unsubscription(channel, symbols, params)
+        checked = validate_unsubscription(channel, symbols, params, self._host)
         records = []
         for symbol in checked:
             record = self._subs.get((channel, symbol))
@@ -421,15 +545,102 @@ class KrakenProtocol:
             )
         return actions
 
+    def submit(self, request: TradingRequest, now: float) -> tuple[int, list[Action]]:
+        """Send a trading request (``AddOrder``, ``CancelOrder``, ...) on this private
+        connection; return its ``req_id`` and the actions.
+
+        Exactly one ``OrderResponse`` with that ``req_id`` settles it later: ``OK``,
+        ``REJECTED`` (Kraken's error), ``UNKNOWN`` (no answer within ``request_timeout`` or
+        the connection was lost after sending: never retried, reconcile via executions) or
+        ``NOT_SENT``. A request that would overrun the pair's rate counter is held back
+        (``handle_timer`` sends it) for up to ``max_pacing_delay``.
+
+        Raises:
+            LocalProtocolError: not a private connection, or not connected and
+                authenticated (trading requests are never queued across connections).
+            TradingRateLimitError: the rate counter would hold it back too long.
+        """
+        if not is_trading_request(request):
+            raise LocalProtocolError(
+                f"submit() takes a trading request such as AddOrder, not {type(request).__name__}"
+            )
+        if self._host != "auth":
+            raise LocalProtocolError(
+                "trading needs a private connection: KrakenProtocol(config, private=True)"
+            )
+        if self._state not in _SUBSCRIBABLE or self._token is None:
+            raise LocalProtocolError(
+                f"cannot send {request.method} while {self._state.value!r}: trading requests "
+                "go out only on an open, authenticated connection and are never queued "
+                "across connections; wait until the state is 'subscribed'"
+            )
+        req_id = self._new_req_id()
+        actions: list[Action] = []
+        if self._inflight.submit(req_id, request, now):
+            self._queue(self._encode_trading(request, req_id), req_id, actions, now)
+        return req_id, actions
+
+    def arm_dead_man_switch(
+        self, timeout: int, now: float, *, interval: float | None = None
+    ) -> list[Action]:
+        """Keep Kraken's ``cancel_all_orders_after`` armed: every open order is cancelled
+        if this client stops refreshing it for ``timeout`` seconds.
+
+        The request is sent now (when connected) and again every ``interval`` seconds
+        (default ``timeout / 3``), also after reconnects; :meth:`close` and
+        :meth:`disarm_dead_man_switch` disarm it. Each answer arrives as an
+        ``OrderResponse`` for method ``cancel_all_orders_after``.
+        """
+        if self._host != "auth":
+            raise LocalProtocolError(
+                "the dead man's switch needs a private connection: "
+                "KrakenProtocol(config, private=True)"
+            )
+        if type(timeout) is not int or not 1 <= timeout < 86400:
+            raise LocalProtocolError(
+                f"timeout must be an int of seconds in 1..86399, not {timeout!r}"
+            )
+        every = timeout / 3 if interval is None else interval
+        if isinstance(every, bool) or not isinstance(every, int | float) or not 0 < every < timeout:
+            raise LocalProtocolError(
+                f"interval must be a number of seconds > 0 and < timeout ({timeout}), "
+                f"not {interval!r}"
+            )
+        self._dead_man = _DeadManSwitch(timeout, float(every))
+        actions: list[Action] = []
+        if self._state in _SUBSCRIBABLE and self._token is not None:
+            self._send_dead_man_switch(actions, now)
+        return actions
+
+    def disarm_dead_man_switch(self, now: float) -> list[Action]:
+        """Stop refreshing the dead man's switch and disarm it on Kraken (timeout 0)."""
+        if self._dead_man is None:
+            return []
+        self._dead_man = None
+        actions: list[Action] = []
+        if self._state in _SUBSCRIBABLE and self._token is not None:
+            self._submit_unpaced(CancelAllOrdersAfter(timeout=0), actions, now)
+        return actions
+
     def close(self, now: float) -> list[Action]:
-        """Close for good (until ``connect()`` is called again). Idempotent."""
+        """Close for good (until ``connect()`` is called again). Idempotent.
+
+        An armed dead man's switch is disarmed first (``timeout`` 0), so a clean close does
+        not cancel the orders.
+        """
         state = self._state
         if state is _S.CLOSED:
             return []
         actions: list[Action] = []
+        if self._dead_man is not None:
+            self._dead_man = None
+            if state in _SUBSCRIBABLE and self._token is not None:
+                # Sent past the pacing budget: it must leave before the close frame.
+                disarm = CancelAllOrdersAfter(timeout=0)
+                actions.append(Send(self._encode_trading(disarm, self._new_req_id())))
         if state is _S.CONNECTING or state in _OPEN:
             actions.append(CloseConnection(1000, "closed by the client"))
-        self._reset_connection(actions, now)
+        self._reset_connection(actions, now, "closed by the client")
         actions.append(self._transition(Trigger.CLOSE, now, "closed by the client"))
         return actions
 
@@ -464,7 +675,7 @@ class KrakenProtocol:
         terminal: bool = False,
     ) -> list[Action]:
         actions: list[Action] = [] if close is None else [close]
-        self._reset_connection(actions, now)
+        self._reset_connection(actions, now, reason)
         if terminal:
             actions.append(self._transition(Trigger.GIVE_UP, now, reason))
             return actions
@@ -484,8 +695,16 @@ class KrakenProtocol:
         actions.append(ReconnectAfter(delay, reason))
         return actions
 
-    def _reset_connection(self, actions: list[Action], now: float) -> None:
+    def _reset_connection(self, actions: list[Action], now: float, reason: str) -> None:
         """Forget everything tied to the socket; keep what must be replayed."""
+        if self._private:
+            # Trading requests never survive their connection: settle each one now.
+            for response in self._inflight.connection_lost(now, reason):
+                actions.append(Emit(response))
+            for gate in self._gates.values():
+                gate.reset()
+            if self._dead_man is not None:
+                self._dead_man.next_at = None  # re-armed as soon as the next token arrives
         self._requests.clear()
         self._outbox.clear()
         self._outbox_ready_at = None
@@ -505,8 +724,36 @@ class KrakenProtocol:
         for book in self._books.values():
             if book.state is not BookState.FAILED:
                 book.mark_awaiting_snapshot()
+        for l3book in self._l3books.values():
+            if l3book.state is not BookState.FAILED:
+                l3book.mark_awaiting_snapshot()
 
     # ------------------------------------------------------------------ sending
+
+    def _new_req_id(self) -> int:
+        req_id = self._next_req_id
+        self._next_req_id += 1
+        return req_id
+
+    def _encode_trading(self, request: TradingRequest, req_id: int) -> str:
+        params = request.params()
+        assert self._token is not None
+        params["token"] = self._token
+        return encode_request(request.method, params, req_id)
+
+    def _send_dead_man_switch(self, actions: list[Action], now: float) -> None:
+        switch = self._dead_man
+        assert switch is not None
+        switch.next_at = now + switch.interval
+        self._submit_unpaced(CancelAllOrdersAfter(timeout=switch.timeout), actions, now)
+
+    def _submit_unpaced(
+        self, request: CancelAllOrdersAfter, actions: list[Action], now: float
+    ) -> None:
+        req_id = self._new_req_id()
+        ready = self._inflight.submit(req_id, request, now)
+        assert ready  # account-wide requests count against no pair: never held back
+        self._queue(self._encode_trading(request, req_id), req_id, actions, now)
 
     def _subscribe_all(self, actions: list[Action], now: float) -> list[Action]:
         """Send every remembered subscription, one request per channel and parameters."""
@@ -522,6 +769,9 @@ class KrakenProtocol:
             if record.channel == "book":
                 assert record.symbol is not None
                 self._books[record.symbol].mark_awaiting_snapshot()
+            elif record.channel == "level3":
+                assert record.symbol is not None
+                self._l3books[record.symbol].mark_awaiting_snapshot()
         for channel, params, members in group_requests(records):
             self._request("subscribe", channel, params, members, actions, now, initial=True)
         self._settle(actions, now)
@@ -539,8 +789,7 @@ class KrakenProtocol:
         internal: bool = False,
         initial: bool = False,
     ) -> None:
-        req_id = self._next_req_id
-        self._next_req_id += 1
+        req_id = self._new_req_id()
         keys = [r.key for r in records]
         self._requests[req_id] = _Request(method, channel, keys, internal=internal, initial=initial)
         wire: dict[str, Any] = {"channel": channel}
@@ -561,15 +810,17 @@ class KrakenProtocol:
         bucket = self._bucket
         while outbox and bucket.try_acquire(now):
             text, req_id = outbox.popleft()
-            request = self._requests.get(req_id) if req_id is not None else None
-            if request is not None:
-                request.deadline = now + self._config.ack_timeout
+            if req_id is not None:
+                request = self._requests.get(req_id)
+                if request is not None:
+                    request.deadline = now + self._config.ack_timeout
+                else:
+                    self._inflight.sent(req_id, now)
             actions.append(Send(text))
         self._outbox_ready_at = bucket.next_available(now) if outbox else None
 
     def _send_ping(self, actions: list[Action], now: float) -> None:
-        req_id = self._next_req_id
-        self._next_req_id += 1
+        req_id = self._new_req_id()
         if len(self._pings) >= _MAX_PINGS_TRACKED:
             self._pings.pop(next(iter(self._pings)))
         self._pings[req_id] = now
@@ -602,6 +853,26 @@ class KrakenProtocol:
                     continue
                 self._fail_record(record, error, req_id, actions, now, local=True)
 
+    def _private_timers(self, actions: list[Action], now: float) -> None:
+        """Response timeouts, paced requests, sequence-gap buffers, the dead man's switch."""
+        inflight = self._inflight
+        for response in inflight.expire(now):
+            actions.append(Emit(response))
+        for req_id, request in inflight.take_due(now):
+            self._queue(self._encode_trading(request, req_id), req_id, actions, now)
+        for channel, gate in list(self._gates.items()):
+            deadline = gate.next_deadline()
+            if deadline is not None and now >= deadline:
+                self._gate_result(channel, gate.handle_timer(now), actions, now)
+        switch = self._dead_man
+        if (
+            switch is not None
+            and self._token is not None
+            and switch.next_at is not None
+            and now >= switch.next_at
+        ):
+            self._send_dead_man_switch(actions, now)
+
     def _find_silent_subscription(self, now: float) -> str | None:
         timeout = self._silence_timeout
         assert timeout is not None
@@ -622,7 +893,9 @@ class KrakenProtocol:
             return
         actions.append(self._transition(Trigger.SETTLED, now, "all subscriptions answered"))
         self._backoff.reset()
-        if any(b.state is BookState.RESYNCING for b in self._books.values()):
+        if any(b.state is BookState.RESYNCING for b in self._books.values()) or any(
+            b.state is BookState.RESYNCING for b in self._l3books.values()
+        ):
             actions.append(self._transition(Trigger.RESYNC_STARTED, now, "a book is resyncing"))
 
     # ------------------------------------------------------------------ receiving
@@ -684,11 +957,11 @@ class KrakenProtocol:
             except (ArithmeticError, ValueError) as exc:  # no number, NaN, absurd exponents
                 problem = f"unusable number in the {symbol} book: {exc!r}"
                 actions.append(Emit(ProtocolError(problem, "", now)))
-                self._resync(symbol, problem, actions, now)
+                self._resync("book", symbol, problem, actions, now)
                 continue
             if computed != update.checksum:
                 reason = f"checksum mismatch: computed {computed}, Kraken sent {update.checksum}"
-                self._resync(symbol, reason, actions, now)
+                self._resync("book", symbol, reason, actions, now)
                 continue
             _set(update, "received_at", now)
             if snapshot:
@@ -699,6 +972,105 @@ class KrakenProtocol:
         if self._silence_timeout is not None:
             for update in frame.data:
                 self._last_data[("book", update.symbol)] = now
+        return actions
+
+    def _on_private(self, frame: PrivateFrame, now: float) -> list[Action]:
+        channel = "executions" if type(frame) is ExecutionsFrame else "balances"
+        gate = self._gates.get(channel)
+        if gate is None:
+            config = self._config
+            gate = SequenceGate(
+                config.gap_policy, config.gap_buffer_size, config.gap_buffer_timeout
+            )
+            self._gates[channel] = gate
+        actions: list[Action] = []
+        result = gate.accept(frame.sequence, frame, frame.type == "snapshot", now)
+        self._gate_result(channel, result, actions, now)
+        if self._silence_timeout is not None:
+            self._last_data[(channel, None)] = now
+        return actions
+
+    def _gate_result(
+        self, channel: str, result: GateResult[PrivateFrame], actions: list[Action], now: float
+    ) -> None:
+        """Emit what a sequence gate released, report its gaps, resync if it asks."""
+        policy = self._config.gap_policy.value
+        for expected, received in result.gaps:
+            actions.append(Emit(GapDetected(channel, expected, received, policy, now)))
+        for frame in result.released:
+            snapshot = frame.type == "snapshot"
+            entry: Execution | Balance
+            for entry in frame.data:
+                _set(entry, "sequence", frame.sequence)
+                _set(entry, "snapshot", snapshot)
+                _set(entry, "received_at", now)
+                actions.append(Emit(entry))
+            if type(frame) is ExecutionsFrame:
+                self._inflight.track_executions(frame.data, now)
+        if result.resync:
+            self._resync_stream(channel, actions, now)
+
+    def _resync_stream(self, channel: str, actions: list[Action], now: float) -> None:
+        """Resubscribe a private stream for a fresh snapshot after a sequence gap."""
+        record = self._subs.get((channel, None))
+        gate = self._gates[channel]
+        if record is None or record.status is not SubscriptionStatus.ACTIVE:
+            gate.reset()
+            return
+        if not self._spend_resync(record, now):
+            error = (
+                f"sequence gaps; gave up after {self._config.resync_max_attempts} resyncs "
+                f"within {self._config.resync_window:g} s"
+            )
+            self._fail_record(record, error, None, actions, now, local=True)
+            unsubscribe = unsubscribe_params(record.params)
+            self._request(
+                "unsubscribe", channel, unsubscribe, [record], actions, now, internal=True
+            )
+            return
+        record.status = SubscriptionStatus.PENDING
+        unsubscribe = unsubscribe_params(record.params)
+        self._request("unsubscribe", channel, unsubscribe, [record], actions, now, internal=True)
+        self._request("subscribe", channel, record.params, [record], actions, now, internal=True)
+        if record.params.get("snapshot") is False:
+            gate.reset()  # no snapshot will come: the next update restarts the stream
+
+    def _on_level3(self, frame: Level3Frame, now: float) -> list[Action]:
+        actions: list[Action] = []
+        snapshot = frame.type == "snapshot"
+        for update in frame.data:
+            symbol = update.symbol
+            book = self._l3books.get(symbol)
+            if book is None:
+                problem = f"level3 message for {symbol}, which is not subscribed"
+                actions.append(Emit(ProtocolError(problem, "", now)))
+                continue
+            resyncing = book.state is BookState.RESYNCING
+            if not snapshot and not book.is_live:
+                continue  # deltas are dropped until the new snapshot arrives
+            try:
+                if snapshot:
+                    computed = book.apply_snapshot(update.bids, update.asks)
+                else:
+                    computed = book.apply_update(update.bids, update.asks)
+            except (ArithmeticError, ValueError) as exc:
+                problem = f"unusable level3 message for {symbol}: {exc}"
+                actions.append(Emit(ProtocolError(problem, "", now)))
+                self._resync("level3", symbol, problem, actions, now)
+                continue
+            if computed != update.checksum:
+                reason = f"checksum mismatch: computed {computed}, Kraken sent {update.checksum}"
+                self._resync("level3", symbol, reason, actions, now)
+                continue
+            _set(update, "received_at", now)
+            if snapshot:
+                _set(update, "snapshot", True)
+            actions.append(Emit(update))
+            if snapshot and resyncing:
+                self._resync_finished(actions, now)
+        if self._silence_timeout is not None:
+            for update in frame.data:
+                self._last_data[("level3", update.symbol)] = now
         return actions
 
     def _receive_other(self, payload: bytes | str, error: Exception, now: float) -> list[Action]:
@@ -733,12 +1105,16 @@ class KrakenProtocol:
         actions: list[Action] = [
             Emit(ProtocolError(f"invalid {channel} frame: {error}", _excerpt(payload), now))
         ]
-        if channel == "book":
-            # The stream of these books can no longer be trusted: rebuild them.
+        if channel in ("book", "level3"):
+            # The stream of these books can no longer be trusted: rebuild them. (A broken
+            # private frame needs nothing here: the sequence gate sees the hole it left.)
+            books: dict[str, OrderBook] | dict[str, L3Book] = (
+                self._books if channel == "book" else self._l3books
+            )
             for symbol in _symbols_in(obj):
-                book = self._books.get(symbol)
+                book = books.get(symbol)
                 if book is not None and book.state is BookState.LIVE:
-                    self._resync(symbol, f"invalid book frame: {error}", actions, now)
+                    self._resync(channel, symbol, f"invalid {channel} frame: {error}", actions, now)
         return actions
 
     def _on_response(self, response: Response, now: float) -> list[Action]:
@@ -749,10 +1125,16 @@ class KrakenProtocol:
             return [Emit(Pong(response.req_id, rtt, now))]
         self._last_message_at = now
         if method in ("subscribe", "unsubscribe"):
+            if self._private and response.success is not True and response.error in _TOKEN_REFUSED:
+                reason = f"Kraken refused this connection's token ({response.error}); reconnecting"
+                return self._fail(now, reason, close=CloseConnection(1000, "token refused"))
             actions: list[Action] = []
             self._on_ack(response, actions, now)
             self._settle(actions, now)
             return actions
+        if method in _TRADING_METHODS and self._host == "auth":
+            settled = self._inflight.on_response(response, now)
+            return [] if settled is None else [Emit(settled)]
         problem = f"unexpected response to method {method!r}"
         return [Emit(ProtocolError(problem, "", now))]
 
@@ -846,6 +1228,15 @@ class KrakenProtocol:
             qty_precision=None if precision is None else precision.qty,
         )
 
+    def _new_l3book(self, symbol: str, depth: int) -> L3Book:
+        precision = self._precision(symbol)
+        return L3Book(
+            symbol,
+            depth,
+            price_precision=None if precision is None else precision.price,
+            qty_precision=None if precision is None else precision.qty,
+        )
+
     def _adopt_subscription(self, channel: str, symbol: str | None, ack: AckResult) -> Subscription:
         """Record a subscription acknowledged without our request (replayed captures)."""
         params: dict[str, Any] = {}
@@ -858,6 +1249,8 @@ class KrakenProtocol:
         self._subs[record.key] = record
         if channel == "book" and symbol is not None:
             self._books[symbol] = self._new_book(symbol, depth or 10, depth or 10)
+        elif channel == "level3" and symbol is not None:
+            self._l3books[symbol] = self._new_l3book(symbol, ack.depth or 10)
         return record
 
     def _adopt_book(self, symbol: str, levels: int, now: float) -> OrderBook:
@@ -867,36 +1260,48 @@ class KrakenProtocol:
         record.status = SubscriptionStatus.ACTIVE
         return self._books[symbol]
 
-    def _resync(self, symbol: str, reason: str, actions: list[Action], now: float) -> None:
-        """Rebuild one book from a fresh snapshot; give up after the configured budget."""
+    def _spend_resync(self, record: Subscription, now: float) -> bool:
+        """Count one resync against the record's budget; ``False`` once it is spent."""
         config = self._config
-        book = self._books[symbol]
-        record = self._subs[("book", symbol)]
         if now - record.resync_window_start > config.resync_window:
             record.resync_count = 0
             record.resync_window_start = now
         record.resync_count += 1
+        return record.resync_count <= config.resync_max_attempts
+
+    def _resync(
+        self, channel: str, symbol: str, reason: str, actions: list[Action], now: float
+    ) -> None:
+        """Rebuild one book (L2 ``book`` or ``level3``) from a fresh snapshot; give up after
+        the configured budget."""
+        config = self._config
+        book = self._books[symbol] if channel == "book" else self._l3books[symbol]
+        record = self._subs[(channel, symbol)]
         unsubscribe = unsubscribe_params(record.params)
-        if record.resync_count > config.resync_max_attempts:
+        if not self._spend_resync(record, now):
             error = (
                 f"{reason}; gave up after {config.resync_max_attempts} resyncs "
                 f"within {config.resync_window:g} s"
             )
             self._fail_record(record, error, None, actions, now, local=True)
-            self._request("unsubscribe", "book", unsubscribe, [record], actions, now, internal=True)
+            self._request(
+                "unsubscribe", channel, unsubscribe, [record], actions, now, internal=True
+            )
             self._resync_finished(actions, now)
             return
         book.mark_resyncing()
         record.status = SubscriptionStatus.PENDING
         actions.append(Emit(BookResync(symbol, reason, record.resync_count, now)))
-        self._request("unsubscribe", "book", unsubscribe, [record], actions, now, internal=True)
-        self._request("subscribe", "book", record.params, [record], actions, now, internal=True)
+        self._request("unsubscribe", channel, unsubscribe, [record], actions, now, internal=True)
+        self._request("subscribe", channel, record.params, [record], actions, now, internal=True)
         if self._state is _S.SUBSCRIBED:
             actions.append(self._transition(Trigger.RESYNC_STARTED, now, f"resyncing {symbol}"))
 
     def _resync_finished(self, actions: list[Action], now: float) -> None:
-        if self._state is _S.RESYNCING and not any(
-            b.state is BookState.RESYNCING for b in self._books.values()
+        if (
+            self._state is _S.RESYNCING
+            and not any(b.state is BookState.RESYNCING for b in self._books.values())
+            and not any(b.state is BookState.RESYNCING for b in self._l3books.values())
         ):
             actions.append(self._transition(Trigger.RESYNC_FINISHED, now, "no book left resyncing"))
 
@@ -914,8 +1319,9 @@ class KrakenProtocol:
         record.error = error
         record.local_failure = local
         actions.append(Emit(SubscriptionFailed(record.channel, record.symbol, error, req_id, now)))
-        if record.channel == "book" and record.symbol is not None:
-            book = self._books[record.symbol]  # every book record has its book
+        if record.channel in ("book", "level3") and record.symbol is not None:
+            books = self._books if record.channel == "book" else self._l3books
+            book = books[record.symbol]  # every book record has its book
             was_resyncing = book.state is BookState.RESYNCING
             book.mark_failed()
             if was_resyncing:
@@ -926,11 +1332,24 @@ class KrakenProtocol:
         self._last_data.pop(record.key, None)
         if record.channel == "book" and record.symbol is not None:
             self._books.pop(record.symbol, None)
+        elif record.channel == "level3" and record.symbol is not None:
+            self._l3books.pop(record.symbol, None)
 
 
 _CHANNEL_OF: dict[type, str] = {TradeFrame: "trade", TickerFrame: "ticker", OHLCFrame: "ohlc"}
 _KNOWN_CHANNELS = frozenset(
-    {"book", "ticker", "trade", "ohlc", "status", "instrument", "heartbeat"}
+    {
+        "book",
+        "ticker",
+        "trade",
+        "ohlc",
+        "status",
+        "instrument",
+        "heartbeat",
+        "executions",
+        "balances",
+        "level3",
+    }
 )
 
 

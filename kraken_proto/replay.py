@@ -21,6 +21,7 @@ from typing import TypeVar
 import msgspec
 
 from kraken_proto.actions import Action, Emit, OpenConnection, Send
+from kraken_proto.auth import redact_token
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import ParseError
 from kraken_proto.events import Event
@@ -44,10 +45,13 @@ _line_encoder = msgspec.json.Encoder()
 
 
 def encode_capture_line(t: float, direction: str, text: str) -> str:
-    """One capture line (without the newline) for a message sent or received at ``t``."""
+    """One capture line (without the newline) for a message sent or received at ``t``.
+
+    The WebSocket token of private requests is written as ``"***"``: captures are shared.
+    """
     if direction not in ("in", "out"):
         raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
-    return _line_encoder.encode(CaptureLine(t, direction, text)).decode()
+    return _line_encoder.encode(CaptureLine(t, direction, redact_token(text))).decode()
 
 
 def read_capture(source: str | os.PathLike[str] | Iterable[str]) -> Iterator[CaptureLine]:

@@ -16,6 +16,8 @@ from kraken_proto.errors import LocalProtocolError
 
 __all__ = [
     "BOOK_DEPTHS",
+    "CHANNELS_BY_HOST",
+    "LEVEL3_DEPTHS",
     "OHLC_INTERVALS",
     "PRIVATE_CHANNELS",
     "PUBLIC_CHANNELS",
@@ -37,8 +39,21 @@ PRIVATE_CHANNELS = frozenset({"executions", "balances", "level3"})
 """Channels that need a token (and the auth or level3 host)."""
 SYMBOL_CHANNELS = frozenset({"ticker", "trade", "book", "ohlc", "level3"})
 """Channels subscribed per symbol, with one ack per symbol."""
+CHANNELS_BY_HOST: dict[str, frozenset[str]] = {
+    "public": PUBLIC_CHANNELS,
+    "auth": frozenset({"executions", "balances"}),
+    "level3": frozenset({"level3"}),
+}
+"""Which channels each host serves (Kraken refuses the others with a wrong-host error)."""
+_HOST_HINT = {
+    "public": "a public connection (KrakenProtocol())",
+    "auth": "a private connection (KrakenProtocol(config, private=True))",
+    "level3": "a level3 connection (KrakenProtocol(config, level3=True))",
+}
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 """The depths Kraken accepts for the book channel."""
+LEVEL3_DEPTHS = (10, 100, 1000)
+"""The depths Kraken accepts for the level3 channel."""
 OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 """The candle intervals (minutes) Kraken accepts."""
 
@@ -48,7 +63,20 @@ _ALLOWED_PARAMS: dict[str, frozenset[str]] = {
     "book": frozenset({"depth", "snapshot"}),
     "ohlc": frozenset({"interval", "snapshot"}),
     "instrument": frozenset({"snapshot"}),
+    "executions": frozenset(
+        {"snap_orders", "snap_trades", "order_status", "ratecounter", "rebased", "users"}
+    ),
+    "balances": frozenset({"snapshot", "rebased", "users"}),
+    "level3": frozenset({"depth", "snapshot"}),
 }
+_BOOLEAN_PARAMS = (
+    "snapshot",
+    "snap_orders",
+    "snap_trades",
+    "order_status",
+    "ratecounter",
+    "rebased",
+)
 # Parameters that identify a subscription server-side and so must be echoed on unsubscribe.
 _ECHOED = ("depth", "interval")
 
@@ -166,22 +194,23 @@ def _check_symbols(channel: str, symbols: Sequence[str] | str | None) -> tuple[s
 
 
 def validate_unsubscription(
-    channel: str, symbols: Sequence[str] | str | None, params: dict[str, Any]
+    channel: str, symbols: Sequence[str] | str | None, params: dict[str, Any], host: str = "public"
 ) -> tuple[str | None, ...]:
     """Check an unsubscribe call (parameters optional: they come from the subscription)."""
-    _check_channel(channel, params)
+    _check_channel(channel, params, host)
     return _check_symbols(channel, symbols)
 
 
-def _check_channel(channel: str, params: dict[str, Any]) -> frozenset[str]:
-    if channel in PRIVATE_CHANNELS:
-        raise LocalProtocolError(
-            f"channel {channel!r} is private and not supported by this public connection"
-        )
+def _check_channel(channel: str, params: dict[str, Any], host: str) -> frozenset[str]:
     allowed = _ALLOWED_PARAMS.get(channel)
     if allowed is None:
+        known = sorted(_ALLOWED_PARAMS)
+        raise LocalProtocolError(f"unknown channel {channel!r}; the channels are {known}")
+    if channel not in CHANNELS_BY_HOST[host]:
+        owner = next(h for h, channels in CHANNELS_BY_HOST.items() if channel in channels)
         raise LocalProtocolError(
-            f"unknown channel {channel!r}; public channels are {sorted(PUBLIC_CHANNELS)}"
+            f"channel {channel!r} is not served on this {host} connection; "
+            f"subscribe it on {_HOST_HINT[owner]}"
         )
     unknown = set(params) - allowed
     if unknown:
@@ -196,20 +225,36 @@ def validate_subscription(
     symbols: Sequence[str] | str | None,
     params: dict[str, Any],
     depth_headroom: int,
+    host: str = "public",
 ) -> tuple[tuple[str | None, ...], dict[str, Any], int | None]:
-    """Check a subscribe call; return ``(symbols, wire params, user depth)``.
+    """Check a subscribe call on a ``host`` connection ("public", "auth" or "level3");
+    return ``(symbols, wire params, user depth)``.
 
     Raises :class:`LocalProtocolError` naming the bad argument.
     """
-    _check_channel(channel, params)
+    _check_channel(channel, params, host)
     checked = _check_symbols(channel, symbols)
     wire: dict[str, Any] = {}
     user_depth: int | None = None
-    if "snapshot" in params:
-        if not isinstance(params["snapshot"], bool):
-            raise LocalProtocolError("snapshot must be True or False")
-        wire["snapshot"] = params["snapshot"]
-    if channel == "book":
+    for name in _BOOLEAN_PARAMS:
+        if name in params:
+            if not isinstance(params[name], bool):
+                raise LocalProtocolError(f"{name} must be True or False, not {params[name]!r}")
+            wire[name] = params[name]
+    if "users" in params:
+        if params["users"] != "all":
+            raise LocalProtocolError(
+                f"users must be 'all' (master accounts), not {params['users']!r}"
+            )
+        wire["users"] = "all"
+    if channel == "level3":
+        user_depth = params.get("depth", 10)
+        if type(user_depth) is not int or user_depth not in LEVEL3_DEPTHS:
+            raise LocalProtocolError(
+                f"level3 depth must be one of {LEVEL3_DEPTHS}, not {user_depth!r}"
+            )
+        wire["depth"] = user_depth
+    elif channel == "book":
         user_depth = params.get("depth", 10)
         if type(user_depth) is not int or user_depth not in BOOK_DEPTHS:
             raise LocalProtocolError(f"book depth must be one of {BOOK_DEPTHS}, not {user_depth!r}")

@@ -8,6 +8,7 @@ slower generic path that classifies them.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
@@ -20,9 +21,14 @@ from kraken_proto.events import (
     Ticker,
     Trade,
 )
+from kraken_proto.level3 import Level3Frame
+from kraken_proto.private import BalancesFrame, ExecutionsFrame
 
 __all__ = [
     "AckResult",
+    "BalancesFrame",
+    "ExecutionsFrame",
+    "Level3Frame",
     "BookFrame",
     "DataFrame",
     "HeartbeatFrame",
@@ -112,6 +118,9 @@ DataFrame = (
     | StatusFrame
     | InstrumentFrame
     | HeartbeatFrame
+    | ExecutionsFrame
+    | BalancesFrame
+    | Level3Frame
 )
 
 
@@ -164,11 +173,27 @@ decode_generic = _generic_decoder.decode
 """Decode any JSON into Python objects (used only to classify unusual frames)."""
 
 
+def _positional(value: Any) -> Any:
+    """``value`` with every Decimal as a positional JSON number token (``1E-7`` would be
+    valid JSON, but Kraken documents only plain numbers)."""
+    if isinstance(value, Decimal):
+        return msgspec.Raw(format(value, "f").encode())
+    if isinstance(value, dict):
+        return {key: _positional(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_positional(item) for item in value]
+    return value
+
+
 def encode_request(method: str, params: dict[str, Any] | None, req_id: int | None) -> str:
-    """Encode a client request ``{"method", "params"?, "req_id"?}`` as JSON text."""
+    """Encode a client request ``{"method", "params"?, "req_id"?}`` as JSON text.
+
+    Decimals (prices and quantities of trading requests) leave as plain JSON numbers with
+    exactly their digits.
+    """
     request: dict[str, Any] = {"method": method}
     if params is not None:
-        request["params"] = params
+        request["params"] = _positional(params)
     if req_id is not None:
         request["req_id"] = req_id
     return _encoder.encode(request).decode()

@@ -771,7 +771,7 @@ def private_config(**overrides: Any) -> ClientConfig:
 
 def test_private_connection_fetches_a_token_then_subscribes_with_it() -> None:
     proto = KrakenProtocol(private_config(), private=True)
-    proto.subscribe("trade", ["BTC/USD"], 0.0)
+    proto.subscribe("executions", None, 0.0)
     assert proto.connect(0.0)[-1] == OpenConnection("wss://ws-auth.kraken.com/v2")
     actions = proto.connection_made(0.0)
     assert states(actions) == [("connecting", "authenticating")]
