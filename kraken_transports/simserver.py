@@ -1,7 +1,12 @@
 """Serve the fake Kraken exchange on a loopback WebSocket (aiohttp).
 
-``run_simulator()`` starts an aiohttp server whose WebSocket (at ``/v2`` and ``/``) is
-backed by a :class:`~kraken_proto.simulator.FakeExchange`: each accepted socket gets an
+``run_simulator()`` starts an aiohttp server backed by a
+:class:`~kraken_proto.simulator.FakeExchange`, with one WebSocket path per Kraken host:
+``/v2`` and ``/`` the public host (ws.kraken.com), ``/auth/v2`` the auth host
+(ws-auth.kraken.com: executions, balances, trading) and ``/l3/v2`` the level3 host
+(ws-l3.kraken.com); ``POST /0/private/GetWebSocketsToken`` is the REST token endpoint
+(:meth:`~kraken_proto.simulator.FakeExchange.handle_token_request`; sign it with
+``SIM_API_KEY``/``SIM_API_SECRET`` from ``kraken_proto.simulator``). Each accepted socket gets an
 :class:`~kraken_proto.simulator.ExchangeConnection`, a reader task feeding it the client's
 messages and a timer task calling ``handle_timer`` at ``next_deadline()`` on the event
 loop's clock. Actions are performed in order: ``Send`` -> ``send_str``,
@@ -30,6 +35,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from kraken_proto.actions import CloseConnection, Send
+from kraken_proto.auth import TOKEN_PATH
 from kraken_proto.simulator import ExchangeConnection, FakeExchange, Fault, ServerAction
 
 __all__ = ["SimConnection", "SimServer", "run_simulator", "serve"]
@@ -153,11 +159,29 @@ class SimServer:
         """The live connections, oldest first."""
         self._changed = asyncio.Condition()
 
+    def _base(self, scheme: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
     @property
     def url(self) -> str:
-        """The WebSocket URL, e.g. ``ws://127.0.0.1:54321/v2``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/v2"
+        """The public host's WebSocket URL, e.g. ``ws://127.0.0.1:54321/v2``."""
+        return f"{self._base('ws')}/v2"
+
+    @property
+    def auth_url(self) -> str:
+        """The auth host's WebSocket URL (private channels, trading): ``ws://.../auth/v2``."""
+        return f"{self._base('ws')}/auth/v2"
+
+    @property
+    def level3_url(self) -> str:
+        """The level3 host's WebSocket URL: ``ws://.../l3/v2``."""
+        return f"{self._base('ws')}/l3/v2"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST base URL for the token request, e.g. ``http://127.0.0.1:54321``."""
+        return self._base("http")
 
     async def inject(self, fault: Fault, connection: SimConnection | None = None) -> None:
         """Apply ``fault`` now to ``connection``, or to every live connection."""
@@ -176,11 +200,20 @@ class SimServer:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _token(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        now = asyncio.get_running_loop().time()
+        status, answer = self.exchange.handle_token_request(
+            request.path, dict(request.headers), body, now
+        )
+        return web.Response(status=status, body=answer, content_type="application/json")
+
+    async def _handle(self, request: web.Request, host: str = "public") -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True, timeout=_CLOSE_TIMEOUT)
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        connection = SimConnection(self.exchange.open_connection(loop.time()), ws, request)
+        protocol = self.exchange.open_connection(loop.time(), host)
+        connection = SimConnection(protocol, ws, request)
         self.connections.append(connection)
         await self._notify()
         try:
@@ -203,6 +236,9 @@ async def run_simulator(
 ) -> AsyncIterator[SimServer]:
     """Serve a fake exchange on ``ws://host:port/v2`` for the duration of the block.
 
+    Also ``/auth/v2`` (auth host), ``/l3/v2`` (level3 host) and the REST token endpoint;
+    see :class:`SimServer` for their URLs.
+
     ``exchange`` is used as given, or built as ``FakeExchange(seed=seed, **kwargs)``.
     ``port=0`` lets the OS choose (read it from ``sim.url``). Only loopback hosts are
     accepted unless ``allow_remote=True``. On exit every socket is closed with 1001 and the
@@ -217,6 +253,9 @@ async def run_simulator(
     app = web.Application()
     app.router.add_get("/v2", server._handle)
     app.router.add_get("/", server._handle)
+    app.router.add_get("/auth/v2", functools.partial(server._handle, host="auth"))
+    app.router.add_get("/l3/v2", functools.partial(server._handle, host="level3"))
+    app.router.add_post(TOKEN_PATH, server._token)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
@@ -243,7 +282,11 @@ def serve(host: str, port: int, seed: int, *, allow_remote: bool = False) -> Non
     async def main() -> None:
         async with run_simulator(host, port, seed=seed, allow_remote=allow_remote) as sim:
             print(
-                f"Kraken simulator listening on {sim.url} (seed {seed}); Ctrl-C to stop", flush=True
+                f"Kraken simulator listening on {sim.url} (seed {seed}); Ctrl-C to stop\n"
+                f"  auth (private, trading): {sim.auth_url}\n"
+                f"  level3: {sim.level3_url}\n"
+                f"  token REST endpoint: {sim.rest_url}{TOKEN_PATH}",
+                flush=True,
             )
             await asyncio.Event().wait()
 

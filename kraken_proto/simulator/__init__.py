@@ -1,11 +1,15 @@
-"""A sans-IO fake of Kraken's Spot WebSocket v2 public host, for tests and demos.
+"""A sans-IO fake of Kraken's Spot WebSocket v2 hosts, for tests and demos.
 
-:class:`FakeExchange` holds seeded markets (:class:`MarketModel`) and hands out one
-:class:`ExchangeConnection` per client socket; faults (:mod:`kraken_proto.simulator.faults`)
-can be injected into a connection at once or on a schedule. ``kraken_transports.simserver``
-serves it on a loopback WebSocket.
+:class:`FakeExchange` holds seeded markets (:class:`MarketModel`), a simulated account with
+a matching engine, and hands out one :class:`ExchangeConnection` per client socket on the
+``public``, ``auth`` or ``level3`` host; it also answers the REST token request
+(:meth:`FakeExchange.handle_token_request`, signed with :data:`SIM_API_KEY` /
+:data:`SIM_API_SECRET`). Faults (:mod:`kraken_proto.simulator.faults`) can be injected into a
+connection at once or on a schedule. ``kraken_transports.simserver`` serves it on loopback.
 """
 
+from kraken_proto.simulator.account import DEFAULT_BALANCES
+from kraken_proto.simulator.auth import SIM_API_KEY, SIM_API_SECRET
 from kraken_proto.simulator.exchange import (
     DEFAULT_SYMBOLS,
     ExchangeConnection,
@@ -18,10 +22,14 @@ from kraken_proto.simulator.faults import (
     CorruptChecksum,
     Drop,
     Fault,
+    LoseResponse,
     MalformedFrame,
     RateLimit,
+    RevokeTokens,
+    SequenceGap,
     SlowSender,
     Stall,
+    TokenError,
     TruncatedFrame,
 )
 from kraken_proto.simulator.market import (
@@ -35,7 +43,10 @@ from kraken_proto.simulator.market import (
 )
 
 __all__ = [
+    "DEFAULT_BALANCES",
     "DEFAULT_SYMBOLS",
+    "SIM_API_KEY",
+    "SIM_API_SECRET",
     "BookDelta",
     "Candle",
     "Close",
@@ -45,15 +56,19 @@ __all__ = [
     "FakeExchange",
     "Fault",
     "Level",
+    "LoseResponse",
     "MalformedFrame",
     "MarketModel",
     "MarketStep",
     "RateLimit",
+    "RevokeTokens",
+    "SequenceGap",
     "ServerAction",
     "SlowSender",
     "Stall",
     "SymbolSpec",
     "TickerStats",
+    "TokenError",
     "TradeRecord",
     "TruncatedFrame",
 ]

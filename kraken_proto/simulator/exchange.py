@@ -1,4 +1,4 @@
-"""The fake Kraken exchange (public market data): shared markets, one session per socket.
+"""The fake Kraken exchange: shared markets and account, one session per socket.
 
 :class:`FakeExchange` owns one :class:`~kraken_proto.simulator.market.MarketModel` per
 symbol and steps them all ``tick_rate`` times per second of the driver's clock. Each client
@@ -16,6 +16,20 @@ close. Time is the driver's monotonic ``now``; wall-clock text is ``epoch`` plus
 since the exchange first saw a ``now``, so a run is reproducible: the same seed and the
 same calls at the same ``now`` give the same frames.
 
+Three hosts (KRAKEN-V2.md section 1), chosen per connection with
+:meth:`FakeExchange.open_connection`: ``public`` (ws.kraken.com: book, ticker, trade, ohlc,
+instrument), ``auth`` (ws-auth.kraken.com: executions, balances and the trading methods,
+each with a token from :meth:`FakeExchange.handle_token_request`) and ``level3``
+(ws-l3.kraken.com: level3, with a token). A channel or method on the wrong host gets an
+error and the socket stays open: :data:`PRIVATE_ON_PUBLIC_HOST` and
+:data:`PUBLIC_ON_AUTH_HOST` are Kraken's texts [WIRE]; on the level3 host the same two
+texts are used, and level3 elsewhere gets :data:`LEVEL3_ON_OTHER_HOST` on the auth host
+(invented; what Kraken sends there is not observed). Private subscribes with a missing,
+unknown, expired or revoked token get ``ESession:Invalid session`` (with ``channel`` and
+``"status":"error"``), trading requests ``EAPI:Invalid token``. Orders are matched by
+:class:`~kraken_proto.simulator.matching.MatchingEngine`; see
+:mod:`~kraken_proto.simulator.trading` for the trading methods.
+
 Error strings taken from the wire or Kraken's SDK: ``Already subscribed``,
 ``Subscription Not Found`` (with ``"method":"subscribe"`` even for an unsubscribe),
 ``Currency pair not supported <SYM>``, ``Subscription name invalid``,
@@ -30,7 +44,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
@@ -41,7 +55,9 @@ from typing import Any, cast
 import msgspec
 
 from kraken_proto.actions import CloseConnection, Send
-from kraken_proto.simulator import frames
+from kraken_proto.simulator import frames, trading
+from kraken_proto.simulator.account import DEFAULT_BALANCES, Account, LedgerEntry
+from kraken_proto.simulator.auth import SIM_API_KEY, SIM_API_SECRET, TokenIssuer
 from kraken_proto.simulator.faults import (
     ABNORMAL_CLOSURE,
     RATE_LIMIT_TEXT,
@@ -49,12 +65,18 @@ from kraken_proto.simulator.faults import (
     CorruptChecksum,
     Drop,
     Fault,
+    LoseResponse,
     MalformedFrame,
     RateLimit,
+    RevokeTokens,
+    SequenceGap,
     Stall,
+    TokenError,
     TruncatedFrame,
 )
+from kraken_proto.simulator.level3 import L3_DEPTHS, Level3Book
 from kraken_proto.simulator.market import DEPTHS, INTERVALS, MarketModel, MarketStep
+from kraken_proto.simulator.matching import MAKER_FEE, TAKER_FEE, MatchingEngine
 
 __all__ = [
     "ALREADY_SUBSCRIBED",
@@ -67,7 +89,12 @@ __all__ = [
     "MALFORMED_REQUEST",
     "METHOD_NOT_FOUND",
     "PAIR_NOT_SUPPORTED",
+    "HOSTS",
+    "INVALID_SESSION",
+    "INVALID_TOKEN",
+    "LEVEL3_ON_OTHER_HOST",
     "PRIVATE_ON_PUBLIC_HOST",
+    "PUBLIC_ON_AUTH_HOST",
     "SUBSCRIPTION_NAME_INVALID",
     "SUBSCRIPTION_NOT_FOUND",
     "SYMBOLS_NOT_FOUND",
@@ -90,7 +117,23 @@ SYMBOLS_NOT_FOUND = "Symbol(s) not found"
 PRIVATE_ON_PUBLIC_HOST = (
     "Private data and trading are unavailable on this endpoint. Try ws-auth.kraken.com"
 )
-"""A private channel or a trading method on the public host. [WIRE]"""
+"""A private channel or a trading method on the public (or level3) host. [WIRE]"""
+PUBLIC_ON_AUTH_HOST = (
+    "Public market data subscriptions are unavailable on this endpoint. Try ws.kraken.com"
+)
+"""A public channel on the auth (or level3) host. [WIRE]"""
+LEVEL3_ON_OTHER_HOST = (
+    "Level3 market data subscriptions are unavailable on this endpoint. Try ws-l3.kraken.com"
+)
+"""level3 on the auth host. (Invented by analogy; on the public host it gets the private text.)"""
+INVALID_SESSION = "ESession:Invalid session"
+"""A private subscribe without a valid token. [WIRE]"""
+INVALID_TOKEN = "EAPI:Invalid token"
+"""A trading request without a valid token; the socket stays open. [SDK]"""
+HOSTS = ("public", "auth", "level3")
+"""The hosts a connection can be opened on."""
+MAX_RATE_COUNT = 125
+"""``maxratecount`` of the executions ack (Intermediate tier)."""
 MALFORMED_REQUEST = "Malformed request"
 """Not a JSON object, or a field of the wrong type. (Kraken's v1 text.)"""
 METHOD_NOT_FOUND = "Method not found"
@@ -115,6 +158,11 @@ IDLE_CLOSE_REASON = "Connection idle"
 
 _PUBLIC_CHANNELS = ("book", "ticker", "trade", "ohlc", "instrument")
 _PRIVATE_CHANNELS = ("executions", "balances", "level3")
+_ACCOUNT_CHANNELS = ("executions", "balances")
+_EXECUTIONS_WARNINGS = ["cancel_reason is deprecated, use reason"]
+# Execution types sent with order_status=false: open and close transitions (and fills).
+_STATUS_ONLY = frozenset({"pending_new", "amended", "restated", "status"})
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _TRADING_METHODS = (
     "add_order",
     "amend_order",
@@ -186,11 +234,14 @@ DEFAULT_SYMBOLS: Mapping[str, SymbolSpec] = MappingProxyType(
 class _StepFrames:
     """The frames one market step produces, each rendered once for every connection."""
 
-    __slots__ = ("_checksum", "_texts", "_timestamp", "market", "step")
+    __slots__ = ("_checksum", "_texts", "_timestamp", "level3", "market", "step")
 
-    def __init__(self, market: MarketModel, step: MarketStep) -> None:
+    def __init__(
+        self, market: MarketModel, step: MarketStep, level3: Level3Book | None = None
+    ) -> None:
         self.market = market
         self.step = step
+        self.level3 = level3
         self._texts: dict[object, str] = {}
         self._timestamp = ""
         self._checksum: int | None = None
@@ -212,6 +263,16 @@ class _StepFrames:
                 "update", self.market.symbol, delta.bids, delta.asks, self._checksum, self._time()
             )
         return text
+
+    def l3(self, depth: int) -> str | None:
+        assert self.level3 is not None  # only asked for by level3 subscribers
+        key = ("level3", depth)
+        if key not in self._texts:
+            text = self.level3.frame("update", depth)
+            if text is None:
+                return None
+            self._texts[key] = text
+        return self._texts[key]
 
     def ticker(self) -> str:
         text = self._texts.get("ticker")
@@ -252,6 +313,12 @@ class FakeExchange:
     of that first ``now``. Connections send a heartbeat every ``heartbeat_interval``
     seconds once subscribed and are closed after ``idle_timeout`` seconds without a client
     message (``None``: never).
+
+    The authenticated side: ``api_key``/``api_secret`` are the one key pair the token
+    endpoint accepts (default :data:`~kraken_proto.simulator.auth.SIM_API_KEY` /
+    :data:`~kraken_proto.simulator.auth.SIM_API_SECRET`); ``balances`` the starting
+    balances (default :data:`~kraken_proto.simulator.account.DEFAULT_BALANCES`; every asset
+    of ``symbols`` is listed, at 0 when not given); ``maker_fee``/``taker_fee`` the fee rates.
     """
 
     def __init__(
@@ -264,6 +331,11 @@ class FakeExchange:
         idle_timeout: float | None = 60.0,
         heartbeat_interval: float = 1.0,
         max_catchup: float = 5.0,
+        api_key: str = SIM_API_KEY,
+        api_secret: str = SIM_API_SECRET,
+        balances: Mapping[str, Decimal] | None = None,
+        maker_fee: Decimal = MAKER_FEE,
+        taker_fee: Decimal = TAKER_FEE,
     ) -> None:
         if tick_rate <= 0:
             raise ValueError(f"tick_rate must be > 0, got {tick_rate}")
@@ -309,6 +381,32 @@ class FakeExchange:
         self._connections: list[ExchangeConnection] = []
         self._future: list[tuple[float | None, float | None, Fault]] = []
         self._instrument: str | None = None
+        self.tokens = TokenIssuer(seed=seed, api_key=api_key, api_secret=api_secret)
+        """The token endpoint and the tokens it issued."""
+        assets = [a for symbol in self.specs for a in symbol.split("/")]
+        self.account = Account(DEFAULT_BALANCES if balances is None else balances, assets)
+        """The simulated account's balances."""
+        self.engine = MatchingEngine(
+            self.markets,
+            self.account,
+            random.Random(f"{seed}:engine"),
+            maker_fee=maker_fee,
+            taker_fee=taker_fee,
+        )
+        """The matching engine (open orders, fills)."""
+        self.rules = {
+            symbol: trading.SymbolRules(
+                spec.price_precision,
+                spec.qty_precision,
+                spec.price_increment(),
+                spec.minimum_qty(),
+                spec.cost_min,
+            )
+            for symbol, spec in self.specs.items()
+        }
+        """What orders on each pair must respect."""
+        self.level3_books: dict[str, Level3Book] = {}
+        """The level3 book of each pair somebody subscribed to (kept from then on)."""
 
     # ----------------------------------------------------------------- time
 
@@ -320,6 +418,11 @@ class FakeExchange:
     def wall_time(self, now: float) -> float:
         """The wall-clock time (Unix seconds) that driver time ``now`` stands for."""
         return self.epoch + now - self._start(now)
+
+    def driver_time(self, wall: float) -> float:
+        """The driver time that wall-clock time ``wall`` stands for (inverse of wall_time)."""
+        origin = 0.0 if self._origin is None else self._origin
+        return origin + wall - self.epoch
 
     def next_step_time(self) -> float:
         """Driver time of the next market step (the first ``now`` is step 0)."""
@@ -335,14 +438,73 @@ class FakeExchange:
         origin = self._start(now)
         target = math.floor((now - origin) * self.tick_rate + 1e-9)
         self._step = max(self._step, target - self._max_backlog)
+        engine = self.engine
         while self._step < target:
             self._step += 1
             offset = self._step / self.tick_rate
+            engine.run_timers(self.epoch + offset)
             for market in self.markets.values():
                 step = market.step(self.epoch + offset)
-                rendered = _StepFrames(market, step)
+                engine.on_step(market, step)
+                level3 = self.level3_books.get(market.symbol)
+                if level3 is not None:
+                    level3.apply(step)
+                rendered = _StepFrames(market, step, level3)
                 for connection in self._connections:
                     connection._collect(rendered, origin + offset)
+            if engine.outbox:
+                self.flush_private(origin + offset)
+        engine.run_timers(self.wall_time(now))
+        if engine.outbox:
+            self.flush_private(now)
+
+    def flush_private(self, latest: float) -> None:
+        """Queue the engine's new execution reports and ledger entries on every connection.
+
+        Each is due at the driver time of its wall-clock time, but not after ``latest`` (the
+        driver time of the step or request that made it: no float rounding past it).
+        """
+        outbox = self.engine.outbox
+        self.engine.outbox = []
+        for wall, channel, entry in outbox:
+            t = min(self.driver_time(wall), latest)
+            for connection in self._connections:
+                connection._private(t, channel, entry)
+
+    # ----------------------------------------------------------------- authentication
+
+    def handle_token_request(
+        self, path: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> tuple[int, bytes]:
+        """Answer ``POST /0/private/GetWebSocketsToken``: ``(HTTP status, JSON body)``.
+
+        See :class:`~kraken_proto.simulator.auth.TokenIssuer`: ``API-Key`` must be this
+        exchange's key, ``API-Sign`` must verify and the nonce must increase. Tokens are
+        valid for 900 s of driver time (``now``) unless a connection subscribed with them.
+        """
+        return self.tokens.handle(path, headers, body, now)
+
+    def inject_token_error(self, error: str = "EAPI:Invalid key", count: int = 1) -> None:
+        """Make the next ``count`` token requests fail with ``error`` (like :class:`TokenError`)."""
+        self.tokens.inject_error(error, count)
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every token issued so far (like :class:`RevokeTokens`)."""
+        self.tokens.revoke()
+
+    def level3_book(self, symbol: str) -> Level3Book:
+        """The level3 book of ``symbol``, started from the market's book on first use."""
+        book = self.level3_books.get(symbol)
+        if book is None:
+            market = self.markets[symbol]
+            rng = random.Random(f"{self.seed}:level3:{symbol}")
+            book = self.level3_books[symbol] = Level3Book(market, rng, market.time)
+        return book
+
+    def next_private_time(self) -> float | None:
+        """Driver time of the engine's next timer (dead man's switch, GTD expiry), if any."""
+        wall = self.engine.next_timer()
+        return None if wall is None else self.driver_time(wall)
 
     # ----------------------------------------------------------------- connections
 
@@ -351,11 +513,16 @@ class FakeExchange:
         """The open connections, oldest first."""
         return list(self._connections)
 
-    def open_connection(self, now: float) -> ExchangeConnection:
-        """A new session for a client socket accepted at ``now``; call its ``connection_made``."""
+    def open_connection(self, now: float, host: str = "public") -> ExchangeConnection:
+        """A new session for a client socket accepted at ``now``; call its ``connection_made``.
+
+        ``host`` is the endpoint the socket reached: ``public``, ``auth`` or ``level3``.
+        """
+        if host not in HOSTS:
+            raise ValueError(f"host must be one of {HOSTS}, got {host!r}")
         self.advance(now)
         self._opened += 1
-        connection = ExchangeConnection(self, self._opened, now)
+        connection = ExchangeConnection(self, self._opened, now, host)
         for at, after, fault in self._future:
             if after is not None:
                 connection.schedule(fault, at=now + after)
@@ -436,6 +603,33 @@ class FakeExchange:
         return self._instrument
 
 
+class _Private:
+    """A private channel message waiting in a connection's queue (rendered when sent)."""
+
+    __slots__ = ("channel", "entry")
+
+    def __init__(self, channel: str, entry: Any) -> None:
+        self.channel = channel
+        self.entry = entry
+
+
+def _ledger_row(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "ledger_id": entry.ledger_id,
+        "ref_id": entry.ref_id,
+        "timestamp": frames.rfc3339(entry.time),
+        "type": entry.type,
+        "asset": entry.asset,
+        "asset_class": "currency",
+        "category": entry.category,
+        "wallet_type": "spot",
+        "wallet_id": "main",
+        "amount": frames.number(entry.amount),
+        "fee": frames.number(entry.fee),
+        "balance": frames.number(entry.balance),
+    }
+
+
 class ExchangeConnection:
     """The server side of one client socket (make it with :meth:`FakeExchange.open_connection`).
 
@@ -444,8 +638,12 @@ class ExchangeConnection:
     ``[]`` and :meth:`next_deadline` is ``None``.
     """
 
-    def __init__(self, exchange: FakeExchange, number: int, now: float) -> None:
+    def __init__(
+        self, exchange: FakeExchange, number: int, now: float, host: str = "public"
+    ) -> None:
         self._exchange = exchange
+        self.host = host
+        """The endpoint this socket reached: ``public``, ``auth`` or ``level3``."""
         self._rng = random.Random(f"{exchange.seed}:connection:{number}")
         self.connection_id = self._rng.getrandbits(64)
         """The uint64 id of the status frame (often above 2**63, as on Kraken)."""
@@ -453,7 +651,7 @@ class ExchangeConnection:
         """Driver time the connection was opened."""
         self.closed = False
         """Whether the connection has been closed or dropped (or lost)."""
-        self._pending: list[tuple[float, str, str | None]] = []
+        self._pending: list[tuple[float, str | _Private, str | None]] = []
         self._book: dict[str, int] = {}
         self._ticker: dict[str, str] = {}
         self._trade: dict[str, None] = {}
@@ -471,6 +669,12 @@ class ExchangeConnection:
         self._faults: list[tuple[float, int, Fault]] = []
         self._fault_count = 0
         self._clock = 0
+        self._bound: set[str] = set()
+        self._level3: dict[str, int] = {}
+        # channel -> [sequence of the last message, order_status]; absent: not subscribed.
+        self._account: dict[str, list[Any]] = {}
+        self._gaps: set[str] = set()
+        self._lose: list[str | None] = []
 
     # ----------------------------------------------------------------- driver inputs
 
@@ -506,8 +710,19 @@ class ExchangeConnection:
         deadline = _INF
         if self._pending:
             deadline = self._pending[0][0]
-        if self._book or self._ticker or self._trade or self._ohlc:
+        if (
+            self._book
+            or self._ticker
+            or self._trade
+            or self._ohlc
+            or self._level3
+            or (self._account and self._exchange.engine.orders)
+        ):
             deadline = min(deadline, self._exchange.next_step_time())
+        if self.host == "auth":
+            timer = self._exchange.next_private_time()
+            if timer is not None:
+                deadline = min(deadline, timer)
         if self._heartbeats:
             deadline = min(deadline, self._next_heartbeat)
         if self._exchange.idle_timeout is not None:
@@ -557,11 +772,40 @@ class ExchangeConnection:
         step = rendered.step
         if trigger is not None and (step.bbo_changed if trigger == "bbo" else step.trades):
             pending.append((t, rendered.ticker(), None))
+        depth = self._level3.get(symbol)
+        if depth is not None:
+            text = rendered.l3(depth)
+            if text is not None:
+                pending.append((t, text, symbol))
         if step.trades:
             if symbol in self._trade:
                 pending.append((t, rendered.trade(), None))
             for interval in self._ohlc.get(symbol, ()):
                 pending.append((t, rendered.ohlc(interval), None))
+
+    def _private(self, t: float, channel: str, entry: Any) -> None:
+        """Queue one execution report or ledger entry (made at driver time ``t``)."""
+        if channel in self._account and not self.closed and t >= self._stall_until:
+            insort(self._pending, (t, _Private(channel, entry), None), key=itemgetter(0))
+
+    def _render(self, item: _Private) -> str | None:
+        """The frame of a queued private message, with its sequence (None: not sent)."""
+        state = self._account[item.channel]
+        if item.channel == "executions":
+            if not state[1] and item.entry["exec_type"] in _STATUS_ONLY:
+                return None
+            data = item.entry
+        else:
+            data = _ledger_row(item.entry)
+        return self._sequenced(item.channel, "update", [data])
+
+    def _sequenced(self, channel: str, kind: str, data: list[Any]) -> str:
+        state = self._account[channel]
+        state[0] += 1
+        if channel in self._gaps:
+            self._gaps.discard(channel)
+            state[0] += 1
+        return frames.encode({"channel": channel, "type": kind, "data": data, "sequence": state[0]})
 
     def _pump(self, now: float, out: list[ServerAction]) -> None:
         """Move the markets to ``now`` and send, in time order, everything due by then."""
@@ -599,7 +843,12 @@ class ExchangeConnection:
             elif rank == 2:
                 self._end(CloseConnection(1000, IDLE_CLOSE_REASON), out)
             else:
-                self._send(t, payload[0], payload[1], out)
+                text = payload[0]
+                if type(text) is _Private:
+                    text = self._render(text)
+                    if text is None:
+                        continue
+                self._send(t, text, payload[1], out)
         self._release(now, out)
 
     def _release(self, now: float, out: list[ServerAction]) -> None:
@@ -654,6 +903,14 @@ class ExchangeConnection:
                 self._truncate = True
             case RateLimit():
                 self._send(t, RATE_LIMIT_TEXT, None, out)
+            case SequenceGap(channel=channel):
+                self._gaps.add(channel)
+            case LoseResponse(method=method):
+                self._lose.append(method)
+            case TokenError(error=error, count=count):
+                self._exchange.inject_token_error(error, count)
+            case RevokeTokens():
+                self._exchange.revoke_tokens()
             case _:  # SlowSender
                 self._slow_delay = fault.delay
                 self._slow_until = _INF if fault.duration is None else t + fault.duration
@@ -674,7 +931,7 @@ class ExchangeConnection:
         method: str | None,
         req_id: int | None,
         *,
-        result: dict[str, Any] | None = None,
+        result: Any = None,
         error: str | None = None,
         symbol: str | None = None,
     ) -> None:
@@ -696,7 +953,7 @@ class ExchangeConnection:
     def _request(self, text: str | bytes, now: float, out: list[ServerAction]) -> None:
         self._clock = round(self._exchange.wall_time(now) * 1e6)
         try:
-            message = msgspec.json.decode(text)
+            message = _DECODER.decode(text)
         except msgspec.DecodeError:
             message = None
         if not isinstance(message, dict):
@@ -719,7 +976,10 @@ class ExchangeConnection:
         elif method in ("subscribe", "unsubscribe"):
             self._subscription(method, message.get("params", {}), req_id, now, out)
         elif method in _TRADING_METHODS:
-            self._respond(now, out, method, req_id, error=PRIVATE_ON_PUBLIC_HOST)
+            if self.host == "auth":
+                self._trading(method, message.get("params", {}), req_id, now, out)
+            else:
+                self._respond(now, out, method, req_id, error=PRIVATE_ON_PUBLIC_HOST)
         else:
             self._respond(now, out, method, req_id, error=METHOD_NOT_FOUND)
 
@@ -732,12 +992,23 @@ class ExchangeConnection:
         if not isinstance(params, dict):
             return fail(MALFORMED_REQUEST)
         channel = params.get("channel")
+        host = self.host
         if channel in _PRIVATE_CHANNELS:
-            return fail(PRIVATE_ON_PUBLIC_HOST)
+            if host == "public":
+                return fail(PRIVATE_ON_PUBLIC_HOST)
+            if channel == "level3":
+                if host == "auth":
+                    return fail(LEVEL3_ON_OTHER_HOST)
+                return self._level3_request(method, params, req_id, now, out)
+            if host == "level3":
+                return fail(PRIVATE_ON_PUBLIC_HOST)
+            return self._account_request(method, channel, params, req_id, now, out)
         if channel == "status":
             return fail(SYMBOLS_NOT_FOUND)
         if channel not in _PUBLIC_CHANNELS:
             return fail(SUBSCRIPTION_NAME_INVALID)
+        if host != "public":
+            return fail(PUBLIC_ON_AUTH_HOST)
         snapshot = params.get("snapshot", channel != "trade")
         if type(snapshot) is not bool:
             return fail(MALFORMED_REQUEST)
@@ -897,6 +1168,168 @@ class ExchangeConnection:
             self._send(now, self._exchange.instrument_snapshot(), None, out)
         self._start_heartbeats(now)
         return None
+
+    # ----------------------------------------------------------------- authenticated
+
+    def _token_ok(self, params: dict[str, Any], now: float) -> bool:
+        return self._exchange.tokens.valid(params.get("token"), now, self._bound)
+
+    def _invalid_session(
+        self, channel: str, method: str, req_id: int | None, now: float, out: list[ServerAction]
+    ) -> None:
+        body: dict[str, Any] = {"channel": channel, "error": INVALID_SESSION, "method": method}
+        if req_id is not None:
+            body["req_id"] = req_id
+        body["status"] = "error"
+        body["success"] = False
+        body["time_in"], body["time_out"] = self._stamp()
+        self._send(now, frames.encode(body), None, out)
+
+    def _account_request(
+        self,
+        method: str,
+        channel: str,
+        params: dict[str, Any],
+        req_id: int | None,
+        now: float,
+        out: list[ServerAction],
+    ) -> None:
+        if not self._token_ok(params, now):
+            return self._invalid_session(channel, method, req_id, now, out)
+        if method == "unsubscribe":
+            if channel not in self._account:
+                return self._not_found(None, req_id, now, out)
+            del self._account[channel]
+            # Messages of that channel still queued (made at a later time) are not sent.
+            self._pending = [
+                item
+                for item in self._pending
+                if not (type(item[1]) is _Private and item[1].channel == channel)
+            ]
+            self._respond(now, out, method, req_id, result={"channel": channel})
+            return None
+        if channel in self._account:
+            return self._already(None, req_id, now, out)
+        defaults = (
+            {"snap_orders": True, "snap_trades": False, "order_status": True, "ratecounter": False}
+            if channel == "executions"
+            else {}
+        )
+        options = {name: params.get(name, default) for name, default in defaults.items()}
+        snapshot = params.get("snapshot", True)
+        if any(type(value) is not bool for value in (*options.values(), snapshot)):
+            return self._respond(now, out, method, req_id, error=MALFORMED_REQUEST)
+        self._bound.add(params["token"])
+        engine = self._exchange.engine
+        self._account[channel] = [0, options.get("order_status", True)]
+        data: list[Any] = []
+        if channel == "executions":
+            result: dict[str, Any] = {
+                "channel": channel,
+                "maxratecount": MAX_RATE_COUNT,
+                "snap_orders": options["snap_orders"],
+                "snap_trades": options["snap_trades"],
+                "snapshot": snapshot,
+                "warnings": _EXECUTIONS_WARNINGS,
+            }
+            if options["snap_orders"]:
+                data += [
+                    engine.order_report(order, "new", order.created)
+                    for order in engine.orders.values()
+                ]
+            if options["snap_trades"]:
+                data += list(engine.trades)
+        else:
+            result = {"channel": channel, "snapshot": snapshot}
+            data = [
+                {
+                    "asset": asset,
+                    "asset_class": "currency",
+                    "balance": frames.number(balance),
+                    "wallets": [{"type": "spot", "id": "main", "balance": frames.number(balance)}],
+                }
+                for asset, balance in self._exchange.account.balances.items()
+            ]
+        self._respond(now, out, method, req_id, result=result)
+        if channel == "executions" or snapshot:
+            self._send(now, self._sequenced(channel, "snapshot", data), None, out)
+        self._start_heartbeats(now)
+        return None
+
+    def _level3_request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        req_id: int | None,
+        now: float,
+        out: list[ServerAction],
+    ) -> None:
+        def fail(error: str) -> None:
+            self._respond(now, out, method, req_id, error=error)
+
+        if not self._token_ok(params, now):
+            return self._invalid_session("level3", method, req_id, now, out)
+        snapshot = params.get("snapshot", True)
+        if type(snapshot) is not bool:
+            return fail(MALFORMED_REQUEST)
+        symbols = params.get("symbol")
+        if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)):
+            return fail(SYMBOLS_NOT_FOUND)
+        depth = params.get("depth", 10)
+        if type(depth) is not int or depth not in L3_DEPTHS:
+            return fail(DEPTH_NOT_SUPPORTED)
+        if method == "subscribe":
+            self._bound.add(params["token"])
+        for symbol in symbols:
+            if symbol not in self._exchange.markets:
+                self._respond(
+                    now, out, method, req_id, error=PAIR_NOT_SUPPORTED.format(symbol), symbol=symbol
+                )
+            elif method == "unsubscribe":
+                if self._level3.get(symbol) != depth:
+                    self._not_found(symbol, req_id, now, out)
+                    continue
+                del self._level3[symbol]
+                result = {"channel": "level3", "depth": depth, "symbol": symbol}
+                self._respond(now, out, method, req_id, result=result)
+            elif symbol in self._level3:
+                self._already(symbol, req_id, now, out)
+            else:
+                self._level3[symbol] = depth
+                book = self._exchange.level3_book(symbol)
+                result = {"channel": "level3", "depth": depth, "snapshot": snapshot}
+                result["symbol"] = symbol
+                self._respond(now, out, method, req_id, result=result)
+                if snapshot:
+                    frame = book.frame("snapshot", depth)
+                    assert frame is not None
+                    self._send(now, frame, symbol, out)
+                self._start_heartbeats(now)
+        return None
+
+    def _trading(
+        self, method: str, params: Any, req_id: int | None, now: float, out: list[ServerAction]
+    ) -> None:
+        exchange = self._exchange
+        if not (isinstance(params, dict) and self._token_ok(params, now)):
+            replies = [trading.Reply(error=INVALID_TOKEN)]
+        else:
+            wall = exchange.wall_time(now)
+            replies = trading.execute(exchange.engine, exchange.rules, method, params, wall)
+        for reply in replies:
+            if self._lost(method):
+                continue
+            self._respond(now, out, method, req_id, result=reply.result, error=reply.error)
+        exchange.flush_private(now)
+        self._pump(now, out)
+
+    def _lost(self, method: str) -> bool:
+        """Whether an armed :class:`LoseResponse` swallows this response."""
+        for index, wanted in enumerate(self._lose):
+            if wanted is None or wanted == method:
+                del self._lose[index]
+                return True
+        return False
 
     def _start_heartbeats(self, now: float) -> None:
         if not self._heartbeats:

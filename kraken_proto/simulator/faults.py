@@ -20,10 +20,14 @@ __all__ = [
     "CorruptChecksum",
     "Drop",
     "Fault",
+    "LoseResponse",
     "MalformedFrame",
     "RateLimit",
+    "RevokeTokens",
+    "SequenceGap",
     "SlowSender",
     "Stall",
+    "TokenError",
     "TruncatedFrame",
 ]
 
@@ -75,7 +79,7 @@ class Stall(msgspec.Struct, frozen=True):
 
 
 class CorruptChecksum(msgspec.Struct, frozen=True):
-    """The next book message (snapshot or update) for ``symbol`` carries a wrong checksum.
+    """The next book or level3 message (snapshot or update) for ``symbol`` has a wrong checksum.
 
     The levels are correct; only the ``checksum`` number is changed, so a client that
     verifies checksums must detect it and resynchronise that symbol.
@@ -128,6 +132,62 @@ class SlowSender(msgspec.Struct, frozen=True):
             raise ValueError(f"SlowSender.duration must be >= 0, got {self.duration}")
 
 
+class SequenceGap(msgspec.Struct, frozen=True):
+    """Skip one ``sequence`` number on the next message of a private ``channel``.
+
+    ``channel`` is ``executions`` or ``balances``. The message itself is sent (with the
+    sequence number after the skipped one), so a client that tracks sequences sees a gap.
+    """
+
+    channel: str = "executions"
+
+    def __post_init__(self) -> None:
+        """Reject channels without a sequence."""
+        if self.channel not in ("executions", "balances"):
+            raise ValueError(
+                f"SequenceGap.channel must be 'executions' or 'balances', got {self.channel!r}"
+            )
+
+
+class LoseResponse(msgspec.Struct, frozen=True):
+    """Do not send the next trading response (of ``method``, or of any trading method).
+
+    The request still takes effect: the order is placed, amended or cancelled and its
+    execution reports are sent; only the response frame is lost, as when an answer is lost
+    in flight. A client waiting for it must time out and report an unknown outcome.
+    """
+
+    method: str | None = None
+
+
+class TokenError(msgspec.Struct, frozen=True):
+    """The next ``count`` token requests (``GetWebSocketsToken``) fail with ``error``.
+
+    It acts on the exchange (tokens are issued per API key, not per socket): applying it
+    through any connection, or with :meth:`FakeExchange.inject_token_error
+    <kraken_proto.simulator.exchange.FakeExchange.inject_token_error>`, sets the failures
+    to come (it does not add to the ones already pending).
+    """
+
+    error: str = "EAPI:Invalid key"
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        """Reject a count below one."""
+        if self.count < 1:
+            raise ValueError(f"TokenError.count must be >= 1, got {self.count}")
+
+
+class RevokeTokens(msgspec.Struct, frozen=True):
+    """Every token issued so far becomes invalid, on every connection.
+
+    Streams already subscribed go on; the next private subscribe gets
+    ``ESession:Invalid session`` and the next trading request ``EAPI:Invalid token``. It acts
+    on the exchange, like :class:`TokenError` (also :meth:`FakeExchange.revoke_tokens
+    <kraken_proto.simulator.exchange.FakeExchange.revoke_tokens>`).
+    """
+
+
 Fault = (
     Close
     | Drop
@@ -137,5 +197,9 @@ Fault = (
     | TruncatedFrame
     | RateLimit
     | SlowSender
+    | SequenceGap
+    | LoseResponse
+    | TokenError
+    | RevokeTokens
 )
 """Every fault type."""

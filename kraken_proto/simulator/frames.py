@@ -10,6 +10,7 @@ each builder writes its keys in the order Kraken uses: alphabetical for method r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -31,6 +32,7 @@ __all__ = [
     "ohlc_frame",
     "rfc3339",
     "rfc3339_ns",
+    "rfc3339_s",
     "status_frame",
     "ticker_frame",
     "trade_frame",
@@ -67,6 +69,11 @@ def rfc3339(seconds: float) -> str:
     """RFC3339 UTC text with microseconds: ``2026-08-01T02:53:53.184174Z``."""
     whole, fraction = _utc(round(seconds * 1_000_000))
     return f"{whole}.{fraction:06d}Z"
+
+
+def rfc3339_s(seconds: float) -> str:
+    """RFC3339 UTC text with whole seconds: ``2023-09-21T15:49:29Z`` (rounded down)."""
+    return f"{_second(math.floor(seconds))}Z"
 
 
 def rfc3339_ns(seconds: float) -> str:

@@ -17,9 +17,12 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from kraken_proto.auth import TOKEN_PATH, TokenRequest, parse_token_response
 from kraken_proto.checksum import book_checksum
 from kraken_proto.simulator import (
     DEFAULT_SYMBOLS,
+    SIM_API_KEY,
+    SIM_API_SECRET,
     Close,
     CorruptChecksum,
     Drop,
@@ -292,3 +295,48 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c() -> None:
         if process.poll() is None:  # pragma: no cover
             process.kill()
             process.wait(5)
+
+
+def test_token_post_then_auth_subscribe_and_trade_over_loopback() -> None:
+    async def main() -> None:
+        async with run_simulator(seed=4, symbols={"BTC/USD": DEFAULT_SYMBOLS["BTC/USD"]}) as sim:
+            assert sim.rest_url == f"http://127.0.0.1:{sim.port}"
+            assert sim.auth_url == f"ws://127.0.0.1:{sim.port}/auth/v2"
+            assert sim.level3_url == f"ws://127.0.0.1:{sim.port}/l3/v2"
+            request = TokenRequest(sim.rest_url, SIM_API_KEY, SIM_API_SECRET).build(time.time())
+            async with aiohttp.ClientSession() as session:
+                async with session.post(
+                    request.url, data=request.body, headers=dict(request.headers)
+                ) as response:
+                    assert response.status == 200
+                    token = parse_token_response(await response.read())
+                async with session.post(sim.rest_url + TOKEN_PATH, data=b"nonce=1") as response:
+                    assert json.loads(await response.read()) == {"error": ["EAPI:Invalid key"]}
+                async with session.ws_connect(sim.auth_url) as ws:
+                    assert (await receive_json(ws))["channel"] == "status"
+                    await ws.send_str(subscribe("book", symbol=["BTC/USD"]))
+                    error = await receive_json(ws)
+                    assert error["error"].startswith("Public market data subscriptions")
+                    await ws.send_str(subscribe("executions", token=token))
+                    assert (await receive_json(ws))["result"]["channel"] == "executions"
+                    assert (await receive_json(ws))["sequence"] == 1
+                    order = {
+                        "order_type": "market",
+                        "side": "buy",
+                        "order_qty": 0.001,
+                        "symbol": "BTC/USD",
+                        "token": token,
+                    }
+                    await ws.send_str(json.dumps({"method": "add_order", "params": order}))
+                    response = await receive_json(ws)
+                    assert response["method"] == "add_order" and response["success"] is True
+                    report = await receive_json(ws)
+                    assert report["channel"] == "executions" and report["sequence"] == 2
+                async with session.ws_connect(sim.level3_url) as ws:
+                    assert (await receive_json(ws))["channel"] == "status"
+                    await ws.send_str(subscribe("level3", symbol=["BTC/USD"], token=token))
+                    assert (await receive_json(ws))["result"]["channel"] == "level3"
+                    snapshot = await receive_json(ws)
+                    assert snapshot["channel"] == "level3" and snapshot["type"] == "snapshot"
+
+    run(main())
