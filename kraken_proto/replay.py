@@ -20,14 +20,21 @@ from typing import TypeVar
 
 import msgspec
 
-from kraken_proto.actions import Action, Emit, OpenConnection, Send
+from kraken_proto.actions import Action, Emit, FetchToken, OpenConnection, Send
 from kraken_proto.auth import redact_token
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import ParseError
 from kraken_proto.events import Event
 from kraken_proto.protocol import KrakenProtocol
 
-__all__ = ["CaptureLine", "ReplayResult", "encode_capture_line", "read_capture", "replay"]
+__all__ = [
+    "REPLAY_TOKEN",
+    "CaptureLine",
+    "ReplayResult",
+    "encode_capture_line",
+    "read_capture",
+    "replay",
+]
 
 E = TypeVar("E")
 
@@ -93,6 +100,10 @@ class ReplayResult:
         return [e for e in self.events if isinstance(e, kind)]
 
 
+REPLAY_TOKEN = "***"
+"""The token a replay hands to a private protocol (captures never hold the real one)."""
+
+
 def replay(
     source: str | os.PathLike[str] | Iterable[str],
     config: ClientConfig | None = None,
@@ -105,6 +116,10 @@ def replay(
     (``out``) lines are not fed: the protocol produces its own requests, reported in
     :attr:`ReplayResult.sent`. The default config turns pings off (a capture cannot answer
     them) and seeds the backoff jitter, so even a replay with reconnects is deterministic.
+
+    For a capture of a private or level3 connection, pass ``protocol=KrakenProtocol(config,
+    private=True)`` (any well-formed credentials will do: nothing is fetched); token
+    requests are answered with :data:`REPLAY_TOKEN`.
     """
     if protocol is None:
         if config is None:
@@ -114,10 +129,14 @@ def replay(
     started = False
 
     def run(produced: list[Action], now: float) -> None:
-        # A replay has no network: a reconnect the protocol asks for succeeds at once.
+        # A replay has no network: a reconnect the protocol asks for succeeds at once, and
+        # so does a token fetch (captures hold no token: "***" stands in for it).
         actions.extend(produced)
-        if any(isinstance(action, OpenConnection) for action in produced):
-            run(protocol.connection_made(now), now)
+        for action in produced:
+            if isinstance(action, OpenConnection):
+                run(protocol.connection_made(now), now)
+            elif isinstance(action, FetchToken):
+                run(protocol.token_received(REPLAY_TOKEN, now), now)
 
     for line in read_capture(source):
         if line.dir != "in":

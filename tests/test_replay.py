@@ -27,6 +27,8 @@ from kraken_proto.errors import ParseError
 from kraken_proto.events import (
     BookResync,
     BookUpdate,
+    Execution,
+    GapDetected,
     ProtocolError,
     StateChanged,
     Subscribed,
@@ -36,6 +38,7 @@ from kraken_proto.events import (
 )
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.replay import (
+    REPLAY_TOKEN,
     CaptureLine,
     ReplayResult,
     encode_capture_line,
@@ -810,3 +813,27 @@ def test_replay_stops_firing_a_deadline_that_does_not_move(
     result = replay(lines, protocol=Stuck(ClientConfig(ping_interval=None)))
     assert result.of_type(BookUpdate)
     assert 0 < Stuck.fired <= len(lines)
+
+
+def test_a_private_capture_replays_with_a_stand_in_token() -> None:
+    ack = (
+        '{"method":"subscribe","req_id":1,"result":{"channel":"executions"},"success":true,'
+        '"time_in":"2026-08-01T02:53:53.184174Z","time_out":"2026-08-01T02:53:53.184216Z"}'
+    )
+    frames = [
+        ack,
+        '{"channel":"executions","type":"snapshot","data":[],"sequence":1}',
+        '{"channel":"executions","type":"update","data":[{"exec_type":"new","order_id":"A"}],'
+        '"sequence":2}',
+        '{"channel":"executions","type":"update","data":[{"exec_type":"new","order_id":"C"}],'
+        '"sequence":4}',
+    ]
+    lines = [encode_capture_line(0.1 * i, "in", text) for i, text in enumerate(frames)]
+    config = ClientConfig(
+        ping_interval=None, api_key="KEY123", api_secret="c2VjcmV0c2VjcmV0", rng=random.Random(0)
+    )
+    result = replay(lines, protocol=KrakenProtocol(config, private=True))
+    assert [e.order_id for e in result.of_type(Execution)] == ["A"]
+    assert [(g.expected, g.received) for g in result.of_type(GapDetected)] == [(3, 4)]
+    assert [json.loads(text)["method"] for text in result.sent] == ["unsubscribe", "subscribe"]
+    assert all(json.loads(text)["params"]["token"] == REPLAY_TOKEN for text in result.sent)
