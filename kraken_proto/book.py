@@ -49,7 +49,7 @@ from kraken_proto.checksum import CHECKSUM_LEVELS, digits
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel
 
-__all__ = ["BookState", "OrderBook"]
+__all__ = ["BookBase", "BookState", "OrderBook"]
 
 _MAX_PRECISION = 18
 _MAX_SCALE = 64  # decimals (and digits before the point) of the most extreme price accepted
@@ -195,7 +195,80 @@ class _Side:
         self.text = b"".join(frags[max(self.lo, len(frags) - _TOP) :][::-1])
 
 
-class OrderBook:
+class BookBase:
+    """What an L2 :class:`OrderBook` and an L3 book share: identity, precisions, state.
+
+    Queries of a subclass call :meth:`_require_live` first, so a book that is not live
+    refuses to answer instead of serving stale levels.
+    """
+
+    __slots__ = ("_depth", "_price_precision", "_qty_precision", "_state", "_symbol")
+
+    def __init__(
+        self, symbol: str, depth: int, price_precision: int | None, qty_precision: int | None
+    ) -> None:
+        _check_precision("price_precision", price_precision)
+        _check_precision("qty_precision", qty_precision)
+        self._symbol = symbol
+        self._depth = depth
+        self._price_precision = price_precision
+        self._qty_precision = qty_precision
+        self._state = BookState.AWAITING_SNAPSHOT
+
+    @property
+    def symbol(self) -> str:
+        """The pair this book belongs to, e.g. ``"BTC/USD"``."""
+        return self._symbol
+
+    @property
+    def depth(self) -> int:
+        """The subscribed depth: each side holds at most this many price levels."""
+        return self._depth
+
+    @property
+    def state(self) -> BookState:
+        """The book's current :class:`BookState`."""
+        return self._state
+
+    @property
+    def is_live(self) -> bool:
+        """True when the book is :attr:`BookState.LIVE` and queries are served."""
+        return self._state is _LIVE
+
+    @property
+    def price_precision(self) -> int | None:
+        """Decimals of prices used by the checksum, or ``None`` for the values' own digits."""
+        return self._price_precision
+
+    @property
+    def qty_precision(self) -> int | None:
+        """Decimals of quantities used by the checksum, or ``None`` for the values' own digits."""
+        return self._qty_precision
+
+    def _set_precisions(self, price_precision: int | None, qty_precision: int | None) -> None:
+        _check_precision("price_precision", price_precision)
+        _check_precision("qty_precision", qty_precision)
+        self._price_precision = price_precision
+        self._qty_precision = qty_precision
+
+    def mark_resyncing(self) -> None:
+        """Mark the book as being rebuilt; queries refuse until the next snapshot."""
+        self._state = BookState.RESYNCING
+
+    def mark_failed(self) -> None:
+        """Mark the book as given up; queries refuse until a snapshot is applied."""
+        self._state = BookState.FAILED
+
+    def mark_awaiting_snapshot(self) -> None:
+        """Mark the book as waiting for a snapshot (e.g. after a reconnect)."""
+        self._state = BookState.AWAITING_SNAPSHOT
+
+    def _require_live(self) -> None:
+        if self._state is not _LIVE:
+            raise BookNotLiveError(self._symbol, self._state.value)
+
+
+class OrderBook(BookBase):
     """The L2 book of one symbol at a subscribed ``depth``, queried up to ``view_depth``.
 
     ``depth`` is what was subscribed: each side is truncated to it after every message, as
@@ -205,20 +278,7 @@ class OrderBook:
     checksum; ``None`` means the digits of each value as received.
     """
 
-    __slots__ = (
-        "_ask_crc",
-        "_asks",
-        "_bids",
-        "_depth",
-        "_pdot",
-        "_price_precision",
-        "_qdot",
-        "_qty_precision",
-        "_scale",
-        "_state",
-        "_symbol",
-        "_view_depth",
-    )
+    __slots__ = ("_ask_crc", "_asks", "_bids", "_pdot", "_qdot", "_scale", "_view_depth")
 
     def __init__(
         self,
@@ -241,14 +301,8 @@ class OrderBook:
             raise LocalProtocolError(
                 f"view_depth must be an int between 1 and depth ({depth}), got {view_depth!r}"
             )
-        _check_precision("price_precision", price_precision)
-        _check_precision("qty_precision", qty_precision)
-        self._symbol = symbol
-        self._depth = depth
+        super().__init__(symbol, depth, price_precision, qty_precision)
         self._view_depth = view_depth
-        self._price_precision = price_precision
-        self._qty_precision = qty_precision
-        self._state = BookState.AWAITING_SNAPSHOT
         self._asks = _Side(-1)
         self._bids = _Side(1)
         self._ask_crc = 0
@@ -259,46 +313,13 @@ class OrderBook:
     # -- attributes ---------------------------------------------------------------------------
 
     @property
-    def symbol(self) -> str:
-        """The pair this book belongs to, e.g. ``"BTC/USD"``."""
-        return self._symbol
-
-    @property
-    def depth(self) -> int:
-        """The subscribed depth: each side holds at most this many levels."""
-        return self._depth
-
-    @property
     def view_depth(self) -> int:
         """The user's depth (``<= depth``): queries never return more levels than this."""
         return self._view_depth
 
-    @property
-    def state(self) -> BookState:
-        """The book's current :class:`BookState`."""
-        return self._state
-
-    @property
-    def is_live(self) -> bool:
-        """True when the book is :attr:`BookState.LIVE` and queries are served."""
-        return self._state is _LIVE
-
-    @property
-    def price_precision(self) -> int | None:
-        """Decimals of prices used by the checksum, or ``None`` for the values' own digits."""
-        return self._price_precision
-
-    @property
-    def qty_precision(self) -> int | None:
-        """Decimals of quantities used by the checksum, or ``None`` for the values' own digits."""
-        return self._qty_precision
-
     def set_precision(self, price_precision: int | None, qty_precision: int | None) -> None:
         """Change the checksum precisions and recompute the cached fragments with them."""
-        _check_precision("price_precision", price_precision)
-        _check_precision("qty_precision", qty_precision)
-        self._price_precision = price_precision
-        self._qty_precision = qty_precision
+        self._set_precisions(price_precision, qty_precision)
         asks, bids = self._asks, self._bids
         asks.compact()
         bids.compact()
@@ -307,20 +328,6 @@ class OrderBook:
         asks.keys = [-key for key in ask_keys]
         self._set_scale(scale)
         self._reset_fragments()
-
-    # -- state --------------------------------------------------------------------------------
-
-    def mark_resyncing(self) -> None:
-        """Mark the book as being rebuilt; queries refuse until the next snapshot."""
-        self._state = BookState.RESYNCING
-
-    def mark_failed(self) -> None:
-        """Mark the book as given up; queries refuse until a snapshot is applied."""
-        self._state = BookState.FAILED
-
-    def mark_awaiting_snapshot(self) -> None:
-        """Mark the book as waiting for a snapshot (e.g. after a reconnect)."""
-        self._state = BookState.AWAITING_SNAPSHOT
 
     # -- applying messages --------------------------------------------------------------------
 
@@ -539,10 +546,6 @@ class OrderBook:
         return dirty
 
     # -- queries ------------------------------------------------------------------------------
-
-    def _require_live(self) -> None:
-        if self._state is not _LIVE:
-            raise BookNotLiveError(self._symbol, self._state.value)
 
     def _limit(self, n: int | None) -> int:
         if n is None:

@@ -33,15 +33,14 @@ from typing import Literal
 
 import msgspec
 
-from kraken_proto.book import BookState
+from kraken_proto.book import BookBase, BookState
 from kraken_proto.checksum import CHECKSUM_LEVELS, digits
-from kraken_proto.errors import BookNotLiveError, LocalProtocolError
+from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import L3Order, L3Update
 
 __all__ = ["L3Book", "L3Level", "L3Order", "L3Update", "Level3Frame"]
 
 _DEPTHS = (10, 100, 1000)
-_MAX_PRECISION = 18
 _MAX_MAGNITUDE = 64  # digits before or after the point of the most extreme number accepted
 _ZERO = Decimal(0)
 _EVENTS = ("add", "modify", "delete")
@@ -65,15 +64,6 @@ class L3Level(msgspec.Struct, frozen=True):
     def qty(self) -> Decimal:
         """The total quantity of the level's orders."""
         return sum([order.order_qty for order in self.orders], _ZERO)
-
-
-def _check_precision(name: str, value: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LocalProtocolError(f"{name} must be None or an int, got {value!r}")
-    if not 0 <= value <= _MAX_PRECISION:
-        raise LocalProtocolError(f"{name} must be between 0 and {_MAX_PRECISION}, got {value}")
 
 
 def _check_number(order: L3Order, name: str, value: Decimal, *, positive: bool) -> None:
@@ -139,7 +129,7 @@ class _Side:
         return [levels[key] for key in self.keys[:n]]
 
 
-class L3Book:
+class L3Book(BookBase):
     """The level3 book of one symbol, subscribed at ``depth`` (10, 100 or 1000).
 
     ``price_precision``/``qty_precision`` are the pair's decimals used by the checksum;
@@ -148,16 +138,7 @@ class L3Book:
     otherwise; ``side`` arguments are ``"bid"`` or ``"ask"``.
     """
 
-    __slots__ = (
-        "_asks",
-        "_bids",
-        "_depth",
-        "_index",
-        "_price_precision",
-        "_qty_precision",
-        "_state",
-        "_symbol",
-    )
+    __slots__ = ("_asks", "_bids", "_index")
 
     def __init__(
         self,
@@ -169,72 +150,17 @@ class L3Book:
     ) -> None:
         if isinstance(depth, bool) or depth not in _DEPTHS:
             raise LocalProtocolError(f"level3 depth must be one of {_DEPTHS}, got {depth!r}")
-        _check_precision("price_precision", price_precision)
-        _check_precision("qty_precision", qty_precision)
-        self._symbol = symbol
-        self._depth = depth
-        self._price_precision = price_precision
-        self._qty_precision = qty_precision
-        self._state = BookState.AWAITING_SNAPSHOT
+        super().__init__(symbol, depth, price_precision, qty_precision)
         self._bids = _Side("bid", negate=True)
         self._asks = _Side("ask", negate=False)
         self._index: dict[str, tuple[_Side, _Level]] = {}
 
-    # -- attributes ---------------------------------------------------------------------------
-
-    @property
-    def symbol(self) -> str:
-        """The pair this book belongs to, e.g. ``"BTC/USD"``."""
-        return self._symbol
-
-    @property
-    def depth(self) -> int:
-        """The subscribed depth: each side holds at most this many price levels."""
-        return self._depth
-
-    @property
-    def state(self) -> BookState:
-        """The book's current :class:`~kraken_proto.book.BookState`."""
-        return self._state
-
-    @property
-    def is_live(self) -> bool:
-        """True when the book is :attr:`BookState.LIVE` and queries are served."""
-        return self._state is _LIVE
-
-    @property
-    def price_precision(self) -> int | None:
-        """Decimals of prices used by the checksum, or ``None`` for the values' own digits."""
-        return self._price_precision
-
-    @property
-    def qty_precision(self) -> int | None:
-        """Decimals of quantities used by the checksum, or ``None`` for the values' own digits."""
-        return self._qty_precision
-
     def set_precision(self, price_precision: int | None, qty_precision: int | None) -> None:
         """Change the checksum precisions (e.g. once the instrument channel told them)."""
-        _check_precision("price_precision", price_precision)
-        _check_precision("qty_precision", qty_precision)
-        self._price_precision = price_precision
-        self._qty_precision = qty_precision
+        self._set_precisions(price_precision, qty_precision)
         for side in (self._asks, self._bids):
             for level in side.levels.values():
                 level.text = None
-
-    # -- state --------------------------------------------------------------------------------
-
-    def mark_resyncing(self) -> None:
-        """Mark the book as being rebuilt; queries refuse until the next snapshot."""
-        self._state = BookState.RESYNCING
-
-    def mark_failed(self) -> None:
-        """Mark the book as given up; queries refuse until a snapshot is applied."""
-        self._state = BookState.FAILED
-
-    def mark_awaiting_snapshot(self) -> None:
-        """Mark the book as waiting for a snapshot (e.g. after a reconnect)."""
-        self._state = BookState.AWAITING_SNAPSHOT
 
     # -- applying messages --------------------------------------------------------------------
 
@@ -399,10 +325,6 @@ class L3Book:
         return "".join(parts)
 
     # -- queries ------------------------------------------------------------------------------
-
-    def _require_live(self) -> None:
-        if self._state is not _LIVE:
-            raise BookNotLiveError(self._symbol, self._state.value)
 
     def _side(self, side: str) -> _Side:
         if side == "bid":

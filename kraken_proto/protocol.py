@@ -61,7 +61,12 @@ from kraken_proto.subscriptions import (
     validate_unsubscription,
 )
 from kraken_proto.throttle import TokenBucket
-from kraken_proto.trading import CancelAllOrdersAfter, TradingRequest, is_trading_request
+from kraken_proto.trading import (
+    TRADING_METHODS,
+    CancelAllOrdersAfter,
+    TradingRequest,
+    is_trading_request,
+)
 from kraken_proto.wire import (
     AckResult,
     BookFrame,
@@ -92,18 +97,6 @@ _set = msgspec.structs.force_setattr
 # What decoding hostile input can raise besides DecodeError: invalid UTF-8 inside a string
 # (or a lone surrogate in a str payload), and nesting deep enough to exhaust the stack.
 _UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError)
-_TRADING_METHODS = frozenset(
-    {
-        "add_order",
-        "amend_order",
-        "edit_order",
-        "cancel_order",
-        "cancel_all",
-        "cancel_all_orders_after",
-        "batch_add",
-        "batch_cancel",
-    }
-)
 # Refusals of a subscription that mean this connection's token is no good: reconnect for a
 # fresh one instead of failing the subscription.
 _TOKEN_REFUSED = frozenset({"ESession:Invalid session", "EAPI:Invalid token"})
@@ -1132,7 +1125,7 @@ class KrakenProtocol:
             self._on_ack(response, actions, now)
             self._settle(actions, now)
             return actions
-        if method in _TRADING_METHODS and self._host == "auth":
+        if method in TRADING_METHODS and self._host == "auth":
             settled = self._inflight.on_response(response, now)
             return [] if settled is None else [Emit(settled)]
         problem = f"unexpected response to method {method!r}"

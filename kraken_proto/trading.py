@@ -401,6 +401,28 @@ def _nested(field: str, value: object, cls: type[Triggers] | type[Conditional]) 
     raise _fail(field, f"must be a {cls.__name__}, got {type(value).__name__}")
 
 
+class _OneResponse:
+    """Kraken answers the request once (all methods but ``cancel_order``)."""
+
+    __slots__ = ()
+
+    @property
+    def expected_responses(self) -> int | None:
+        """How many responses Kraken sends for this request: one."""
+        return 1
+
+
+class _NoPair:
+    """A request that names orders or the account, not a pair."""
+
+    __slots__ = ()
+
+    @property
+    def symbol(self) -> str | None:
+        """``None``: the rate counter maps any order ids to their pairs itself."""
+        return None
+
+
 class _Order(msgspec.Struct, frozen=True, kw_only=True):
     """The fields an order has both alone (``add_order``) and inside ``batch_add``."""
 
@@ -556,7 +578,7 @@ def _check_display(display: Decimal, qty: Decimal | None) -> None:
 # --------------------------------------------------------------------------- requests
 
 
-class AddOrder(_Order, frozen=True, kw_only=True):
+class AddOrder(_Order, _OneResponse, frozen=True, kw_only=True):
     """``add_order``: place one order. Fields follow Kraken's names (KRAKEN-V2.md section 9).
 
     Required: ``order_type``, ``side``, ``symbol`` and ``order_qty`` (or ``cash_order_qty``
@@ -592,11 +614,6 @@ class AddOrder(_Order, frozen=True, kw_only=True):
         _put(params, "validate", self.validate)
         return params
 
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``add_order`` once."""
-        return 1
-
 
 class BatchOrder(_Order, frozen=True, kw_only=True):
     """One order of a :class:`BatchAdd`: :class:`AddOrder`'s fields without ``symbol``
@@ -612,7 +629,7 @@ class BatchOrder(_Order, frozen=True, kw_only=True):
         return self._order_params()
 
 
-class AmendOrder(msgspec.Struct, frozen=True, kw_only=True):
+class AmendOrder(msgspec.Struct, _OneResponse, frozen=True, kw_only=True):
     """``amend_order``: change an order in place, keeping its ids and where possible its
     queue priority.
 
@@ -683,13 +700,8 @@ class AmendOrder(msgspec.Struct, frozen=True, kw_only=True):
         _put(params, "symbol", self.symbol)
         return params
 
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``amend_order`` once."""
-        return 1
 
-
-class EditOrder(msgspec.Struct, frozen=True, kw_only=True):
+class EditOrder(msgspec.Struct, _OneResponse, frozen=True, kw_only=True):
     """``edit_order`` (legacy): Kraken cancels the order and places a new one with a new
     ``order_id``; queue priority is lost. Prefer :class:`AmendOrder`.
 
@@ -752,13 +764,8 @@ class EditOrder(msgspec.Struct, frozen=True, kw_only=True):
             params["deadline"] = _render_time(self.deadline, millis=True)
         return params
 
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``edit_order`` once."""
-        return 1
 
-
-class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
+class CancelOrder(msgspec.Struct, _NoPair, frozen=True, kw_only=True):
     """``cancel_order``: cancel orders by Kraken id, client id or user reference.
 
     At least one id overall, none listed twice. Kraken sends one response per cancelled
@@ -802,11 +809,6 @@ class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
         return params
 
     @property
-    def symbol(self) -> str | None:
-        """``None``: a cancel names orders, not a pair (the rate counter maps the ids)."""
-        return None
-
-    @property
     def expected_responses(self) -> int | None:
         """One response per cancelled order: the number of ids, or ``None`` (unknown) when
         an ``order_userref`` is used, since one reference may match many orders."""
@@ -815,7 +817,7 @@ class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.order_id) + len(self.cl_ord_id)
 
 
-class CancelAll(msgspec.Struct, frozen=True, kw_only=True):
+class CancelAll(msgspec.Struct, _NoPair, _OneResponse, frozen=True, kw_only=True):
     """``cancel_all``: cancel every resting and untriggered order of the account."""
 
     method: ClassVar[str] = "cancel_all"
@@ -824,18 +826,8 @@ class CancelAll(msgspec.Struct, frozen=True, kw_only=True):
         """The wire ``params`` object, without the token: empty."""
         return {}
 
-    @property
-    def symbol(self) -> str | None:
-        """``None``: not counted against a pair."""
-        return None
 
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``cancel_all`` once."""
-        return 1
-
-
-class CancelAllOrdersAfter(msgspec.Struct, frozen=True, kw_only=True):
+class CancelAllOrdersAfter(msgspec.Struct, _NoPair, _OneResponse, frozen=True, kw_only=True):
     """``cancel_all_orders_after`` (dead man's switch): cancel everything unless called
     again within ``timeout`` seconds.
 
@@ -857,18 +849,8 @@ class CancelAllOrdersAfter(msgspec.Struct, frozen=True, kw_only=True):
         """The wire ``params`` object, without the token."""
         return {"timeout": self.timeout}
 
-    @property
-    def symbol(self) -> str | None:
-        """``None``: not counted against a pair."""
-        return None
 
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``cancel_all_orders_after`` once."""
-        return 1
-
-
-class BatchAdd(msgspec.Struct, frozen=True, kw_only=True):
+class BatchAdd(msgspec.Struct, _OneResponse, frozen=True, kw_only=True):
     """``batch_add``: 2 to 15 orders on one pair, sent in one message.
 
     ``orders`` holds :class:`BatchOrder` values, or mappings of their fields (errors then
@@ -917,11 +899,6 @@ class BatchAdd(msgspec.Struct, frozen=True, kw_only=True):
         _put(params, "validate", self.validate)
         return params
 
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``batch_add`` once (its result is an array of rows)."""
-        return 1
-
 
 def _batch_order(index: int, order: object) -> BatchOrder:
     if isinstance(order, BatchOrder):
@@ -937,7 +914,7 @@ def _batch_order(index: int, order: object) -> BatchOrder:
         raise _fail(prefix, str(exc)) from None
 
 
-class BatchCancel(msgspec.Struct, frozen=True, kw_only=True):
+class BatchCancel(msgspec.Struct, _NoPair, _OneResponse, frozen=True, kw_only=True):
     """``batch_cancel``: cancel 2 to 50 orders in one message.
 
     ``orders`` holds Kraken order ids or ``order_userref`` values written as strings (ints
@@ -978,16 +955,6 @@ class BatchCancel(msgspec.Struct, frozen=True, kw_only=True):
         if self.cl_ord_id:
             params["cl_ord_id"] = list(self.cl_ord_id)
         return params
-
-    @property
-    def symbol(self) -> str | None:
-        """``None``: a cancel names orders, not a pair (the rate counter maps the ids)."""
-        return None
-
-    @property
-    def expected_responses(self) -> int | None:
-        """Kraken answers ``batch_cancel`` once."""
-        return 1
 
 
 TradingRequest: TypeAlias = (

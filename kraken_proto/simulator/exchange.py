@@ -77,6 +77,7 @@ from kraken_proto.simulator.faults import (
 from kraken_proto.simulator.level3 import L3_DEPTHS, Level3Book
 from kraken_proto.simulator.market import DEPTHS, INTERVALS, MarketModel, MarketStep
 from kraken_proto.simulator.matching import MAKER_FEE, TAKER_FEE, MatchingEngine
+from kraken_proto.trading import TRADING_METHODS
 
 __all__ = [
     "ALREADY_SUBSCRIBED",
@@ -163,16 +164,6 @@ _EXECUTIONS_WARNINGS = ["cancel_reason is deprecated, use reason"]
 # Execution types sent with order_status=false: open and close transitions (and fills).
 _STATUS_ONLY = frozenset({"pending_new", "amended", "restated", "status"})
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
-_TRADING_METHODS = (
-    "add_order",
-    "amend_order",
-    "edit_order",
-    "cancel_order",
-    "cancel_all",
-    "cancel_all_orders_after",
-    "batch_add",
-    "batch_cancel",
-)
 _EVENT_TRIGGERS = ("trades", "bbo")
 _OHLC_WARNINGS = ["timestamp is deprecated, use interval_begin"]
 _INSTRUMENT_WARNINGS = ["tick_size is deprecated, use price_increment"]
@@ -975,7 +966,7 @@ class ExchangeConnection:
             self._send(now, frames.encode(pong), None, out)
         elif method in ("subscribe", "unsubscribe"):
             self._subscription(method, message.get("params", {}), req_id, now, out)
-        elif method in _TRADING_METHODS:
+        elif method in TRADING_METHODS:
             if self.host == "auth":
                 self._trading(method, message.get("params", {}), req_id, now, out)
             else:
