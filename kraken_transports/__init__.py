@@ -8,6 +8,11 @@
 
 Every driver only translates the protocol's actions into IO; reconnects, resubscribes,
 staleness, backoff, pacing and book resyncs all come from the core.
+
+Each takes ``private=True`` (the auth host: executions, balances and trading through
+``submit``, ``add_order``, ``cancel_order``, ...) or ``level3=True`` (the level3 host), with
+``api_key``/``api_secret`` in the configuration (``ClientConfig.from_env()``); the WebSocket
+token is fetched by the driver (:mod:`kraken_transports.tokens`) on every connection.
 """
 
 from kraken_transports.aio import AsyncClient, FrameHook, connect

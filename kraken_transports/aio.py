@@ -25,6 +25,25 @@ liveness, pacing, resync) lives in :mod:`kraken_proto`. How it runs:
 - A background task holds the client's life: it ends when the protocol reaches ``CLOSED``
   (``close()``, close code 1008, retry budget spent), then the sockets and the aiohttp
   session are closed within a bounded time and iteration ends once the buffer is drained.
+- Private and level3 connections (``connect(config, private=True)`` / ``level3=True``):
+  ``FetchToken`` becomes a task that performs the signed token request with the client's
+  aiohttp session (:func:`~kraken_transports.tokens.fetch_token_async`) and answers
+  ``token_received``/``token_failed``, only if the connection that asked is still the
+  current one and still authenticating; it is cancelled when that connection closes.
+  At most one token request is in flight.
+
+Trading (private clients)::
+
+    async with connect(ClientConfig.from_env(), private=True) as client:
+        await client.subscribe("executions", snap_orders=True)
+        placed = await client.add_order(
+            order_type="limit", side="buy", symbol="BTC/USD",
+            order_qty=Decimal("0.01"), limit_price=Decimal("50000"),
+        )
+        await client.cancel_order(order_id=placed.order_id)
+
+The WebSocket token never reaches a log line or the ``frame_hook``: outgoing text is passed
+through :func:`~kraken_proto.auth.redact_token` first.
 """
 
 from __future__ import annotations
@@ -32,7 +51,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -48,8 +68,9 @@ from kraken_proto.actions import (
     ReconnectAfter,
     Send,
 )
+from kraken_proto.auth import TokenRequest
 from kraken_proto.config import ClientConfig
-from kraken_proto.errors import KrakenConnectionError, LocalProtocolError
+from kraken_proto.errors import AuthenticationError, KrakenConnectionError, LocalProtocolError
 from kraken_proto.events import (
     Event,
     ProtocolError,
@@ -61,8 +82,36 @@ from kraken_proto.events import (
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import validate_unsubscription
-from kraken_transports.base import PRIVATE_NOT_SUPPORTED, ClientBase
+from kraken_proto.trading import (
+    AddOrder,
+    AddOrderResult,
+    AmendOrder,
+    AmendOrderResult,
+    BatchAddResult,
+    BatchCancel,
+    BatchCancelResult,
+    BatchOrder,
+    CancelAll,
+    CancelAllOrdersAfter,
+    CancelAllOrdersAfterResult,
+    CancelAllResult,
+    CancelOrderResult,
+    EditOrder,
+    EditOrderResult,
+    OrderResponse,
+    TradingRequest,
+)
+from kraken_transports.base import (
+    TRADABLE_STATES,
+    ClientBase,
+    build_batch_add,
+    build_cancel_order,
+    cancel_results,
+    expect_result,
+    redact_frame,
+)
 from kraken_transports.router import AckWaiter, EventRouter
+from kraken_transports.tokens import fetch_token_async
 
 __all__ = ["AsyncClient", "FrameHook", "connect"]
 
@@ -87,6 +136,7 @@ def connect(
     config: ClientConfig | None = None,
     *,
     private: bool = False,
+    level3: bool = False,
     buffer_events: bool = True,
     frame_hook: FrameHook | None = None,
 ) -> AsyncClient:
@@ -98,31 +148,42 @@ def connect(
     no buffer to fill). ``frame_hook(direction, text, now)`` is called with ``"in"`` for every
     text or binary message received (before the protocol sees it) and ``"out"`` for every
     message sent, with the loop's time (used by ``kraken-ws record``); its exceptions are
-    logged and ignored. ``private=True`` is not supported yet and raises
-    :class:`LocalProtocolError`.
+    logged and ignored. The hook never sees the WebSocket token (it is shown as ``***``).
+
+    ``private=True`` connects to the auth host (executions, balances, trading);
+    ``level3=True`` to the level3 host. Both need ``api_key``/``api_secret`` in ``config``
+    (e.g. ``ClientConfig.from_env()``); without them :class:`LocalProtocolError` is raised.
     """
-    return AsyncClient(config, private=private, buffer_events=buffer_events, frame_hook=frame_hook)
+    return AsyncClient(
+        config,
+        private=private,
+        level3=level3,
+        buffer_events=buffer_events,
+        frame_hook=frame_hook,
+    )
 
 
 class _Connection:
     """One WebSocket connection attempt: its task, its socket, and how to close it."""
 
-    __slots__ = ("close_code", "close_reason", "task", "url", "ws")
+    __slots__ = ("close_code", "close_reason", "task", "token_task", "url", "ws")
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.task: asyncio.Task[None] | None = None
+        self.token_task: asyncio.Task[None] | None = None
         self.ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self.close_code = 1000
         self.close_reason = ""
 
 
 class AsyncClient(ClientBase):
-    """An asyncio client of Kraken's v2 WebSocket API (public market data).
+    """An asyncio client of Kraken's v2 WebSocket API: one connection to one of its hosts.
 
     Create it with :func:`connect`. Events can be consumed by iteration (``async for event
     in client``) and by callbacks (:meth:`on`), both at once; subscriptions are remembered
     and replayed after every reconnect, books are checksum-verified and resynced per symbol.
+    A ``private=True`` client also trades (:meth:`submit`, :meth:`add_order`, ...).
     """
 
     def __init__(
@@ -130,13 +191,12 @@ class AsyncClient(ClientBase):
         config: ClientConfig | None = None,
         *,
         private: bool = False,
+        level3: bool = False,
         buffer_events: bool = True,
         frame_hook: FrameHook | None = None,
     ) -> None:
-        if private:
-            raise LocalProtocolError(PRIVATE_NOT_SUPPORTED)
         self._config = config = config if config is not None else ClientConfig()
-        self._proto = KrakenProtocol(config)
+        self._proto = KrakenProtocol(config, private=private, level3=level3)
         self._router = EventRouter(config.backpressure, buffer_events=buffer_events)
         self._buffer_events = buffer_events
         self._frame_hook = frame_hook
@@ -154,6 +214,8 @@ class AsyncClient(ClientBase):
         self._reconnecting = False  # the coming OpenConnection replaces a failed connection
         self._acks: list[tuple[AckWaiter, asyncio.Future[None]]] = []
         self._state_waiters: list[tuple[ConnectionState, asyncio.Future[None]]] = []
+        self._orders: dict[int, asyncio.Future[OrderResponse]] = {}
+        self._token_task: asyncio.Task[None] | None = None
         self._last_reason = ""
 
     # ------------------------------------------------------------------ queries
@@ -162,6 +224,10 @@ class AsyncClient(ClientBase):
     def running(self) -> bool:
         """True from :meth:`start` until the client has closed and shut down."""
         return self._task is not None and not self._task.done()
+
+    def _now(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None else time.monotonic()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -312,7 +378,8 @@ class AsyncClient(ClientBase):
         if not wait:
             self._perform(actions, now)
             return []
-        waiter = AckWaiter(method, channel, validate_unsubscription(channel, symbols, {}))
+        symbols_ = validate_unsubscription(channel, symbols, {}, self._proto.host)
+        waiter = AckWaiter(method, channel, symbols_)
         future: asyncio.Future[None] = loop.create_future()
         entry = (waiter, future)
         self._acks.append(entry)
@@ -326,6 +393,148 @@ class AsyncClient(ClientBase):
             with contextlib.suppress(ValueError):
                 self._acks.remove(entry)
         return waiter.result()
+
+    # ------------------------------------------------------------------ trading
+
+    async def submit(self, request: TradingRequest, timeout: float | None = None) -> OrderResponse:
+        """Send a trading request (``AddOrder``, ``CancelOrder``, ...) and return its settled
+        :class:`~kraken_proto.trading.OrderResponse` once Kraken accepted it.
+
+        Needs a running ``private=True`` client. If the connection is not open and
+        authenticated yet (connecting, fetching the token, reconnecting), waits for state
+        ``subscribed`` first: the request is only handed to the protocol on an open
+        connection, never queued across connections. Then waits for its one
+        ``OrderResponse`` (the core always settles it, ``request_timeout`` at the latest),
+        which also reaches callbacks and iteration like every event.
+
+        Raises :class:`~kraken_proto.errors.OrderError` (Kraken refused it),
+        :class:`~kraken_proto.errors.UnknownOutcomeError` (no answer: reconcile through
+        ``executions``), :class:`~kraken_proto.errors.KrakenConnectionError` (not sent, or
+        the client closed while waiting to send), ``TimeoutError`` after ``timeout`` seconds
+        (if it was sent it stays in flight and its ``OrderResponse`` still arrives as an
+        event), and at once :class:`~kraken_proto.errors.InvalidRequestError`,
+        :class:`~kraken_proto.errors.TradingRateLimitError` or
+        :class:`~kraken_proto.errors.LocalProtocolError` for local misuse.
+        """
+        proto = self._proto
+        if proto.host != "auth":
+            raise LocalProtocolError(
+                "trading needs a private client: connect(config, private=True)"
+            )
+        if not self.running:
+            if self._task is not None:
+                raise KrakenConnectionError(
+                    f"{request.method} not sent: the client is closed ({self._last_reason})",
+                    terminal=True,
+                )
+            raise LocalProtocolError(
+                f"{request.method} needs a running client: use 'async with "
+                "connect(config, private=True) as client' (or await client.start())"
+            )
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while proto.state not in TRADABLE_STATES:
+            remaining = None if deadline is None else deadline - loop.time()
+            try:
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError
+                await self.wait_until(ConnectionState.SUBSCRIBED, remaining)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{request.method} not sent: the connection did not become 'subscribed' "
+                    f"within {timeout:g} s (it is {proto.state.value!r})"
+                ) from None
+        now = loop.time()
+        req_id, actions = proto.submit(request, now)
+        future: asyncio.Future[OrderResponse] = loop.create_future()
+        self._orders[req_id] = future
+        try:
+            self._perform(actions, now)
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            response = await asyncio.wait_for(future, remaining)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"no answer to {request.method} (req_id {req_id}) within {timeout:g} s; it "
+                "is still in flight and its OrderResponse will arrive as an event"
+            ) from None
+        finally:
+            if self._orders.get(req_id) is future:
+                del self._orders[req_id]
+        response.raise_for_outcome()
+        return response
+
+    async def add_order(self, *, timeout: float | None = None, **fields: Any) -> AddOrderResult:
+        """Place one order (the fields of :class:`~kraken_proto.trading.AddOrder`); see
+        :meth:`submit` for waiting and errors."""
+        return expect_result(await self.submit(AddOrder(**fields), timeout), AddOrderResult)
+
+    async def amend_order(self, *, timeout: float | None = None, **fields: Any) -> AmendOrderResult:
+        """Amend an order in place (the fields of :class:`~kraken_proto.trading.AmendOrder`)."""
+        return expect_result(await self.submit(AmendOrder(**fields), timeout), AmendOrderResult)
+
+    async def edit_order(self, *, timeout: float | None = None, **fields: Any) -> EditOrderResult:
+        """Replace an order (the fields of :class:`~kraken_proto.trading.EditOrder`)."""
+        return expect_result(await self.submit(EditOrder(**fields), timeout), EditOrderResult)
+
+    async def cancel_order(
+        self,
+        *,
+        order_id: str | Iterable[str] | None = None,
+        cl_ord_id: str | Iterable[str] | None = None,
+        order_userref: int | Iterable[int] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[CancelOrderResult, ...]:
+        """Cancel orders by id (one or several of each kind); one result per cancelled order."""
+        request = build_cancel_order(order_id, cl_ord_id, order_userref)
+        return cancel_results(await self.submit(request, timeout))
+
+    async def cancel_all(self, *, timeout: float | None = None) -> CancelAllResult:
+        """Cancel every open order of the account."""
+        return expect_result(await self.submit(CancelAll(), timeout), CancelAllResult)
+
+    async def cancel_all_orders_after(
+        self, timeout: int, *, wait_timeout: float | None = None
+    ) -> CancelAllOrdersAfterResult:
+        """Set Kraken's dead man's switch once to ``timeout`` seconds (0 disarms it);
+        :meth:`arm_dead_man_switch` keeps it refreshed. ``wait_timeout`` bounds the wait."""
+        request = CancelAllOrdersAfter(timeout=timeout)
+        return expect_result(await self.submit(request, wait_timeout), CancelAllOrdersAfterResult)
+
+    async def batch_add(
+        self,
+        symbol: str,
+        orders: Iterable[BatchOrder | Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> BatchAddResult:
+        """Place 2 to 15 orders on ``symbol`` in one message (``deadline=``, ``validate=``)."""
+        request = build_batch_add(symbol, orders, fields)
+        return expect_result(await self.submit(request, timeout), BatchAddResult)
+
+    async def batch_cancel(
+        self,
+        orders: Iterable[str | int] = (),
+        cl_ord_id: Iterable[str] = (),
+        *,
+        timeout: float | None = None,
+    ) -> BatchCancelResult:
+        """Cancel 2 to 50 orders (Kraken ids or user references, and client ids) at once."""
+        request = BatchCancel(orders=tuple(orders), cl_ord_id=tuple(cl_ord_id))  # type: ignore[arg-type]
+        return expect_result(await self.submit(request, timeout), BatchCancelResult)
+
+    def arm_dead_man_switch(self, timeout: int, interval: float | None = None) -> None:
+        """Keep Kraken's dead man's switch armed: every open order is cancelled if this
+        client stops refreshing it for ``timeout`` seconds (sent now if connected, then
+        every ``interval`` s, default ``timeout / 3``, and after reconnects). :meth:`close`
+        disarms it. Its answers arrive as ``OrderResponse`` events."""
+        now = self._now()
+        self._perform(self._proto.arm_dead_man_switch(timeout, now, interval=interval), now)
+
+    def disarm_dead_man_switch(self) -> None:
+        """Stop refreshing the dead man's switch and disarm it on Kraken (timeout 0)."""
+        now = self._now()
+        self._perform(self._proto.disarm_dead_man_switch(now), now)
 
     # ------------------------------------------------------------------ iteration
 
@@ -379,9 +588,8 @@ class AsyncClient(ClientBase):
                     self._close_connection(action)
                 elif isinstance(action, ReconnectAfter):
                     log.info("reconnecting in %.2f s: %s", action.delay, action.reason)
-                elif isinstance(action, FetchToken):  # pragma: no cover - private is refused
-                    log.error("FetchToken is not supported by this driver; closing")
-                    self._perform(self._proto.close(now), now)
+                elif isinstance(action, FetchToken):
+                    self._fetch_token(action.request)
             except Exception:
                 log.exception("driver error while performing %s", type(action).__name__)
         if self._proto.state is _CLOSED:
@@ -403,6 +611,10 @@ class AsyncClient(ClientBase):
                         future.set_result(None)
         elif type(event) is StateChanged:
             self._on_state_changed(event)
+        elif type(event) is OrderResponse and self._orders:
+            settled = self._orders.pop(event.req_id, None)
+            if settled is not None and not settled.done():
+                settled.set_result(event)
 
     def _on_state_changed(self, event: StateChanged) -> None:
         log.debug("state %s -> %s: %s", event.old, event.new, event.reason)
@@ -420,7 +632,7 @@ class AsyncClient(ClientBase):
         conn = self._conn
         ws = conn.ws if conn is not None else None
         if ws is None or ws.closed:
-            log.debug("not sent, the connection is gone: %.80s", text)
+            log.debug("not sent, the connection is gone: %.80s", redact_frame(text))
             return
         # An uncompressed frame is written by the task's first step: tasks start in the order
         # they were created, so frames leave in the order the protocol asked for them.
@@ -430,7 +642,7 @@ class AsyncClient(ClientBase):
         task.add_done_callback(self._send_tasks.discard)
         self._router.frames_out += 1
         if self._frame_hook is not None:
-            self._call_frame_hook("out", text, loop.time())
+            self._call_frame_hook("out", redact_frame(text), loop.time())
 
     def _call_frame_hook(self, direction: str, text: str | bytes, now: float) -> None:
         hook = self._frame_hook
@@ -460,6 +672,48 @@ class AsyncClient(ClientBase):
         conn.task = task
         self._conn_tasks.add(task)
         task.add_done_callback(self._conn_tasks.discard)
+
+    def _fetch_token(self, request: TokenRequest) -> None:
+        """Start the token request for the current connection (one at a time)."""
+        old = self._token_task
+        if old is not None:  # pragma: no cover - the old connection's end cancelled it
+            old.cancel()
+        conn = self._conn
+        if conn is None:  # pragma: no cover - FetchToken only follows connection_made
+            return
+        task = self._require_loop().create_task(self._token(conn, request), name="kraken-aio-token")
+        conn.token_task = self._token_task = task
+
+    async def _token(self, conn: _Connection, request: TokenRequest) -> None:
+        """Fetch a token and hand it (or the failure) to the protocol, if still wanted."""
+        loop = self._require_loop()
+        token = ""
+        failure: AuthenticationError | None = None
+        try:
+            session = self._session
+            assert session is not None
+            http = request.build(time.time())
+            token = await fetch_token_async(session, http, self._config.timeout)
+        except AuthenticationError as exc:
+            failure = exc
+        except Exception as exc:  # a driver bug: fail this attempt, retry with backoff
+            log.exception("token request raised")
+            failure = AuthenticationError(
+                f"token request failed: {type(exc).__name__}", terminal=False
+            )
+        finally:
+            if self._token_task is asyncio.current_task():
+                self._token_task = None
+        if self._conn is not conn or self._proto.state is not ConnectionState.AUTHENTICATING:
+            log.debug("token result dropped: the connection that asked for it is gone")
+            return
+        now = loop.time()
+        if failure is not None:
+            log.debug("token request failed: %s", failure.error)
+            actions = self._proto.token_failed(failure.error, now, terminal=failure.terminal)
+        else:
+            actions = self._proto.token_received(token, now)
+        self._perform(actions, now)
 
     def _close_connection(self, action: CloseConnection) -> None:
         conn = self._conn
@@ -575,6 +829,8 @@ class AsyncClient(ClientBase):
                 now = loop.time()
                 self._perform(proto.connection_lost(now, exc), now)
         finally:
+            if conn.token_task is not None:
+                conn.token_task.cancel()  # its answer is for this socket only
             ws_ = conn.ws
             if ws_ is not None and not ws_.closed:
                 reason = conn.close_reason.encode("utf-8", "replace")[:123]
@@ -605,7 +861,7 @@ class AsyncClient(ClientBase):
                 router.frames_in += 1
                 payload: str | bytes = msg.data
                 if self._frame_hook is not None:
-                    self._call_frame_hook("in", payload, now)
+                    self._call_frame_hook("in", redact_frame(payload), now)
                 try:
                     actions = proto.receive_data(payload, now)
                 except Exception as exc:
@@ -637,7 +893,12 @@ class AsyncClient(ClientBase):
         self._conn = None
         if conn is not None and conn.task is not None:
             conn.task.cancel()
+        token_task, self._token_task = self._token_task, None
+        if token_task is not None:
+            token_task.cancel()
         tasks = self._conn_tasks | self._send_tasks
+        if token_task is not None:
+            tasks = tasks | {token_task}
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=_CONNECTIONS_WAIT)
             for task in pending:
@@ -665,6 +926,15 @@ class AsyncClient(ClientBase):
                     )
                 )
         self._acks.clear()
+        for req_id, order in list(self._orders.items()):  # the core settles them on close
+            if not order.done():  # pragma: no cover - a backstop
+                order.set_exception(
+                    KrakenConnectionError(
+                        f"the client closed before request {req_id} was settled ({reason})",
+                        terminal=True,
+                    )
+                )
+        self._orders.clear()
         for state, future in self._state_waiters:
             if not future.done():
                 future.set_exception(

@@ -31,6 +31,18 @@ Inside your own loop (``select``, ``selectors``, a GUI's socket notifier, ...)::
 
 Everything runs on the thread that calls :meth:`~SocketClient.step` (callbacks included); the
 object is not thread-safe. For a background thread see :mod:`kraken_transports.threaded`.
+
+Private and level3 connections (``SocketClient(config, private=True)`` / ``level3=True``):
+the token request (``FetchToken``) is a blocking HTTPS POST, so it runs on a short-lived
+daemon thread (:func:`~kraken_transports.tokens.fetch_token_blocking`, h11), one at a time;
+its answer is handed to the protocol by the next :meth:`~SocketClient.step`, and only if the
+connection that asked is still the current one and still authenticating. While a token
+request is in flight, :meth:`~SocketClient.next_deadline` is at most 5 ms away, so a loop
+that honours it picks the answer up promptly without watching another descriptor.
+
+Trading is blocking: ``client.submit(request)`` (and ``add_order``, ``cancel_order``, ...)
+drives the client's own loop until the answer comes. Never call it from a callback (it
+raises :class:`~kraken_proto.LocalProtocolError` there): a callback runs inside ``step()``.
 """
 
 from __future__ import annotations
@@ -73,8 +85,14 @@ from kraken_proto.actions import (
     ReconnectAfter,
     Send,
 )
+from kraken_proto.auth import TokenRequest
 from kraken_proto.config import ClientConfig
-from kraken_proto.errors import KrakenConnectionError, LocalProtocolError, NetworkError
+from kraken_proto.errors import (
+    AuthenticationError,
+    KrakenConnectionError,
+    LocalProtocolError,
+    NetworkError,
+)
 from kraken_proto.events import (
     Event,
     ProtocolError,
@@ -82,24 +100,26 @@ from kraken_proto.events import (
     Subscribed,
     Unsubscribed,
 )
+from kraken_proto.http import HttpRequest
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import validate_unsubscription
-from kraken_transports.base import PRIVATE_NOT_SUPPORTED, ClientBase
+from kraken_proto.trading import OrderResponse, TradingRequest
+from kraken_transports.base import TRADABLE_STATES, ClientBase, SyncTradingMixin
 from kraken_transports.router import AckWaiter, EventRouter
+from kraken_transports.tokens import fetch_token_blocking
 
-__all__ = ["PRIVATE_NOT_SUPPORTED", "SocketClient"]
+__all__ = ["SocketClient"]
 
 log = logging.getLogger("kraken_transports")
 
 E = TypeVar("E")
 
-"""The message of the error raised by ``SocketClient(private=True)``."""
-
 _CLOSE_LINGER = 1.0  # seconds a closing socket may wait for the server's close reply and EOF
 _MAX_READS = 16  # reads per socket per step before yielding (fairness); more is served next step
 _SEND_CHUNK = 256 * 1024
 _RESOLVE_POLL = 0.005  # while a host name is being resolved on its helper thread
+_TOKEN_POLL = 0.005  # while a token is being fetched on its helper thread
 _MAX_CLOSE_REASON = 123  # bytes of UTF-8 a close frame's reason may hold
 _EXCERPT = 200
 _WAIT_SLICE = 0.25  # longest single wait of the blocking helpers (keeps them responsive)
@@ -131,6 +151,41 @@ class _Resolver:
             )
         except OSError as exc:
             self.error = exc
+        finally:
+            self.done.set()
+
+
+class _TokenFetch:
+    """One token request performed on a daemon thread; ``done`` is set when it ended."""
+
+    def __init__(
+        self,
+        conn: _Conn,
+        request: HttpRequest,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.conn = conn
+        self.done = threading.Event()
+        self.token = ""
+        self.error: AuthenticationError | None = None
+        thread = threading.Thread(
+            target=self._run, args=(request, timeout, ssl_context), name="kraken-token", daemon=True
+        )
+        thread.start()
+
+    def _run(
+        self, request: HttpRequest, timeout: float, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        try:
+            self.token = fetch_token_blocking(request, timeout, ssl_context)
+        except AuthenticationError as exc:
+            self.error = exc
+        except Exception as exc:  # a driver bug: fail this attempt, retry with backoff
+            log.exception("token request raised")
+            self.error = AuthenticationError(
+                f"token request failed: {type(exc).__name__}", terminal=False
+            )
         finally:
             self.done.set()
 
@@ -188,15 +243,18 @@ def _close_reason(reason: str) -> str:
     return data[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
 
 
-class SocketClient(ClientBase):
+class SocketClient(SyncTradingMixin, ClientBase):
     """A Kraken v2 WebSocket client on non-blocking sockets, driven by the caller.
 
     ``config`` defaults to ``ClientConfig()`` (the public endpoint). ``buffer_events=False``
     delivers events to callbacks only (nothing is queued for :meth:`poll`/:meth:`events`).
     ``clock`` is the monotonic clock handed to the protocol; :meth:`next_deadline` is on it.
-    ``ssl_context`` replaces ``ssl.create_default_context()`` for ``wss://`` (for a private CA).
+    ``ssl_context`` replaces ``ssl.create_default_context()`` for ``wss://`` (for a private CA)
+    and for the ``https://`` token request.
 
-    ``private=True`` is not supported yet and raises :class:`LocalProtocolError`.
+    ``private=True`` connects to the auth host (executions, balances, trading with
+    :meth:`submit`, :meth:`add_order`, ...); ``level3=True`` to the level3 host. Both need
+    ``api_key``/``api_secret`` in ``config``, else :class:`LocalProtocolError` is raised.
     """
 
     def __init__(
@@ -204,14 +262,13 @@ class SocketClient(ClientBase):
         config: ClientConfig | None = None,
         *,
         private: bool = False,
+        level3: bool = False,
         buffer_events: bool = True,
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if private:
-            raise LocalProtocolError(PRIVATE_NOT_SUPPORTED)
         self._config = config = config if config is not None else ClientConfig()
-        self._proto = KrakenProtocol(config)
+        self._proto = KrakenProtocol(config, private=private, level3=level3)
         self._router = EventRouter(config.backpressure, buffer_events=buffer_events)
         self._buffer_events = buffer_events
         self._clock = clock
@@ -222,11 +279,17 @@ class SocketClient(ClientBase):
         self._selector: selectors.BaseSelector | None = None
         self._registered: dict[int, int] = {}
         self._stepping = False
+        self._fetch: _TokenFetch | None = None  # the token request in flight
+        self._fetch_next: tuple[_Conn, TokenRequest] | None = None  # waits for the one in flight
+        self._order_callbacks: dict[int, Callable[[OrderResponse], None]] = {}
         # Held around everything that touches the protocol or the router (never while
         # waiting for IO); ThreadedClient swaps in its Condition so other threads can read.
         self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
     # ------------------------------------------------------------------ queries
+
+    def _now(self) -> float:
+        return self._clock()
 
     def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
         """Drive the loop until the connection is in ``state`` (returns at once if it is).
@@ -270,10 +333,13 @@ class SocketClient(ClientBase):
         """When :meth:`step` must be called at the latest (``clock()`` time), or ``None``.
 
         The earliest of the protocol's timers and the driver's own (a lingering close, a
-        host name being resolved, data already read into TLS buffers).
+        host name being resolved or a token fetched on a helper thread: polled every 5 ms,
+        data already read into TLS buffers).
         """
         deadline = self._proto.next_deadline()
         candidates = [] if deadline is None else [deadline]
+        if self._fetch is not None or self._fetch_next is not None:
+            candidates.append(self._clock() + _TOKEN_POLL)
         conn = self._conn
         if conn is not None:
             if conn.phase == "resolving":
@@ -427,6 +493,114 @@ class SocketClient(ClientBase):
         """``for event in client:`` is ``client.events()``."""
         return self.events()
 
+    # ------------------------------------------------------------------ trading
+
+    def submit(self, request: TradingRequest, timeout: float | None = None) -> OrderResponse:
+        """Send a trading request (``AddOrder``, ``CancelOrder``, ...) and return its settled
+        :class:`~kraken_proto.trading.OrderResponse` once Kraken accepted it.
+
+        Blocking: drives this client's loop (:meth:`step`) until the answer comes, so it
+        must not be called from inside a callback (that raises ``LocalProtocolError``).
+        Needs a ``private=True`` client after :meth:`connect`; while the connection is not
+        open and authenticated yet it first drives the loop until it is (requests are never
+        queued across connections). The ``OrderResponse`` also reaches callbacks and
+        :meth:`poll` like every event.
+
+        Raises :class:`~kraken_proto.OrderError` (refused),
+        :class:`~kraken_proto.UnknownOutcomeError` (no answer: reconcile through
+        ``executions``), :class:`~kraken_proto.KrakenConnectionError` (not sent, or closed),
+        ``TimeoutError`` after ``timeout`` seconds (a sent request stays in flight; its
+        ``OrderResponse`` arrives as an event later), and at once
+        :class:`~kraken_proto.InvalidRequestError`, ``TradingRateLimitError`` or
+        ``LocalProtocolError`` for local misuse.
+        """
+        _check_trading(self._proto)
+        if self._stepping:
+            raise LocalProtocolError(
+                f"{request.method} cannot run inside a callback (it drives the loop); "
+                "call it after step() returns"
+            )
+        proto = self._proto
+        deadline = None if timeout is None else self._clock() + timeout
+        while proto.state not in TRADABLE_STATES:
+            if proto.state is ConnectionState.DISCONNECTED:
+                raise LocalProtocolError(
+                    f"{request.method} needs a connection: call connect() first"
+                )
+            if proto.state is ConnectionState.CLOSED:
+                raise KrakenConnectionError(
+                    f"{request.method} not sent: the client is closed", terminal=True
+                )
+            self.step(
+                self._slice(
+                    deadline,
+                    f"{request.method} not sent: the connection did "
+                    f"not become 'subscribed' within {timeout} s",
+                )
+            )
+        answers: list[OrderResponse] = []
+        req_id = self._begin_submit(request, answers.append)
+        try:
+            while not answers:
+                if proto.state is ConnectionState.CLOSED:  # pragma: no cover - close settles it
+                    raise KrakenConnectionError(
+                        f"the client closed before request {req_id} was settled", terminal=True
+                    )
+                self.step(
+                    self._slice(
+                        deadline,
+                        f"no answer to {request.method} (req_id {req_id}) within {timeout} s; "
+                        "it is still in flight and its OrderResponse will arrive as an event",
+                    )
+                )
+        finally:
+            self._end_submit(req_id)
+        response = answers[0]
+        response.raise_for_outcome()
+        return response
+
+    def arm_dead_man_switch(self, timeout: int, interval: float | None = None) -> None:
+        """Keep Kraken's dead man's switch armed: every open order is cancelled if this
+        client stops refreshing it for ``timeout`` seconds (sent now if connected, then
+        every ``interval`` s, default ``timeout / 3``, and after reconnects). :meth:`close`
+        disarms it. Its answers arrive as ``OrderResponse`` events."""
+        with self._lock:
+            now = self._clock()
+            self._perform(self._proto.arm_dead_man_switch(timeout, now, interval=interval), now)
+            self._flush_all(now)
+
+    def disarm_dead_man_switch(self) -> None:
+        """Stop refreshing the dead man's switch and disarm it on Kraken (timeout 0)."""
+        with self._lock:
+            now = self._clock()
+            self._perform(self._proto.disarm_dead_man_switch(now), now)
+            self._flush_all(now)
+
+    def _slice(self, deadline: float | None, expired: str) -> float:
+        """How long the next step may wait; raises ``TimeoutError(expired)`` past ``deadline``."""
+        if deadline is None:
+            return _WAIT_SLICE
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise TimeoutError(expired)
+        return min(_WAIT_SLICE, remaining)
+
+    def _begin_submit(
+        self, request: TradingRequest, callback: Callable[[OrderResponse], None]
+    ) -> int:
+        """Hand ``request`` to the protocol; ``callback`` gets its ``OrderResponse``."""
+        with self._lock:
+            now = self._clock()
+            req_id, actions = self._proto.submit(request, now)
+            self._order_callbacks[req_id] = callback
+            self._perform(actions, now)
+            self._flush_all(now)
+        return req_id
+
+    def _end_submit(self, req_id: int) -> None:
+        with self._lock:
+            self._order_callbacks.pop(req_id, None)
+
     # ------------------------------------------------------------------ requests
 
     def _request(
@@ -481,7 +655,8 @@ class SocketClient(ClientBase):
         params: dict[str, Any],
     ) -> AckWaiter:
         """Send a subscribe/unsubscribe and register the waiter that collects its answers."""
-        waiter = AckWaiter(method, channel, validate_unsubscription(channel, symbols, {}))
+        symbols_ = validate_unsubscription(channel, symbols, {}, self._proto.host)
+        waiter = AckWaiter(method, channel, symbols_)
         with self._lock:
             self._waiters.append(waiter)
             try:
@@ -547,6 +722,8 @@ class SocketClient(ClientBase):
                 self._service(conn, ready.get(conn.fd(), 0), now)
             for closing in list(self._closing):
                 self._service_closing(closing, ready.get(closing.fd(), 0), now)
+            if self._fetch is not None or self._fetch_next is not None:
+                self._service_token(now)
             self._fire_timers(now)
             self._flush_all(now)
             self._release_if_idle()
@@ -618,9 +795,8 @@ class SocketClient(ClientBase):
                     self._close_current(action.code, action.reason, now)
                 elif isinstance(action, ReconnectAfter):
                     log.info("reconnecting in %.3f s: %s", action.delay, action.reason)
-                elif isinstance(action, FetchToken):  # pragma: no cover - private is refused
-                    log.error("FetchToken is not supported by this driver; closing")
-                    self._perform(self._proto.close(now), now)
+                elif isinstance(action, FetchToken):
+                    self._fetch_token(action.request)
             except Exception:
                 log.exception("driver error while performing %s", type(action).__name__)
 
@@ -635,6 +811,46 @@ class SocketClient(ClientBase):
         for waiter in self._waiters:
             if not waiter.done:
                 waiter.feed(event)
+        if type(event) is OrderResponse and self._order_callbacks:
+            callback = self._order_callbacks.pop(event.req_id, None)
+            if callback is not None:
+                callback(event)
+
+    def _fetch_token(self, request: TokenRequest) -> None:
+        """Start the token request for the current connection (after the one in flight)."""
+        conn = self._conn
+        if conn is None:  # pragma: no cover - FetchToken only follows connection_made
+            return
+        if self._fetch is not None:
+            self._fetch_next = (conn, request)
+            return
+        self._start_fetch(conn, request)
+
+    def _start_fetch(self, conn: _Conn, request: TokenRequest) -> None:
+        http = request.build(time.time())  # here: the nonce generator is not thread-safe
+        self._fetch = _TokenFetch(conn, http, self._config.timeout, self._ssl_context)
+
+    def _service_token(self, now: float) -> None:
+        """Hand a finished token request to the protocol if its connection still waits."""
+        fetch = self._fetch
+        if fetch is not None and fetch.done.is_set():
+            self._fetch = None
+            if fetch.conn is self._conn and self._proto.state is ConnectionState.AUTHENTICATING:
+                if fetch.error is not None:
+                    log.debug("token request failed: %s", fetch.error.error)
+                    actions = self._proto.token_failed(
+                        fetch.error.error, now, terminal=fetch.error.terminal
+                    )
+                else:
+                    actions = self._proto.token_received(fetch.token, now)
+                self._perform(actions, now)
+            else:
+                log.debug("token result dropped: the connection that asked for it is gone")
+        if self._fetch is None and self._fetch_next is not None:
+            conn, request = self._fetch_next
+            self._fetch_next = None
+            if conn is self._conn and self._proto.state is ConnectionState.AUTHENTICATING:
+                self._start_fetch(conn, request)
 
     def _send(self, text: str) -> None:
         conn = self._conn
@@ -1040,3 +1256,11 @@ def _pending(sock: socket.socket | None) -> bool:
 
 def _strerror(err: int) -> str:
     return f"{errno.errorcode.get(err, 'error')} {os.strerror(err)}"
+
+
+def _check_trading(proto: KrakenProtocol) -> None:
+    """Refuse trading on a client that is not private (before anything else happens)."""
+    if proto.host != "auth":
+        raise LocalProtocolError(
+            "trading needs a private client: SocketClient(config, private=True)"
+        )

@@ -26,6 +26,13 @@ Threading rules:
   They may call non-blocking methods (``subscribe(..., wait=False)``, ``book()``,
   ``close()``); blocking ones (``wait=True``, ``get()``, ``events()``) raise there.
 - Everything else is safe from any thread.
+
+Private and level3 clients (``ThreadedClient(config, private=True)`` / ``level3=True``) work
+as the socket client's do: the token is fetched on a short-lived helper thread and handed
+to the protocol by the IO thread. Trading calls (:meth:`ThreadedClient.submit`,
+``add_order``, ``cancel_order``, ...) are blocking and thread-safe: the IO thread sends the
+request and the caller waits for its ``OrderResponse``; they raise if called from a
+callback.
 """
 
 from __future__ import annotations
@@ -45,8 +52,12 @@ from kraken_proto.book import OrderBook
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import KrakenConnectionError, LocalProtocolError
 from kraken_proto.events import BookLevel, Event, Subscribed, Unsubscribed
+from kraken_proto.level3 import L3Book
+from kraken_proto.ratecounter import RateCounterState
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import SubscriptionsView
+from kraken_proto.trading import OrderResponse, TradingRequest
+from kraken_transports.base import TRADABLE_STATES, SyncTradingMixin
 from kraken_transports.router import AckWaiter, ClientStats
 from kraken_transports.sockets import SocketClient
 
@@ -62,7 +73,7 @@ _THREAD_NAME = "kraken-ws"
 _Acks = list[Subscribed | Unsubscribed]
 
 
-class ThreadedClient:
+class ThreadedClient(SyncTradingMixin):
     """A Kraken v2 WebSocket client whose IO runs on a background thread.
 
     Use it as a context manager (``with ThreadedClient(config) as client:``) or call
@@ -70,7 +81,9 @@ class ThreadedClient:
     ``ssl_context`` replaces the default verifying TLS context (e.g. for a private CA).
     A closed client cannot be started again; create a new one.
 
-    ``private=True`` is not supported yet and raises :class:`LocalProtocolError`.
+    ``private=True`` connects to the auth host (executions, balances, trading with
+    :meth:`submit`, ``add_order``, ...); ``level3=True`` to the level3 host. Both need
+    ``api_key``/``api_secret`` in ``config``, else :class:`LocalProtocolError` is raised.
     """
 
     def __init__(
@@ -78,11 +91,16 @@ class ThreadedClient:
         config: ClientConfig | None = None,
         *,
         private: bool = False,
+        level3: bool = False,
         buffer_events: bool = True,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._client = SocketClient(
-            config, private=private, buffer_events=buffer_events, ssl_context=ssl_context
+            config,
+            private=private,
+            level3=level3,
+            buffer_events=buffer_events,
+            ssl_context=ssl_context,
         )
         self._buffer_events = buffer_events
         self._cond = threading.Condition(threading.RLock())
@@ -91,6 +109,7 @@ class ThreadedClient:
             tuple[Callable[[], Any], concurrent.futures.Future[Any]]
         ] = queue.SimpleQueue()
         self._acks: list[tuple[AckWaiter, concurrent.futures.Future[_Acks]]] = []
+        self._orders: list[concurrent.futures.Future[OrderResponse]] = []
         self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -201,6 +220,22 @@ class ThreadedClient:
             if book is None:
                 return None
             return book.bids(depth), book.asks(depth)
+
+    def l3_book(self, symbol: str) -> L3Book | None:
+        """The live level3 book of ``symbol`` (``None`` if not subscribed); updated in place
+        by the IO thread, so read it inside callbacks, as for :meth:`book`."""
+        return self._client.l3_book(symbol)
+
+    def rate_counter(self, symbol: str) -> RateCounterState:
+        """The trading rate counter of ``symbol`` as this client tracks it, now."""
+        with self._cond:
+            return self._client.rate_counter(symbol)
+
+    @property
+    def pending_requests(self) -> int:
+        """Trading requests submitted and not settled yet."""
+        with self._cond:
+            return self._client.pending_requests
 
     def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event of ``event_type`` (``None``: all events).
@@ -313,6 +348,106 @@ class ThreadedClient:
         except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
             future.cancel()  # the request stays made; nobody waits for its answer any more
             raise TimeoutError(f"no answer to {what} within {timeout:g} s") from None
+
+    # ------------------------------------------------------------------ trading
+
+    def submit(self, request: TradingRequest, timeout: float | None = None) -> OrderResponse:
+        """Send a trading request from any thread and return its settled, successful
+        :class:`~kraken_proto.trading.OrderResponse` (see ``SocketClient.submit``).
+
+        Waits until the connection is open and authenticated (state ``subscribed``) if it
+        is not yet, then the IO thread sends the request and this call waits for its
+        answer. Raises ``OrderError``, ``UnknownOutcomeError``, ``KrakenConnectionError``
+        (not sent, or the client is or gets closed), ``TimeoutError`` after ``timeout``
+        seconds (a sent request stays in flight; its ``OrderResponse`` arrives as an event),
+        and ``InvalidRequestError``/``TradingRateLimitError``/``LocalProtocolError`` for
+        local misuse (also when called from a callback or before :meth:`start`).
+        """
+        client = self._client
+        if client.protocol.host != "auth":
+            raise LocalProtocolError(
+                "trading needs a private client: ThreadedClient(config, private=True)"
+            )
+        if self._on_io_thread():
+            raise LocalProtocolError(
+                f"{request.method} cannot run inside a callback: it blocks until Kraken answers"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._thread is None and not self._closing:
+                raise LocalProtocolError(
+                    f"{request.method} needs a started client: use 'with ThreadedClient(...)'"
+                )
+        settled: concurrent.futures.Future[OrderResponse] = concurrent.futures.Future()
+
+        def deliver(response: OrderResponse) -> None:
+            if not settled.done():
+                settled.set_result(response)
+
+        def command() -> int | None:
+            with self._cond:
+                if client.state not in TRADABLE_STATES:  # pragma: no cover - a race
+                    return None  # the connection went away meanwhile: wait for it again
+                self._orders.append(settled)
+                return client._begin_submit(request, deliver)
+
+        while True:
+            self._wait_tradable(request.method, deadline, timeout)
+            try:
+                accepted = self._submit(command)
+            except LocalProtocolError:  # pragma: no cover - closed between wait and send
+                raise KrakenConnectionError(
+                    f"{request.method} not sent: the client is closed", terminal=True
+                ) from None
+            req_id = self._result(accepted, deadline, request.method, timeout)
+            if req_id is not None:
+                break
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            response = settled.result(remaining)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"no answer to {request.method} (req_id {req_id}) within {timeout:g} s; it is "
+                "still in flight and its OrderResponse will arrive as an event"
+            ) from None
+        finally:
+            with self._cond:
+                if settled in self._orders:
+                    self._orders.remove(settled)
+        response.raise_for_outcome()
+        return response
+
+    def _wait_tradable(self, method: str, deadline: float | None, timeout: float | None) -> None:
+        with self._cond:
+            while self._client.state not in TRADABLE_STATES:
+                if self._closing or self._finished or self._client.state is ConnectionState.CLOSED:
+                    raise KrakenConnectionError(
+                        f"{method} not sent: the client is closed", terminal=True
+                    )
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise TimeoutError(
+                        f"{method} not sent: the connection did not become 'subscribed' "
+                        f"within {timeout:g} s (it is {self._client.state.value!r})"
+                    )
+                self._cond.wait(wait)
+
+    def arm_dead_man_switch(self, timeout: int, interval: float | None = None) -> None:
+        """Keep Kraken's dead man's switch armed (see ``SocketClient.arm_dead_man_switch``);
+        :meth:`close` disarms it. Safe from any thread, callbacks included."""
+        self._call(lambda: self._client.arm_dead_man_switch(timeout, interval))
+
+    def disarm_dead_man_switch(self) -> None:
+        """Stop refreshing the dead man's switch and disarm it on Kraken (timeout 0)."""
+        self._call(self._client.disarm_dead_man_switch)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the IO thread (directly if this is it, or before start) and wait."""
+        with self._cond:
+            if self._on_io_thread() or self._thread is None:
+                fn()
+                return
+        self._submit(fn).result()
 
     # ------------------------------------------------------------------ events
 
@@ -479,6 +614,10 @@ class ThreadedClient:
             if not future.done():
                 future.set_exception(error)
         self._acks.clear()
+        for order in self._orders:  # the core settles them on close; this is a backstop
+            if not order.done():  # pragma: no cover
+                order.set_exception(error)
+        self._orders.clear()
         while True:
             try:
                 _, future = self._commands.get_nowait()

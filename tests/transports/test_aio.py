@@ -240,8 +240,8 @@ def drop(ws: web.WebSocketResponse) -> None:
 # --------------------------------------------------------------------------- API basics
 
 
-def test_private_connections_are_refused_with_a_clear_error() -> None:
-    with pytest.raises(LocalProtocolError, match="private connections arrive"):
+def test_private_connections_without_credentials_are_refused_with_a_clear_error() -> None:
+    with pytest.raises(LocalProtocolError, match="needs api_key and api_secret"):
         connect(ClientConfig(), private=True)
 
 

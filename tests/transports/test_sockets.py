@@ -78,8 +78,8 @@ def became(state: str) -> Callable[[list[Event]], bool]:
     return lambda events: state in states(events)
 
 
-def test_private_is_refused() -> None:
-    with pytest.raises(LocalProtocolError, match="private connections arrive"):
+def test_private_without_credentials_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="needs api_key and api_secret"):
         SocketClient(private=True)
 
 
