@@ -70,6 +70,7 @@ from kraken_proto.events import (
     parse_timestamp,
 )
 from kraken_proto.level3 import L3Book, L3Level
+from kraken_proto.private import ExecType, OrderStatus
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.ratecounter import RateCounterState
 from kraken_proto.replay import CaptureLine, ReplayResult, read_capture
@@ -120,6 +121,7 @@ __all__ = [
     "EditOrder",
     "Emit",
     "Event",
+    "ExecType",
     "Execution",
     "FetchToken",
     "GapDetected",
@@ -143,6 +145,7 @@ __all__ = [
     "OrderError",
     "OrderOutcome",
     "OrderResponse",
+    "OrderStatus",
     "ParseError",
     "Pong",
     "Precision",

@@ -16,6 +16,7 @@ on the wire entries: the protocol sets them from the frame (its top-level ``sequ
 
 from __future__ import annotations
 
+import enum
 from decimal import Decimal
 
 import msgspec
@@ -30,8 +31,39 @@ __all__ = [
     "ExecutionsFrame",
     "Fee",
     "FINAL_ORDER_STATUSES",
+    "ExecType",
     "GapDetected",
+    "OrderStatus",
 ]
+
+
+class ExecType(str, enum.Enum):
+    """The ``exec_type`` values of execution reports. ``Execution.exec_type`` stays the
+    wire string (so a new value Kraken adds still decodes); compare it with these
+    (``report.exec_type == ExecType.TRADE``)."""
+
+    PENDING_NEW = "pending_new"
+    NEW = "new"
+    TRADE = "trade"
+    FILLED = "filled"
+    ICEBERG_REFILL = "iceberg_refill"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    AMENDED = "amended"
+    RESTATED = "restated"
+    STATUS = "status"
+
+
+class OrderStatus(str, enum.Enum):
+    """The ``order_status`` values of execution reports (compare like :class:`ExecType`)."""
+
+    PENDING_NEW = "pending_new"
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
 
 FINAL_ORDER_STATUSES = frozenset({"filled", "canceled", "expired"})
 """The ``order_status`` values after which an order receives no further reports."""

@@ -15,11 +15,13 @@ from kraken_proto.private import (
     BalancesFrame,
     BalanceWallet,
     Contingent,
+    ExecType,
     Execution,
     ExecutionsFrame,
     ExecutionTriggers,
     Fee,
     GapDetected,
+    OrderStatus,
 )
 
 D = Decimal
@@ -436,3 +438,12 @@ def test_gap_detected_event() -> None:
     assert gap == GapDetected("executions", 5, 9, "buffer", 2.5)
     assert GapDetected("balances", 1, 2, "ignore").received_at == 0.0
     assert msgspec.structs.replace(gap, received_at=3.0).received_at == 3.0
+
+
+def test_exec_type_and_order_status_constants_compare_with_the_wire_strings() -> None:
+    report = msgspec.json.decode(
+        b'{"exec_type":"trade","order_status":"partially_filled"}', type=Execution
+    )
+    assert report.exec_type == ExecType.TRADE and report.is_fill
+    assert report.order_status == OrderStatus.PARTIALLY_FILLED and not report.is_final
+    assert {s.value for s in OrderStatus} >= FINAL_ORDER_STATUSES
