@@ -1,4 +1,4 @@
-"""Shared test helpers: where the recorded Kraken data lives."""
+"""Shared test helpers: where the recorded Kraken data lives; hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The suite is a gate (100% branch coverage of kraken_proto): by default hypothesis draws
+# the same examples on every run, so a branch reached only by a lucky example cannot make
+# CI flaky, and no timing deadline applies on a loaded machine. HYPOTHESIS_PROFILE=explore
+# draws fresh examples to hunt for new failures.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def shared_data_dir() -> Path:

@@ -928,3 +928,13 @@ def test_ticker_event_trigger_and_deepest_headroom() -> None:
     assert deep["params"]["depth"] == 1000
     book = proto.book("BTC/USD")
     assert book is not None and (book.depth, book.view_depth) == (1000, 1000)
+
+
+def test_timer_before_the_retry_time_does_nothing_while_degraded() -> None:
+    proto = open_proto()
+    proto.connection_lost(1.0)
+    retry_at = proto.next_deadline()
+    assert proto.state is S.DEGRADED and retry_at is not None and retry_at > 1.0
+    assert proto.handle_timer(retry_at - 0.01) == []
+    assert proto.state is S.DEGRADED
+    assert isinstance(proto.handle_timer(retry_at)[-1], OpenConnection)
