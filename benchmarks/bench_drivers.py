@@ -1,6 +1,6 @@
 """End to end: frames from a loopback server through each driver to the user's iterator.
 
-    python benchmarks/bench_drivers.py [--frames 20000] [--rounds 3]
+    python benchmarks/bench_drivers.py [--frames 20000] [--rounds 3] [--only aiohttp]
 
 The frames are the simulator's mixed stream (see bench_core.py), served by a separate
 process that writes them as fast as the socket accepts (benchmarks/blaster.py), so the
@@ -133,6 +133,13 @@ def run_threaded(port: int, clock: Clock) -> None:
                 break
 
 
+DRIVERS: list[tuple[str, Callable[[int, Clock], None]]] = [
+    ("aiohttp", run_aio),
+    ("sockets", run_sockets),
+    ("threaded", run_threaded),
+]
+
+
 def measure(
     name: str,
     runner: Callable[[int, Clock], None],
@@ -163,6 +170,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[name for name, _ in DRIVERS],
+        help="measure only this driver (may be given several times); default: all",
+    )
     args = parser.parse_args()
 
     stream = mixed_stream(args.frames)
@@ -175,11 +188,8 @@ def main() -> None:
     print(f"{frames} frames, {timed_events} events; core-only {core_rate:,.0f} msg/s")
     rows = [
         (name, measure(name, runner, stream, setup_events, timed_events, args.rounds))
-        for name, runner in (
-            ("aiohttp", run_aio),
-            ("sockets", run_sockets),
-            ("threaded", run_threaded),
-        )
+        for name, runner in DRIVERS
+        if not args.only or name in args.only
     ]
     report(rows, frames, core_rate)
 

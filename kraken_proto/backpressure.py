@@ -46,17 +46,21 @@ class BufferStats(msgspec.Struct, frozen=True):
 
 
 class _Slot:
-    """A queued event (replaced in place when coalesced) and when it was queued."""
+    """A queued event that may still be coalesced: replaced in place, and when it was queued.
 
-    __slots__ = ("droppable", "event", "key", "pushed_at")
+    Only ``COALESCE`` buffers wrap events, and only tickers and book updates; every other
+    event is queued as itself, so the common case allocates nothing per event.
+    """
 
-    def __init__(
-        self, event: Event, key: tuple[type, str] | None, pushed_at: float, droppable: bool
-    ) -> None:
+    __slots__ = ("event", "key", "pushed_at")
+
+    def __init__(self, event: Event, key: tuple[type, str], pushed_at: float) -> None:
         self.event = event
         self.key = key
         self.pushed_at = pushed_at
-        self.droppable = droppable
+
+
+_MARKET_ITEM = (_Slot, *_DROPPABLE)  # a queued item that counts against max_queue_depth
 
 
 class EventBuffer:
@@ -65,9 +69,10 @@ class EventBuffer:
     def __init__(self, config: BackpressureConfig | None = None) -> None:
         self._config = config = config if config is not None else BackpressureConfig()
         self._policy = config.drop_policy
+        self._coalesce = config.drop_policy is DropPolicy.COALESCE
         self._capacity = config.max_queue_depth
         self._window = config.coalesce_window
-        self._slots: deque[_Slot] = deque()
+        self._slots: deque[Event | _Slot] = deque()
         self._market = 0  # queued droppable events, the ones max_queue_depth bounds
         self._latest: dict[tuple[type, str], _Slot] = {}
         rate = config.max_messages_per_second
@@ -99,29 +104,33 @@ class EventBuffer:
     def push(self, event: Event, now: float) -> bool:
         """Queue ``event``; returns False if it was itself rejected (``LATEST`` when full)."""
         self._received += 1
-        droppable = isinstance(event, _DROPPABLE)
-        key: tuple[type, str] | None = None
-        if droppable:
-            full = self._market >= self._capacity
-            if self._policy is DropPolicy.COALESCE and isinstance(event, _COALESCABLE):
-                key = (type(event), event.symbol)
-                queued = self._latest.get(key)
-                if queued is not None and (
-                    full or (self._window > 0 and now - queued.pushed_at <= self._window)
-                ):
-                    queued.event = event
-                    self._count_coalesced()
-                    return True
+        if not isinstance(event, _DROPPABLE):
+            self._slots.append(event)  # control events are never dropped nor bounded
+            return True
+        full = self._market >= self._capacity
+        if self._coalesce and isinstance(event, _COALESCABLE):
+            key = (type(event), event.symbol)
+            queued = self._latest.get(key)
+            if queued is not None and (
+                full or (self._window > 0 and now - queued.pushed_at <= self._window)
+            ):
+                queued.event = event
+                self._count_coalesced()
+                return True
             if full:
-                if self._policy is DropPolicy.LATEST:
-                    self._count_dropped()
-                    return False
                 self._drop_oldest()
             self._market += 1
-        slot = _Slot(event, key, now, droppable)
-        self._slots.append(slot)
-        if key is not None:
+            slot = _Slot(event, key, now)
+            self._slots.append(slot)
             self._latest[key] = slot
+            return True
+        if full:
+            if self._policy is DropPolicy.LATEST:
+                self._count_dropped()
+                return False
+            self._drop_oldest()
+        self._market += 1
+        self._slots.append(event)
         return True
 
     def pop(self, now: float) -> Event | None:
@@ -131,7 +140,7 @@ class EventBuffer:
         the next event; at most one summary per delivered event, so a consumer that falls
         further behind still receives events, not only summaries.
         """
-        if self._summary_due():
+        if (self._unreported_dropped or self._unreported_coalesced) and not self._summary_sent:
             summary = Dropped(
                 self._unreported_dropped, self._unreported_coalesced, self._policy.value, now
             )
@@ -142,10 +151,33 @@ class EventBuffer:
             return None
         if self._pacer is not None and not self._pacer.try_acquire(now):
             return None
-        slot = self._popleft()
+        return self._next()
+
+    def take(self) -> Event | None:
+        """The next event, for a consumer that does not want to read its clock per event.
+
+        None if empty, and also when a :class:`Dropped` summary is due or a delivery rate
+        cap is configured: both need the time, so call :meth:`pop` then.
+        """
+        if self._pacer is not None or (
+            (self._unreported_dropped or self._unreported_coalesced) and not self._summary_sent
+        ):
+            return None
+        return self._next()
+
+    def _next(self) -> Event | None:
+        slots = self._slots
+        if not slots:
+            return None
+        item = slots.popleft()
         self._delivered += 1
         self._summary_sent = False
-        return slot.event
+        if isinstance(item, _Slot):
+            self._forget_slot(item)
+            return item.event
+        if isinstance(item, _DROPPABLE):
+            self._market -= 1
+        return item
 
     def next_ready(self, now: float) -> float | None:
         """When ``pop`` can next return an event: ``now``, a later time (rate cap), or None."""
@@ -161,26 +193,23 @@ class EventBuffer:
         unreported = self._unreported_dropped or self._unreported_coalesced
         return bool(unreported) and not self._summary_sent
 
-    def _popleft(self) -> _Slot:
-        slot = self._slots.popleft()
-        self._forget(slot)
-        return slot
-
-    def _forget(self, slot: _Slot) -> None:
-        if slot.droppable:
-            self._market -= 1
-        if slot.key is not None and self._latest.get(slot.key) is slot:
+    def _forget_slot(self, slot: _Slot) -> None:
+        self._market -= 1
+        if self._latest.get(slot.key) is slot:
             del self._latest[slot.key]
 
     def _drop_oldest(self) -> None:
         """Drop the oldest market event (control events ahead of it stay)."""
         slots = self._slots
         index = 0
-        while not slots[index].droppable:
+        while not isinstance(slots[index], _MARKET_ITEM):
             index += 1
-        slot = slots[index]
+        item = slots[index]
         del slots[index]
-        self._forget(slot)
+        if isinstance(item, _Slot):
+            self._forget_slot(item)
+        else:
+            self._market -= 1
         self._count_dropped()
 
     def _count_dropped(self) -> None:

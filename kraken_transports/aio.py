@@ -72,11 +72,16 @@ from kraken_proto.auth import TokenRequest
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import AuthenticationError, KrakenConnectionError, LocalProtocolError
 from kraken_proto.events import (
+    OHLC,
+    BookUpdate,
     Event,
+    L3Update,
     ProtocolError,
     StateChanged,
     Subscribed,
     SubscriptionFailed,
+    Ticker,
+    Trade,
     Unsubscribed,
 )
 from kraken_proto.protocol import KrakenProtocol
@@ -124,6 +129,11 @@ FrameHook = Callable[[str, str | bytes, float], None]
 
 _CLOSED = ConnectionState.CLOSED
 _ACK_EVENTS = (Subscribed, SubscriptionFailed, Unsubscribed)
+# Market data: no waiter is interested in it, and a received frame whose actions are only
+# these changed no state and moved no deadline earlier (acks, requests, sequence gaps and
+# every state change come with other events or with Send actions), so _read delivers it
+# without the generic _perform and leaves the armed timer as it is.
+_MARKET_EVENTS = frozenset({Ticker, Trade, OHLC, BookUpdate, L3Update})
 _WS_CLOSE_TIMEOUT = 0.5  # how long a closing socket waits for the server's close frame
 _CONNECTIONS_WAIT = 0.6  # shutdown: how long closing sockets may take before being cancelled
 _SESSION_CLOSE_WAIT = 0.2  # shutdown: bound on closing the aiohttp session
@@ -555,7 +565,12 @@ class AsyncClient(ClientBase):
             )
         loop = asyncio.get_running_loop()
         buffer = self._router.buffer
+        take = buffer.take
         while True:
+            event = take()  # the common case: no clock needed
+            if event is not None:
+                yield event
+                continue
             now = loop.time()
             event = buffer.pop(now)
             if event is not None:
@@ -841,8 +856,11 @@ class AsyncClient(ClientBase):
 
     async def _read(self, conn: _Connection, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         loop = self._require_loop()
-        proto = self._proto
+        clock = loop.time
+        receive_data = self._proto.receive_data
         router = self._router
+        dispatch = router.dispatch
+        market = _MARKET_EVENTS
         receive = ws.receive
         text_types = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
         end_types = (
@@ -855,7 +873,7 @@ class AsyncClient(ClientBase):
             msg = await receive()
             if self._conn is not conn:
                 return
-            now = loop.time()
+            now = clock()
             kind = msg.type
             if kind in text_types:
                 router.frames_in += 1
@@ -863,7 +881,7 @@ class AsyncClient(ClientBase):
                 if self._frame_hook is not None:
                     self._call_frame_hook("in", redact_frame(payload), now)
                 try:
-                    actions = proto.receive_data(payload, now)
+                    actions = receive_data(payload, now)
                 except Exception as exc:
                     log.exception("receive_data raised")
                     excerpt = payload[:_EXCERPT]
@@ -871,13 +889,35 @@ class AsyncClient(ClientBase):
                         excerpt = excerpt.decode("utf-8", "replace")
                     problem = f"frame not handled: {type(exc).__name__}: {exc}"
                     actions = [Emit(ProtocolError(problem, excerpt, now))]
+                # The common case: market data. Delivered as _perform would, in order; the
+                # first other action hands the rest to _perform.
+                done = 0
+                for action in actions:
+                    if type(action) is not Emit:
+                        break
+                    event = action.event
+                    if type(event) not in market:
+                        break
+                    try:
+                        dispatch(event, now)
+                    except Exception:  # pragma: no cover - dispatch catches callback errors
+                        log.exception("driver error while delivering %s", type(event).__name__)
+                    done += 1
+                if done:
+                    if self._buffer_events:
+                        self._readable.set()
+                    if done == len(actions):
+                        continue  # no state changed, no deadline moved earlier: timer stays
+                    actions = actions[done:]
                 self._perform(actions, now)
             elif kind in end_types:
                 # Only an ERROR carries the cause; after a plain close ``ws.exception()`` may
                 # hold an unrelated failure of aiohttp's own close reply.
                 error = msg.data if isinstance(msg.data, BaseException) else None
                 self._conn = None
-                self._perform(proto.connection_lost(now, error, close_code=ws.close_code), now)
+                self._perform(
+                    self._proto.connection_lost(now, error, close_code=ws.close_code), now
+                )
                 return
 
     async def _shutdown(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ __all__ = ["AckWaiter", "ClientStats", "EventRouter"]
 log = logging.getLogger("kraken_transports")
 
 E = TypeVar("E")
+_Callback = Callable[[Any], object]
 
 
 class ClientStats(msgspec.Struct, frozen=True):
@@ -55,7 +57,12 @@ class EventRouter:
     def __init__(self, config: BackpressureConfig, *, buffer_events: bool = True) -> None:
         self.buffer = EventBuffer(config)
         self._buffer_events = buffer_events
-        self._callbacks: dict[type | None, list[Callable[[Any], object]]] = {}
+        self._callbacks: dict[type | None, list[_Callback]] = {}
+        # What dispatch reads: per registered type its callbacks then the catch-all ones, and
+        # the catch-all ones for every other type. Rebuilt (under the lock) and swapped in
+        # whole on every change, so a dispatch in another thread sees one consistent set.
+        self._routes: tuple[dict[type, tuple[_Callback, ...]], tuple[_Callback, ...]] = ({}, ())
+        self._registering = threading.Lock()
         self.frames_in = 0
         self.frames_out = 0
         self.reconnects = 0
@@ -76,26 +83,41 @@ class EventRouter:
                 "callback must be a plain function: an async one would never be awaited; "
                 "schedule your coroutine from a plain callback instead"
             )
-        entries = self._callbacks.setdefault(event_type, [])
-        entries.append(callback)
+        with self._registering:
+            entries = self._callbacks.setdefault(event_type, [])
+            entries.append(callback)
+            self._rebuild()
 
         def remove() -> None:
-            if callback in entries:
-                entries.remove(callback)
+            with self._registering:
+                if callback in entries:
+                    entries.remove(callback)
+                    self._rebuild()
 
         return remove
 
+    def _rebuild(self) -> None:
+        catch_all = tuple(self._callbacks.get(None, ()))
+        typed = {
+            key: (*entries, *catch_all)
+            for key, entries in self._callbacks.items()
+            if key is not None and entries
+        }
+        self._routes = (typed, catch_all)
+
     def dispatch(self, event: Event, now: float) -> None:
-        """Deliver one event to its callbacks and queue it for iteration."""
-        callbacks = self._callbacks
-        if callbacks:
-            for key in (type(event), None):
-                for callback in callbacks.get(key, ()):
-                    try:
-                        callback(event)
-                    except Exception:
-                        self.callback_errors += 1
-                        log.exception("callback %r raised on %s", callback, type(event).__name__)
+        """Deliver one event to its callbacks and queue it for iteration.
+
+        The callbacks are those registered when the event is dispatched: one registered or
+        removed by a callback takes effect from the next event.
+        """
+        typed, catch_all = self._routes
+        for callback in typed.get(type(event), catch_all):
+            try:
+                callback(event)
+            except Exception:
+                self.callback_errors += 1
+                log.exception("callback %r raised on %s", callback, type(event).__name__)
         if self._buffer_events:
             self.buffer.push(event, now)
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kraken_proto import (
+    OHLC,
     BackpressureConfig,
     BookUpdate,
     DropPolicy,
@@ -18,6 +19,8 @@ from kraken_proto import (
 )
 from kraken_proto.backpressure import BufferStats, EventBuffer
 from kraken_proto.events import Dropped, Event
+
+MARKET = (Ticker, BookUpdate, Trade, OHLC)
 
 
 def tick(symbol: str, n: int) -> Ticker:
@@ -194,7 +197,8 @@ def test_accounting_identity_and_order_hold_for_any_sequence(
     reported_dropped = reported_coalesced = 0
     for n, (make, symbol, pop) in enumerate(ops):
         buffer.push(make(symbol, n), n * 0.1)  # type: ignore[operator]
-        assert sum(1 for e in buffer._slots if e.droppable) <= depth
+        market = sum(1 for e in buffer._slots if isinstance(getattr(e, "event", e), MARKET))
+        assert market == buffer._market <= depth
         if pop:
             event = buffer.pop(n * 0.1)
             if isinstance(event, Dropped):
@@ -221,3 +225,22 @@ def test_accounting_identity_and_order_hold_for_any_sequence(
     assert acks == [n for n, (make, _, _) in enumerate(ops) if make is ack]
     if policy is not DropPolicy.COALESCE:
         assert stats.coalesced == 0
+
+
+def test_take_needs_no_clock_until_a_summary_is_due_or_a_rate_cap_is_set() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_queue_depth=2, drop_policy=DropPolicy.OLDEST))
+    assert buffer.take() is None
+    buffer.push(trade("A", 1), 0.0)
+    buffer.push(state(2), 0.0)
+    assert buffer.take() == trade("A", 1)
+    assert buffer.take() == state(2)
+    for n in range(3, 6):
+        buffer.push(trade("A", n), 0.0)
+    assert buffer.take() is None  # a Dropped summary is due: it needs the time
+    assert buffer.pop(7.0) == Dropped(1, 0, "oldest", 7.0)
+    assert buffer.take() == trade("A", 4)
+    assert buffer.stats == BufferStats(5, 3, 1, 0, 1)
+    capped = EventBuffer(BackpressureConfig(max_messages_per_second=10))
+    capped.push(trade("A", 1), 0.0)
+    assert capped.take() is None
+    assert capped.pop(0.0) == trade("A", 1)

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from frames import (  # type: ignore[import-not-found]  # tests/frames.py
     HEARTBEAT,
     STATUS,
@@ -49,7 +49,8 @@ from kraken_proto import (
     Trade,
     Unsubscribed,
 )
-from kraken_proto.events import Dropped, Event
+from kraken_proto.config import GapPolicy
+from kraken_proto.events import Dropped, Event, GapDetected
 from kraken_proto.simulator.faults import (
     Close,
     CorruptChecksum,
@@ -59,6 +60,7 @@ from kraken_proto.simulator.faults import (
     Stall,
     TruncatedFrame,
 )
+from kraken_transports import aio
 from kraken_transports.aio import AsyncClient, connect
 from kraken_transports.simserver import run_simulator
 
@@ -1170,3 +1172,101 @@ def test_sim_coalesce_never_merges_trades() -> None:
             assert books_in + tickers_in - books_out - tickers_out == stats.coalesced
 
     run(main(), timeout=20)
+
+
+# --------------------------------------------------------------------------- the read fast path
+
+
+class ScriptedSocket:
+    """Stands in for the aiohttp socket of one ``_read`` call: hands out ``frames``, then
+    ends the read by making the connection no longer the client's current one."""
+
+    def __init__(self, client: AsyncClient, frames: Sequence[str]) -> None:
+        self.client = client
+        self.frames = list(frames)
+        self.closed = False
+        self.close_code = None
+
+    async def receive(self) -> WSMessage:
+        if not self.frames:
+            self.client._conn = None
+            return WSMessage(WSMsgType.TEXT, "", None)
+        return WSMessage(WSMsgType.TEXT, self.frames.pop(0), None)
+
+
+async def read_frames(client: AsyncClient, *frames: str) -> None:
+    """Feed ``frames`` through the driver's reader exactly as received messages."""
+    conn = aio._Connection("wss://example.invalid/v2")
+    client._conn = conn
+    await client._read(conn, ScriptedSocket(client, frames))  # type: ignore[arg-type]
+
+
+def test_market_data_is_delivered_without_moving_the_armed_timer() -> None:
+    async def main() -> None:
+        client = AsyncClient(config("wss://example.invalid/v2", stale_timeout=30.0))
+        client._loop = loop = asyncio.get_running_loop()
+        seen: list[Event] = []
+        client.on(None, seen.append)
+        proto = client._proto
+        now = loop.time()
+        proto.connect(now)
+        proto.connection_made(now)
+        (send,) = [a for a in proto.subscribe("trade", ["BTC/USD"], now) if hasattr(a, "text")]
+        req_id = json.loads(send.text)["req_id"]
+        await read_frames(client, ack("trade", "BTC/USD", req_id))
+        timer, armed_at = client._timer, client._timer_at
+        assert timer is not None and armed_at == proto.next_deadline()
+        await read_frames(client, trade("BTC/USD", 1), trade("BTC/USD", 2), HEARTBEAT)
+        assert [e.trade_id for e in seen if isinstance(e, Trade)] == [1, 2]
+        trades = [e for e in client._router.buffer._slots if isinstance(e, Trade)]
+        assert [e.trade_id for e in trades] == [1, 2]
+        # The trades only moved the stale deadline later: the earlier timer stays armed.
+        assert client._timer is timer
+        deadline = proto.next_deadline()
+        assert deadline is not None and deadline >= armed_at
+        timer.cancel()
+
+    run(main())
+
+
+def test_a_frame_with_other_events_re_arms_the_timer_sequence_gap() -> None:
+    # Under GapPolicy.BUFFER a sequence gap sets a deadline (the buffer's timeout) with no
+    # action but an Emit(GapDetected): the timer must be re-armed to that earlier deadline.
+    async def main() -> None:
+        cfg = config(
+            "wss://example.invalid/v2",
+            api_key="KEY123",
+            api_secret="c2VjcmV0c2VjcmV0",
+            stale_timeout=30.0,
+            gap_policy=GapPolicy.BUFFER,
+            gap_buffer_timeout=0.5,
+        )
+        client = AsyncClient(cfg, private=True)
+        client._loop = loop = asyncio.get_running_loop()
+        seen: list[Event] = []
+        client.on(None, seen.append)
+        proto = client._proto
+        now = loop.time()
+        proto.connect(now)
+        proto.connection_made(now)
+        proto.token_received("WS-TOKEN-0123456789abcdef", now)
+        (send,) = [a for a in proto.subscribe("executions", None, now) if hasattr(a, "text")]
+        req_id = json.loads(send.text)["req_id"]
+
+        def executions(sequence: int, snapshot: bool = False) -> str:
+            kind = "snapshot" if snapshot else "update"
+            frame = {"channel": "executions", "type": kind, "data": [], "sequence": sequence}
+            return json.dumps(frame)
+
+        await read_frames(client, ack("executions", None, req_id), executions(1, snapshot=True))
+        armed_at = client._timer_at
+        later = proto.next_deadline()
+        assert client._timer is not None and later is not None and armed_at <= later
+        await read_frames(client, executions(3))
+        assert [type(e) for e in seen][-1] is GapDetected
+        deadline = proto.next_deadline()
+        assert deadline is not None and deadline < armed_at  # the gap buffer's timeout
+        assert client._timer is not None and client._timer_at == deadline
+        client._timer.cancel()
+
+    run(main())
