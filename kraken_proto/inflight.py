@@ -21,7 +21,6 @@ No clock is read: every method takes ``now``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
@@ -113,20 +112,13 @@ class InFlight:
         self._pending[req_id] = _Pending(req_id, request, now + wait)
         return wait <= 0.0
 
-    def due(self, now: float) -> list[tuple[int, TradingRequest]]:
-        """Paced requests whose time has come, in submission order (not yet marked sent)."""
-        return [
-            (p.req_id, p.request)
-            for p in self._pending.values()
-            if not p.sent and p.ready_at <= now and p.ready_at != _NEVER
-        ]
-
     def take_due(self, now: float) -> list[tuple[int, TradingRequest]]:
-        """Like :meth:`due`, and mark them released so they are not returned twice."""
-        released = self.due(now)
-        for req_id, _ in released:
-            self._pending[req_id].ready_at = _NEVER
-        return released
+        """Paced requests whose time has come, in submission order; each is returned once
+        (it then waits only for the message-rate budget, as the protocol's outbox)."""
+        released = [p for p in self._pending.values() if not p.sent and p.ready_at <= now]
+        for pending in released:
+            pending.ready_at = _NEVER
+        return [(p.req_id, p.request) for p in released]
 
     def sent(self, req_id: int, now: float) -> None:
         """The request left on the socket at ``now``: its response timeout starts."""
@@ -296,14 +288,17 @@ class InFlight:
 
     def _note(self, request: TradingRequest, result: TradingResult, now: float) -> None:
         """Remember when orders were placed or amended: cancel costs depend on their age."""
-        symbol: Any = getattr(request, "symbol", None)
+        symbol = request.symbol
         counter = self._counter
         if isinstance(result, AddOrderResult | EditOrderResult):
             if isinstance(result, EditOrderResult):
                 counter.forget_order(order_id=result.original_order_id)  # replaced
             if symbol and result.order_id:
                 counter.note_order(
-                    symbol, now, order_id=result.order_id, cl_ord_id=_cl_ord_id(result)
+                    symbol,
+                    now,
+                    order_id=result.order_id,
+                    cl_ord_id=getattr(result, "cl_ord_id", None),  # an edit result has none
                 )
         elif isinstance(result, AmendOrderResult):
             known = counter.symbol_of(order_id=result.order_id, cl_ord_id=result.cl_ord_id)
@@ -313,7 +308,3 @@ class InFlight:
             for row in result.orders:
                 if row.order_id:
                     counter.note_order(symbol, now, order_id=row.order_id, cl_ord_id=row.cl_ord_id)
-
-
-def _cl_ord_id(result: AddOrderResult | EditOrderResult) -> str | None:
-    return getattr(result, "cl_ord_id", None)

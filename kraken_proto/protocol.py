@@ -100,7 +100,6 @@ _UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError)
 # Refusals of a subscription that mean this connection's token is no good: reconnect for a
 # fresh one instead of failing the subscription.
 _TOKEN_REFUSED = frozenset({"ESession:Invalid session", "EAPI:Invalid token"})
-_HOSTS = ("public", "auth", "level3")
 PrivateFrame = ExecutionsFrame | BalancesFrame
 
 
