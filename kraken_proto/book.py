@@ -38,9 +38,10 @@ Queries answer only while the book is :attr:`BookState.LIVE`; they build the
 from __future__ import annotations
 
 import enum
+import os
 import zlib
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 
 import msgspec
@@ -49,7 +50,7 @@ from kraken_proto.checksum import CHECKSUM_LEVELS, digits
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel
 
-__all__ = ["BookBase", "BookState", "OrderBook"]
+__all__ = ["ACCELERATED", "BookBase", "BookState", "OrderBook", "apply_live_update"]
 
 _MAX_PRECISION = 18
 _MAX_SCALE = 64  # decimals (and digits before the point) of the most extreme price accepted
@@ -377,11 +378,7 @@ class OrderBook(BookBase):
             raise LocalProtocolError(
                 f"book {self._symbol} is {self._state.value}: apply a snapshot before updates"
             )
-        if asks and self._update(self._asks, asks):
-            self._ask_crc = zlib.crc32(self._asks.text)
-        if bids:
-            self._update(self._bids, bids)
-        return zlib.crc32(self._bids.text, self._ask_crc)
+        return apply_live_update(self, bids, asks)
 
     def checksum(self) -> int:
         """The CRC32 of the current levels, whatever the state."""
@@ -480,8 +477,25 @@ class OrderBook(BookBase):
     # invariant that every level within the top 10 has its fragment: a level set by an
     # update gets one at once; when a delete in the top 10 lifts the 11th level in, that one
     # is formatted if it has none.
+    #
+    # kraken_proto/_speedups.c is the same loop compiled, step for step, reading and writing
+    # the same slots (``_Side``'s and these: ``_asks``, ``_bids``, ``_ask_crc``, ``_qdot``,
+    # ``_pdot``, ``_depth``) and calling back into ``_price``, ``_qty_fragment``,
+    # ``_fragment`` and ``_Side.compact`` off the fast path. Change one, change both:
+    # tests/test_speedups.py compares them field by field.
 
-    def _update(self, side: _Side, updates: Sequence[BookLevel]) -> bool:
+    def _apply_update_py(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel]) -> int:
+        """Apply an update to the live book, return the checksum (see :meth:`apply_update`).
+
+        The reference form of the compiled ``apply_update``, used when that is not built.
+        """
+        if asks and self._update_side_py(self._asks, asks):
+            self._ask_crc = zlib.crc32(self._asks.text)
+        if bids:
+            self._update_side_py(self._bids, bids)
+        return zlib.crc32(self._bids.text, self._ask_crc)
+
+    def _update_side_py(self, side: _Side, updates: Sequence[BookLevel]) -> bool:
         """Apply one side of an update; True (and ``side.text`` rebuilt) if its top 10 moved."""
         keys = side.keys
         toks = side.toks
@@ -625,3 +639,30 @@ def _sorted_side(keys: list[int], toks: list[_Tokens]) -> tuple[list[int], list[
             by_key.pop(key, None)
     ordered = sorted(by_key)
     return ordered, [by_key[key] for key in ordered]
+
+
+_ApplyUpdate = Callable[[OrderBook, Sequence[BookLevel], Sequence[BookLevel]], int]
+
+
+def _compiled_apply_update() -> _ApplyUpdate | None:
+    """The compiled update loop, unless it was not built or ``KRAKEN_WS_PURE_PYTHON`` is set."""
+    if os.environ.get("KRAKEN_WS_PURE_PYTHON"):
+        return None
+    try:
+        from kraken_proto._speedups import apply_update  # noqa: PLC0415
+    except ImportError:
+        return None
+    return apply_update
+
+
+_compiled = _compiled_apply_update()
+apply_live_update: _ApplyUpdate = _compiled or OrderBook._apply_update_py
+"""``apply_live_update(book, bids, asks)``: :meth:`OrderBook.apply_update` for a book known
+to be live (the protocol's hot path; the check is the caller's), compiled when available."""
+
+ACCELERATED = _compiled is not None
+"""Whether books update through the compiled loop (``kraken_proto._speedups``).
+
+It is built at install time when a C compiler is present, and skipped otherwise (or with
+``KRAKEN_WS_PURE_PYTHON=1`` in the environment at import); results are identical either way.
+"""

@@ -27,7 +27,7 @@ from kraken_proto.actions import (
 )
 from kraken_proto.auth import TokenRequest
 from kraken_proto.backoff import Backoff
-from kraken_proto.book import BookState, OrderBook
+from kraken_proto.book import BookState, OrderBook, apply_live_update
 from kraken_proto.config import ClientConfig, Precision
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import (
@@ -924,40 +924,54 @@ class KrakenProtocol:
         return [Emit(event)]
 
     def _on_book(self, frame: BookFrame, now: float) -> list[Action]:
+        if frame.type == "snapshot":
+            return self._on_book_snapshot(frame, now)
         actions: list[Action] = []
-        snapshot = frame.type == "snapshot"
         books = self._books
         for update in frame.data:
             symbol = update.symbol
             book = books.get(symbol)
-            resyncing = False
-            if snapshot:
-                if book is None:
-                    book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
-                resyncing = book.state is BookState.RESYNCING
-            elif book is None:
+            if book is None:
                 problem = f"book update for {symbol} without a snapshot"
                 actions.append(Emit(ProtocolError(problem, "", now)))
                 continue
-            elif not book.is_live:
+            if not book.is_live:
                 continue  # deltas are dropped until the new snapshot arrives
             try:
-                if snapshot:
-                    computed = book.apply_snapshot(update.bids, update.asks)
-                else:
-                    computed = book.apply_update(update.bids, update.asks)
+                # The book is live: straight to the update loop (OrderBook.apply_update
+                # would check that again).
+                computed = apply_live_update(book, update.bids, update.asks)
             except (ArithmeticError, ValueError) as exc:  # no number, NaN, absurd exponents
-                problem = f"unusable number in the {symbol} book: {exc!r}"
-                actions.append(Emit(ProtocolError(problem, "", now)))
-                self._resync("book", symbol, problem, actions, now)
+                self._unusable_book(symbol, exc, actions, now)
                 continue
             if computed != update.checksum:
-                reason = f"checksum mismatch: computed {computed}, Kraken sent {update.checksum}"
-                self._resync("book", symbol, reason, actions, now)
+                self._checksum_mismatch(symbol, computed, update.checksum, actions, now)
                 continue
             _set(update, "received_at", now)
-            if snapshot:
-                _set(update, "snapshot", True)
+            actions.append(Emit(update))
+        if self._silence_timeout is not None:
+            for update in frame.data:
+                self._last_data[("book", update.symbol)] = now
+        return actions
+
+    def _on_book_snapshot(self, frame: BookFrame, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for update in frame.data:
+            symbol = update.symbol
+            book = self._books.get(symbol)
+            if book is None:
+                book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
+            resyncing = book.state is BookState.RESYNCING
+            try:
+                computed = book.apply_snapshot(update.bids, update.asks)
+            except (ArithmeticError, ValueError) as exc:
+                self._unusable_book(symbol, exc, actions, now)
+                continue
+            if computed != update.checksum:
+                self._checksum_mismatch(symbol, computed, update.checksum, actions, now)
+                continue
+            _set(update, "received_at", now)
+            _set(update, "snapshot", True)
             actions.append(Emit(update))
             if resyncing:
                 self._resync_finished(actions, now)
@@ -965,6 +979,19 @@ class KrakenProtocol:
             for update in frame.data:
                 self._last_data[("book", update.symbol)] = now
         return actions
+
+    def _unusable_book(
+        self, symbol: str, exc: Exception, actions: list[Action], now: float
+    ) -> None:
+        problem = f"unusable number in the {symbol} book: {exc!r}"
+        actions.append(Emit(ProtocolError(problem, "", now)))
+        self._resync("book", symbol, problem, actions, now)
+
+    def _checksum_mismatch(
+        self, symbol: str, computed: int, sent: int, actions: list[Action], now: float
+    ) -> None:
+        reason = f"checksum mismatch: computed {computed}, Kraken sent {sent}"
+        self._resync("book", symbol, reason, actions, now)
 
     def _on_private(self, frame: PrivateFrame, now: float) -> list[Action]:
         channel = "executions" if type(frame) is ExecutionsFrame else "balances"

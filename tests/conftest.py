@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+import kraken_proto.book as book_module
+import kraken_proto.protocol as protocol_module
 
 # The suite is a gate (100% branch coverage of kraken_proto): by default hypothesis draws
 # the same examples on every run, so a branch reached only by a lucky example cannot make
@@ -48,3 +52,22 @@ def real_capture_paths() -> dict[str, Path]:
     paths = {path.stem: path for path in real_captures()}
     assert paths, f"no real captures under {shared_data_dir() / 'kraken-v2-real'}"
     return paths
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def book_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests once with each L2 update loop: compiled (if built) and Python.
+
+    ``kraken_proto.book.apply_live_update`` is the compiled loop when it was built; the
+    ``python`` run swaps in the reference loop ``OrderBook._apply_update_py`` everywhere it
+    is used.
+    """
+    compiled = book_module._compiled
+    if request.param == "compiled" and compiled is None:
+        pytest.skip("kraken_proto._speedups is not built")
+    python = book_module.OrderBook._apply_update_py
+    loop = compiled if compiled is not None and request.param == "compiled" else python
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(book_module, "apply_live_update", loop)
+        patch.setattr(protocol_module, "apply_live_update", loop)
+        yield request.param

@@ -19,6 +19,9 @@ from kraken_proto.checksum import book_checksum, digits, level_fragment
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel, BookUpdate
 
+# Every test here runs with the compiled L2 update loop and with the Python one.
+pytestmark = pytest.mark.usefixtures("book_loop")
+
 D = Decimal
 
 # -- replaying the real captures -----------------------------------------------------------------

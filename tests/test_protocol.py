@@ -40,6 +40,9 @@ from kraken_proto import (
     Unsubscribed,
 )
 
+# Every test here runs with the compiled L2 update loop and with the Python one.
+pytestmark = pytest.mark.usefixtures("book_loop")
+
 E = TypeVar("E")
 S = ConnectionState
 

@@ -48,6 +48,9 @@ from kraken_proto.replay import (
 from kraken_proto.state import ConnectionState
 from kraken_proto.wire import BookFrame, decode_data_frame
 
+# Every test here runs with the compiled L2 update loop and with the Python one.
+pytestmark = pytest.mark.usefixtures("book_loop")
+
 # stem: (symbol, depth, book messages, snapshots)
 EXPECTED = {
     "btcusd_l2": ("BTC/USD", 10, 301, 5),

@@ -1,0 +1,759 @@
+/*
+ * kraken_proto._speedups: the L2 book's per-level update loop, compiled.
+ *
+ * apply_update(book, bids, asks) does exactly what OrderBook._apply_update_py in book.py
+ * does, step for step, on the same objects: the side's parallel ``keys``/``toks``/``frags``
+ * lists, its ``prices`` memo, ``lo`` and ``text``. The rare paths (a price token not seen
+ * before, a quantity not padded to the precision, a level lifted into the top 10 without
+ * a fragment, compaction) call back into the Python methods, so every rule lives in one
+ * place and this file only has the common case. The Python loop is the reference: the
+ * tests run both on the same inputs and compare every field, and the package works
+ * without this module (it is optional at build time, and KRAKEN_WS_PURE_PYTHON=1 skips it).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+#define TOP 10       /* levels per side covered by the checksum */
+#define TRUNCATED 64 /* truncated entries a side keeps before compacting */
+#define KNOWN_PRICES 1024 /* price tokens remembered per book side */
+
+static PyObject *s_price, *s_qty_fragment, *s_fragment, *s_compact;
+
+/*
+ * The attributes read and written here. They are __slots__ (and msgspec fields), so
+ * after the first look at a type each one is read straight from its slot in the object,
+ * as the member descriptor would (a generic getattr costs more than a level's whole
+ * update). Any other type, or an attribute that is not a plain object slot, takes the
+ * generic path.
+ */
+enum {
+    A_KEYS, A_TOKS, A_FRAGS, A_PRICES, A_LO, A_TEXT, A_SIGN,  /* _Side */
+    A_ASKS, A_BIDS, A_ASK_CRC, A_QDOT, A_PDOT, A_DEPTH,       /* OrderBook */
+    A_PRICE_TEXT, A_QTY_TEXT,                                  /* BookLevel */
+    N_ATTRS
+};
+static const char *attr_names[N_ATTRS] = {
+    "keys", "toks", "frags", "prices", "lo", "text", "sign",
+    "_asks", "_bids", "_ask_crc", "_qdot", "_pdot", "_depth",
+    "price_text", "qty_text",
+};
+static PyObject *attr_str[N_ATTRS];
+static PyTypeObject *attr_owner[N_ATTRS];  /* the type whose slot offset is known (a ref) */
+static const void *attr_refused[N_ATTRS];  /* a type seen without such a slot (no ref) */
+static Py_ssize_t attr_offset[N_ATTRS];
+static char attr_writable[N_ATTRS];
+
+#define SLOT(obj, attr) (*(PyObject **)((char *)(obj) + attr_offset[attr]))
+
+/* Find the slot of ``attr`` in ``type`` if it is a plain object slot. */
+static void
+learn_slot(PyTypeObject *type, int attr)
+{
+    if (attr_owner[attr] != NULL || attr_refused[attr] == (const void *)type) {
+        return;
+    }
+    attr_refused[attr] = type;
+    if (type->tp_getattro != PyObject_GenericGetAttr) {
+        return;
+    }
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, attr_str[attr]);
+    if (descr == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+        PyType_IsSubtype(type, PyDescr_TYPE(descr))) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX) {
+            Py_INCREF(type);
+            attr_owner[attr] = type;
+            attr_offset[attr] = member->offset;
+            attr_writable[attr] = !(member->flags & READONLY) &&
+                                  type->tp_setattro == PyObject_GenericSetAttr;
+        }
+    }
+    Py_DECREF(descr);
+}
+
+/* getattr(obj, name) as a new reference. */
+static PyObject *
+get_attr(PyObject *obj, int attr)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    learn_slot(type, attr);
+    if (type == attr_owner[attr]) {
+        PyObject *value = SLOT(obj, attr);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(obj, attr_str[attr]);  /* also raises for an unset slot */
+}
+
+/* setattr(obj, name, value); value is not stolen. */
+static int
+set_attr(PyObject *obj, int attr, PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    learn_slot(type, attr);
+    if (type == attr_owner[attr] && attr_writable[attr]) {
+        PyObject *old = SLOT(obj, attr);
+        Py_INCREF(value);
+        SLOT(obj, attr) = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, attr_str[attr], value);
+}
+
+/* A new bytes object with the content of any buffer (``b"" + raw`` in Python). */
+static PyObject *
+copy_token(PyObject *raw)
+{
+    if (PyBytes_CheckExact(raw)) {
+        Py_INCREF(raw);
+        return raw;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *copy = PyBytes_FromStringAndSize(view.buf, view.len);
+    PyBuffer_Release(&view);
+    return copy;
+}
+
+static int
+get_ssize(PyObject *obj, int name, Py_ssize_t *out)
+{
+    PyObject *value = get_attr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    *out = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int
+set_ssize(PyObject *obj, int name, Py_ssize_t value)
+{
+    PyObject *number = PyLong_FromSsize_t(value);
+    if (number == NULL) {
+        return -1;
+    }
+    int result = set_attr(obj, name, number);
+    Py_DECREF(number);
+    return result;
+}
+
+static PyObject *
+get_list(PyObject *obj, int name)
+{
+    PyObject *value = get_attr(obj, name);
+    if (value != NULL && !PyList_CheckExact(value)) {
+        PyErr_Format(PyExc_TypeError, "side.%U must be a list", attr_str[name]);
+        Py_CLEAR(value);
+    }
+    return value;
+}
+
+/*
+ * The checksum fragment of a quantity token on the fast path, or why not:
+ * returns 1 and sets *frag (new reference, or NULL for a zero quantity that deletes),
+ * returns 0 when the token needs the Python path, -1 on error.
+ */
+static int
+fast_fragment(PyObject *price_digits, PyObject *qty, long long qdot, PyObject **frag)
+{
+    const char *q = PyBytes_AS_STRING(qty);
+    Py_ssize_t n = PyBytes_GET_SIZE(qty);
+    char stack[64];
+    char *digits = n <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc(n ? n : 1);
+    if (digits == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* qty.replace(b".", b"").lstrip(b"0") */
+    Py_ssize_t len = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (q[k] != '.') {
+            digits[len++] = q[k];
+        }
+    }
+    Py_ssize_t start = 0;
+    while (start < len && digits[start] == '0') {
+        start++;
+    }
+    int result = 1;
+    *frag = NULL;
+    if (start < len) {
+        int plain = 1;
+        for (Py_ssize_t k = start; k < len; k++) {
+            if (digits[k] < '0' || digits[k] > '9') {
+                plain = 0;
+                break;
+            }
+        }
+        /* qdot == 0: any padding; else qty[qdot:qdot + 1] == b"." as a Python slice */
+        if (plain && qdot != 0) {
+            long long index = qdot > 0 ? qdot : qdot < -1 ? (long long)n + qdot : -1;
+            plain = index >= 0 && index < (long long)n && q[index] == '.';
+        }
+        if (!plain) {
+            result = 0;
+        }
+        else {
+            Py_ssize_t plen = PyBytes_GET_SIZE(price_digits);
+            *frag = PyBytes_FromStringAndSize(NULL, plen + len - start);
+            if (*frag == NULL) {
+                result = -1;
+            }
+            else {
+                char *out = PyBytes_AS_STRING(*frag);
+                memcpy(out, PyBytes_AS_STRING(price_digits), plen);
+                memcpy(out + plen, digits + start, len - start);
+            }
+        }
+    }
+    if (digits != stack) {
+        PyMem_Free(digits);
+    }
+    return result;
+}
+
+/*
+ * The memo entry (key * sign, T(price)) of a price token written at the book's scale: an
+ * optional plain run of digits with its "." at index n + pdot. Returns a new reference,
+ * or NULL with no error set when the token needs OrderBook._price.
+ */
+static PyObject *
+fast_price(PyObject *price, long long pdot, long long sign)
+{
+    const char *p = PyBytes_AS_STRING(price);
+    Py_ssize_t n = PyBytes_GET_SIZE(price);
+    long long dot = (long long)n + pdot;
+    if (pdot >= 0 || dot < 0 || p[dot] != '.' || n > 4096) {
+        return NULL;
+    }
+    char stack[80];
+    char *digits = n < (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc(n);
+    if (digits == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t len = 0;
+    PyObject *entry = NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k == dot) {
+            continue;
+        }
+        if (p[k] < '0' || p[k] > '9') {
+            goto done;  /* a sign, exponent, quote or second "." */
+        }
+        digits[len++] = p[k];
+    }
+    if (len == 0) {
+        goto done;
+    }
+    digits[len] = '\0';
+    PyObject *key = PyLong_FromString(digits, NULL, 10);
+    if (key == NULL) {
+        PyErr_Clear();  /* leave it to OrderBook._price, as int() failing does there */
+        goto done;
+    }
+    if (sign < 0) {
+        Py_SETREF(key, PyNumber_Negative(key));
+        if (key == NULL) {
+            goto done;
+        }
+    }
+    Py_ssize_t start = 0;
+    while (start < len && digits[start] == '0') {
+        start++;
+    }
+    PyObject *text = PyBytes_FromStringAndSize(digits + start, len - start);
+    if (text == NULL) {
+        Py_DECREF(key);
+        goto done;
+    }
+    entry = PyTuple_Pack(2, key, text);
+    Py_DECREF(key);
+    Py_DECREF(text);
+done:
+    if (digits != stack) {
+        PyMem_Free(digits);
+    }
+    return entry;
+}
+
+/* A key as a machine integer when it is an int that fits (most prices at their scale). */
+typedef struct {
+    PyObject *object;
+    long long value;
+    int small;
+} Key;
+
+static Key
+make_key(PyObject *object)
+{
+    Key key = {object, 0, 0};
+    if (PyLong_CheckExact(object)) {
+        int overflow;
+        key.value = PyLong_AsLongLongAndOverflow(object, &overflow);
+        key.small = !overflow;
+    }
+    return key;
+}
+
+/* item < key (op Py_LT) or item == key (Py_EQ), exactly as Python compares them. */
+static int
+compare(PyObject *item, Key *key, int op)
+{
+    if (key->small && PyLong_CheckExact(item)) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (!overflow) {
+            return op == Py_LT ? value < key->value : value == key->value;
+        }
+    }
+    return PyObject_RichCompareBool(item, key->object, op);
+}
+
+/* bisect_left(keys, key, lo) */
+static Py_ssize_t
+bisect_left(PyObject *keys, Key *key, Py_ssize_t lo)
+{
+    Py_ssize_t hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        int less = compare(PyList_GET_ITEM(keys, mid), key, Py_LT);
+        if (less < 0) {
+            return -1;
+        }
+        if (less) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+        /* A comparison may run Python code; the list must not have shrunk under us. */
+        if (hi > PyList_GET_SIZE(keys)) {
+            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+            return -1;
+        }
+    }
+    return lo;
+}
+
+/* side.text = b"".join(frags[max(lo, len(frags) - TOP):][::-1]) */
+static int
+set_text(PyObject *side, PyObject *frags, Py_ssize_t lo)
+{
+    Py_ssize_t end = PyList_GET_SIZE(frags);
+    Py_ssize_t first = end - TOP > lo ? end - TOP : lo;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t k = first; k < end; k++) {
+        PyObject *frag = PyList_GET_ITEM(frags, k);
+        if (!PyBytes_Check(frag)) {
+            PyErr_SetString(PyExc_TypeError, "a checksum fragment is not bytes");
+            return -1;
+        }
+        total += PyBytes_GET_SIZE(frag);
+    }
+    PyObject *text = PyBytes_FromStringAndSize(NULL, total);
+    if (text == NULL) {
+        return -1;
+    }
+    char *out = PyBytes_AS_STRING(text);
+    for (Py_ssize_t k = end - 1; k >= first; k--) {
+        PyObject *frag = PyList_GET_ITEM(frags, k);
+        memcpy(out, PyBytes_AS_STRING(frag), PyBytes_GET_SIZE(frag));
+        out += PyBytes_GET_SIZE(frag);
+    }
+    int result = set_attr(side, A_TEXT, text);
+    Py_DECREF(text);
+    return result;
+}
+
+/* frags[-TOP] = book._fragment(*toks[-TOP]): a level lifted into the top 10. */
+static int
+lift_fragment(PyObject *book, PyObject *toks, PyObject *frags)
+{
+    Py_ssize_t at = PyList_GET_SIZE(frags) - TOP;
+    PyObject *pair = PyList_GET_ITEM(toks, at);
+    if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_TypeError, "book tokens must be (price, qty) tuples");
+        return -1;
+    }
+    PyObject *frag = PyObject_CallMethodObjArgs(
+        book, s_fragment, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), NULL);
+    if (frag == NULL) {
+        return -1;
+    }
+    if (at >= PyList_GET_SIZE(frags)) {
+        Py_DECREF(frag);
+        PyErr_SetString(PyExc_RuntimeError, "book fragments changed during an update");
+        return -1;
+    }
+    PyList_SET_ITEM(frags, at, frag);  /* steals frag */
+    return 0;
+}
+
+/* One side of an update: 1 if its top 10 moved (side.text rebuilt), 0 if not, -1 on error. */
+static int
+apply_side(PyObject *book, PyObject *side, PyObject *sequence)
+{
+    PyObject *keys = NULL, *toks = NULL, *frags = NULL, *prices = NULL, *levels = NULL;
+    PyObject *price = NULL, *qty = NULL, *entry = NULL, *frag = NULL, *pair = NULL;
+    int result = -1;
+    Py_ssize_t lo, depth, qdot_ssize, pdot_ssize, sign_ssize;
+    int dirty = 0;
+
+    if ((keys = get_list(side, A_KEYS)) == NULL || (toks = get_list(side, A_TOKS)) == NULL ||
+        (frags = get_list(side, A_FRAGS)) == NULL) {
+        goto done;
+    }
+    if ((prices = get_attr(side, A_PRICES)) == NULL) {
+        goto done;
+    }
+    if (!PyDict_CheckExact(prices)) {
+        PyErr_SetString(PyExc_TypeError, "side.prices must be a dict");
+        goto done;
+    }
+    if (get_ssize(side, A_LO, &lo) < 0 || get_ssize(book, A_QDOT, &qdot_ssize) < 0 ||
+        get_ssize(book, A_DEPTH, &depth) < 0 || get_ssize(book, A_PDOT, &pdot_ssize) < 0 ||
+        get_ssize(side, A_SIGN, &sign_ssize) < 0) {
+        goto done;
+    }
+    long long qdot = qdot_ssize, pdot = pdot_ssize, sign = sign_ssize;
+    if ((levels = PySequence_Fast(sequence, "levels must be a sequence")) == NULL) {
+        goto done;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(levels);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *level = PySequence_Fast_GET_ITEM(levels, index);
+        PyObject *raw = get_attr(level, A_PRICE_TEXT);
+        if (raw == NULL) {
+            goto done;
+        }
+        price = copy_token(raw);
+        Py_DECREF(raw);
+        if (price == NULL) {
+            goto done;
+        }
+        if ((raw = get_attr(level, A_QTY_TEXT)) == NULL) {
+            goto done;
+        }
+        qty = copy_token(raw);
+        Py_DECREF(raw);
+        if (qty == NULL) {
+            goto done;
+        }
+        /* key, price_digits = known(price) or self._price(side, price) */
+        entry = PyDict_GetItemWithError(prices, price);
+        if (entry != NULL) {
+            Py_INCREF(entry);
+        }
+        else if (PyErr_Occurred()) {
+            goto done;
+        }
+        else if ((entry = fast_price(price, pdot, sign)) != NULL) {
+            if (PyDict_GET_SIZE(prices) >= KNOWN_PRICES) {
+                PyDict_Clear(prices);
+            }
+            if (PyDict_SetItem(prices, price, entry) < 0) {
+                goto done;
+            }
+        }
+        else if (PyErr_Occurred()) {
+            goto done;
+        }
+        else {
+            entry = PyObject_CallMethodObjArgs(book, s_price, side, price, NULL);
+            /* A price with more decimals than the book rescales it: a new pdot. */
+            if (entry == NULL || get_ssize(book, A_PDOT, &pdot_ssize) < 0) {
+                goto done;
+            }
+            pdot = pdot_ssize;
+        }
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 1))) {
+            PyErr_SetString(PyExc_TypeError, "a price entry must be (key, digits bytes)");
+            goto done;
+        }
+        PyObject *key = PyTuple_GET_ITEM(entry, 0);
+        PyObject *price_digits = PyTuple_GET_ITEM(entry, 1);
+
+        int fast = fast_fragment(price_digits, qty, qdot, &frag);
+        if (fast < 0) {
+            goto done;
+        }
+        if (!fast) {
+            frag = PyObject_CallMethodObjArgs(book, s_qty_fragment, price_digits, qty, NULL);
+            if (frag == NULL) {
+                goto done;
+            }
+            if (frag == Py_None) {
+                Py_CLEAR(frag);
+            }
+            else if (!PyBytes_Check(frag)) {
+                PyErr_SetString(PyExc_TypeError, "_qty_fragment must return bytes or None");
+                goto done;
+            }
+        }
+
+        Key search = make_key(key);
+        Py_ssize_t i = bisect_left(keys, &search, lo);
+        if (i < 0) {
+            goto done;
+        }
+        /* Levels better than one inserted at i; the level already at i has rank - 1. */
+        Py_ssize_t rank = PyList_GET_SIZE(keys) - i;
+        int found = 0;
+        if (rank) {
+            found = compare(PyList_GET_ITEM(keys, i), &search, Py_EQ);
+            if (found < 0) {
+                goto done;
+            }
+            if (PyList_GET_SIZE(keys) - i != rank) {
+                PyErr_SetString(PyExc_RuntimeError, "book keys changed during an update");
+                goto done;
+            }
+        }
+        if (found) {
+            if (frag != NULL) {
+                if ((pair = PyTuple_Pack(2, price, qty)) == NULL) {
+                    goto done;
+                }
+                if (PyList_SetItem(toks, i, pair) < 0) {  /* steals pair */
+                    pair = NULL;
+                    goto done;
+                }
+                pair = NULL;
+                if (PyList_SetItem(frags, i, frag) < 0) {  /* steals frag */
+                    frag = NULL;
+                    goto done;
+                }
+                frag = NULL;
+                if (rank <= TOP) {
+                    dirty = 1;
+                }
+            }
+            else {
+                if (PyList_SetSlice(keys, i, i + 1, NULL) < 0 ||
+                    PyList_SetSlice(toks, i, i + 1, NULL) < 0 ||
+                    PyList_SetSlice(frags, i, i + 1, NULL) < 0) {
+                    goto done;
+                }
+                if (rank <= TOP) {
+                    dirty = 1;
+                    Py_ssize_t live = PyList_GET_SIZE(frags) - lo;
+                    if (live >= TOP) {
+                        if (PyList_GET_SIZE(toks) != PyList_GET_SIZE(frags)) {
+                            PyErr_SetString(PyExc_RuntimeError, "book lists out of step");
+                            goto done;
+                        }
+                        PyObject *lifted = PyList_GET_ITEM(frags, PyList_GET_SIZE(frags) - TOP);
+                        if (!PyBytes_Check(lifted)) {
+                            PyErr_SetString(PyExc_TypeError, "a checksum fragment is not bytes");
+                            goto done;
+                        }
+                        if (PyBytes_GET_SIZE(lifted) == 0 && lift_fragment(book, toks, frags) < 0) {
+                            goto done;
+                        }
+                    }
+                }
+            }
+        }
+        else if (frag != NULL) {
+            if ((pair = PyTuple_Pack(2, price, qty)) == NULL) {
+                goto done;
+            }
+            if (i == lo && lo) {
+                /* The new worst level takes the last truncated slot instead of an insert. */
+                lo -= 1;
+                if (set_ssize(side, A_LO, lo) < 0) {
+                    goto done;
+                }
+                Py_INCREF(key);
+                if (PyList_SetItem(keys, lo, key) < 0) {
+                    goto done;
+                }
+                int failed = PyList_SetItem(toks, lo, pair);
+                pair = NULL;
+                if (failed < 0) {
+                    goto done;
+                }
+                failed = PyList_SetItem(frags, lo, frag);
+                frag = NULL;
+                if (failed < 0) {
+                    goto done;
+                }
+            }
+            else {
+                if (PyList_Insert(keys, i, key) < 0 || PyList_Insert(toks, i, pair) < 0 ||
+                    PyList_Insert(frags, i, frag) < 0) {
+                    goto done;
+                }
+                Py_CLEAR(pair);
+                Py_CLEAR(frag);
+            }
+            if (rank < TOP) {
+                dirty = 1;
+            }
+        }
+        Py_CLEAR(price);
+        Py_CLEAR(qty);
+        Py_CLEAR(entry);
+        Py_CLEAR(frag);
+    }
+
+    Py_ssize_t excess = PyList_GET_SIZE(keys) - lo - depth;
+    if (excess > 0) {
+        lo += excess;
+    }
+    if (set_ssize(side, A_LO, lo) < 0) {
+        goto done;
+    }
+    if (lo > TRUNCATED) {
+        PyObject *none = PyObject_CallMethodNoArgs(side, s_compact);
+        if (none == NULL) {
+            goto done;
+        }
+        Py_DECREF(none);
+        lo = 0;
+    }
+    if (dirty && set_text(side, frags, lo) < 0) {
+        goto done;
+    }
+    result = dirty;
+
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(toks);
+    Py_XDECREF(frags);
+    Py_XDECREF(prices);
+    Py_XDECREF(levels);
+    Py_XDECREF(price);
+    Py_XDECREF(qty);
+    Py_XDECREF(entry);
+    Py_XDECREF(frag);
+    Py_XDECREF(pair);
+    return result;
+}
+
+static PyObject *crc32; /* zlib.crc32 */
+
+/* zlib.crc32(text, start) */
+static PyObject *
+checksum(PyObject *text, PyObject *start)
+{
+    PyObject *args[2] = {text, start};
+    return PyObject_Vectorcall(crc32, args, start == NULL ? 1 : 2, NULL);
+}
+
+static PyObject *
+apply_update(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply_update(book, bids, asks) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *book = args[0], *bids = args[1], *asks = args[2];
+    PyObject *side = NULL, *text = NULL, *start = NULL, *result = NULL;
+    Py_ssize_t size = PyObject_Length(asks);
+    if (size < 0) {
+        return NULL;
+    }
+    if (size) {
+        if ((side = get_attr(book, A_ASKS)) == NULL) {
+            goto done;
+        }
+        int dirty = apply_side(book, side, asks);
+        if (dirty < 0) {
+            goto done;
+        }
+        if (dirty) {
+            if ((text = get_attr(side, A_TEXT)) == NULL ||
+                (start = checksum(text, NULL)) == NULL || set_attr(book, A_ASK_CRC, start) < 0) {
+                goto done;
+            }
+            Py_CLEAR(text);
+            Py_CLEAR(start);
+        }
+        Py_CLEAR(side);
+    }
+    if ((side = get_attr(book, A_BIDS)) == NULL || (size = PyObject_Length(bids)) < 0 ||
+        (size && apply_side(book, side, bids) < 0)) {
+        goto done;
+    }
+    if ((text = get_attr(side, A_TEXT)) != NULL && (start = get_attr(book, A_ASK_CRC)) != NULL) {
+        result = checksum(text, start);
+    }
+done:
+    Py_XDECREF(side);
+    Py_XDECREF(text);
+    Py_XDECREF(start);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"apply_update", (PyCFunction)(void (*)(void))apply_update, METH_FASTCALL,
+     "apply_update(book, bids, asks) -> int\n\n"
+     "Apply an update to a live book and return its CRC32. The compiled form of "
+     "OrderBook._apply_update_py."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "kraken_proto._speedups",
+    "The L2 book's update loop, compiled (optional; book.py has the same loop in Python).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+static int
+intern(PyObject **slot, const char *name)
+{
+    *slot = PyUnicode_InternFromString(name);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (intern(&s_price, "_price") < 0 || intern(&s_qty_fragment, "_qty_fragment") < 0 ||
+        intern(&s_fragment, "_fragment") < 0 || intern(&s_compact, "compact") < 0) {
+        return NULL;
+    }
+    for (int attr = 0; attr < N_ATTRS; attr++) {
+        if (intern(&attr_str[attr], attr_names[attr]) < 0) {
+            return NULL;
+        }
+    }
+    PyObject *zlib = PyImport_ImportModule("zlib");
+    if (zlib == NULL) {
+        return NULL;
+    }
+    crc32 = PyObject_GetAttrString(zlib, "crc32");
+    Py_DECREF(zlib);
+    if (crc32 == NULL) {
+        return NULL;
+    }
+    PyObject *self = PyModule_Create(&module);
+    if (self == NULL || PyModule_AddIntConstant(self, "TOP", TOP) < 0 ||
+        PyModule_AddIntConstant(self, "TRUNCATED", TRUNCATED) < 0 ||
+        PyModule_AddIntConstant(self, "KNOWN_PRICES", KNOWN_PRICES) < 0) {
+        Py_XDECREF(self);
+        return NULL;
+    }
+    return self;
+}

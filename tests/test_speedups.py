@@ -1,0 +1,215 @@
+"""The compiled L2 update loop (kraken_proto/_speedups.c) against the Python reference loop.
+
+Both loops get the same books and the same messages; after every message the two books must
+be identical field by field (keys, tokens, fragments, truncation mark, memo of prices,
+checksum text, scale) and return the same checksum, or raise the same error. The rest of
+the book's behaviour is checked under both loops by ``test_book.py`` and ``test_replay.py``
+(the ``book_loop`` fixture).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kraken_proto.book as book_module
+from kraken_proto.book import OrderBook
+from kraken_proto.events import BookLevel
+
+D = Decimal
+compiled = book_module._compiled
+needs_compiled = pytest.mark.skipif(compiled is None, reason="kraken_proto._speedups not built")
+python_loop = OrderBook._apply_update_py
+
+
+def _state(book: OrderBook) -> tuple[Any, ...]:
+    sides = tuple(
+        (side.keys, side.toks, side.frags, side.lo, side.text, side.prices)
+        for side in (book._asks, book._bids)
+    )
+    return (*sides, book._ask_crc, book._scale, book._pdot, book._qdot, book.checksum())
+
+
+def _apply(loop: Any, book: OrderBook, bids: Sequence[BookLevel], asks: Sequence[BookLevel]) -> Any:
+    try:
+        return loop(book, bids, asks)
+    except (ArithmeticError, ValueError) as exc:
+        return type(exc)
+
+
+def _pair(depth: int, pp: int | None, qp: int | None) -> tuple[OrderBook, OrderBook]:
+    return (
+        OrderBook("TST/USD", depth, price_precision=pp, qty_precision=qp),
+        OrderBook("TST/USD", depth, price_precision=pp, qty_precision=qp),
+    )
+
+
+def _levels(*pairs: tuple[bytes, bytes]) -> list[BookLevel]:
+    return [BookLevel(msgspec.Raw(p), msgspec.Raw(q)) for p, q in pairs]
+
+
+# Prices on a small grid (so updates hit existing levels), padded or not, sometimes with more
+# decimals than the book (a rescale in the middle of a message), sometimes in forms only the
+# Python path handles; quantities padded, short, zero in several spellings, or garbage.
+PRICE_TOKENS = st.one_of(
+    st.builds(lambda t: f"{t / 100:.2f}".encode(), st.integers(1, 80)),
+    st.builds(lambda t: f"{t / 100:.2f}".encode(), st.integers(1, 80)),
+    st.builds(lambda t: f"{t / 1000:.3f}".encode(), st.integers(1, 800)),
+    st.builds(lambda t: str(D(t).scaleb(-2).normalize()).encode(), st.integers(1, 80)),
+    st.builds(lambda t: f"{t}".encode(), st.integers(1, 3)),
+    st.builds(lambda t: f"{D(t).scaleb(-2):e}".encode(), st.integers(1, 80)),
+    st.builds(lambda t: f'"{t / 100:.2f}"'.encode(), st.integers(1, 80)),
+    st.sampled_from([b"-0.50", b"0.5.0", b"1e999", b"NaN", b'"x"', b"00.10"]),
+)
+QTY_TOKENS = st.one_of(
+    st.builds(lambda n: f"{n / 10**8:.8f}".encode(), st.integers(0, 10**9)),
+    st.builds(lambda n: f"{n / 10**8:.8f}".encode(), st.integers(1, 10**9)),
+    st.builds(lambda n, p: f"{n / 10**p:.{p}f}".encode(), st.integers(0, 10**6), st.integers(0, 9)),
+    st.sampled_from([b"0", b"0.0", b"0E-8", b'"0.5"', b"1e-3", b"-1.0", b"0.0.1", b"x", b"007"]),
+)
+LEVELS = st.lists(
+    st.builds(lambda p, q: BookLevel(msgspec.Raw(p), msgspec.Raw(q)), PRICE_TOKENS, QTY_TOKENS),
+    max_size=10,
+)
+SNAPSHOT_LEVELS = st.lists(
+    st.builds(
+        lambda t, n: BookLevel(
+            msgspec.Raw(f"{t / 100:.2f}".encode()), msgspec.Raw(f"{n / 10**8:.8f}".encode())
+        ),
+        st.integers(1, 80),
+        st.integers(1, 10**9),
+    ),
+    max_size=40,
+)
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None)
+@given(
+    depth=st.sampled_from([1, 2, 10, 11, 30]),
+    precisions=st.sampled_from([(None, None), (2, 8), (2, None), (None, 8), (3, 4), (0, 0)]),
+    snapshot=st.tuples(SNAPSHOT_LEVELS, SNAPSHOT_LEVELS),
+    updates=st.lists(st.tuples(LEVELS, LEVELS), max_size=30),
+)
+def test_compiled_loop_equals_python_loop(
+    depth: int,
+    precisions: tuple[int | None, int | None],
+    snapshot: tuple[list[BookLevel], list[BookLevel]],
+    updates: list[tuple[list[BookLevel], list[BookLevel]]],
+) -> None:
+    fast, slow = _pair(depth, *precisions)
+    assert fast.apply_snapshot(*snapshot) == slow.apply_snapshot(*snapshot)
+    for bids, asks in updates:
+        result = _apply(compiled, fast, bids, asks)
+        assert result == _apply(python_loop, slow, bids, asks)
+        assert _state(fast) == _state(slow)
+        if isinstance(result, type):  # refused mid-message: the protocol resyncs from here
+            fast.apply_snapshot(*snapshot)
+            slow.apply_snapshot(*snapshot)
+
+
+def _run_both(book_args: tuple[int, int | None, int | None], messages: list[Any]) -> None:
+    fast, slow = _pair(*book_args)
+    first_bids, first_asks = messages[0]
+    fast.apply_snapshot(first_bids, first_asks)
+    slow.apply_snapshot(first_bids, first_asks)
+    for bids, asks in messages[1:]:
+        assert _apply(compiled, fast, bids, asks) == _apply(python_loop, slow, bids, asks)
+        assert _state(fast) == _state(slow)
+
+
+@needs_compiled
+@pytest.mark.parametrize("op", ["change", "delete", "insert"])
+def test_each_rank_alone_matches(op: str) -> None:
+    """One level per message at every rank: the checksum's edge (10th, 11th) included."""
+    bids = _levels(*((f"{100 - 2 * k}.00".encode(), b"1.00000000") for k in range(14)))
+    asks = _levels(*((f"{200 + 2 * k}.00".encode(), b"1.00000000") for k in range(14)))
+    for rank in range(14):
+        qty = {"change": b"2.00000000", "delete": b"0.00000000", "insert": b"3.00000000"}[op]
+        shift = 1 if op == "insert" else 0
+        bid = _levels((f"{100 - 2 * rank - shift}.00".encode(), qty))
+        ask = _levels((f"{200 + 2 * rank + shift}.00".encode(), qty))
+        _run_both((12, 2, 8), [(bids, asks), (bid, []), ([], ask), (bid, ask)])
+
+
+@needs_compiled
+def test_truncated_slots_reuse_and_compaction_match() -> None:
+    """Depth 3, a new worst level every message: slot reuse, then batch compaction (lo > 64)."""
+    messages: list[Any] = [(_levels((b"9.00", b"1.0")), _levels((b"11.00", b"1.0")))]
+    for step in range(300):
+        messages.append(
+            (
+                _levels((f"{8 - step / 100:.2f}".encode(), b"2.0"), (b"9.50", b"1.5")),
+                _levels((f"{12 + step / 100:.2f}".encode(), b"2.0"), (b"10.50", b"0")),
+            )
+        )
+    _run_both((3, 2, 1), messages)
+
+
+@needs_compiled
+def test_a_delete_in_the_top_lifts_an_unformatted_deep_level_alike() -> None:
+    """A deep snapshot formats only its top 10; deleting from the top lifts level 11 in."""
+    bids = _levels(*((f"{100 - k}.00".encode(), b"1.00000000") for k in range(40)))
+    deletes = [_levels((f"{100 - k}.00".encode(), b"0.00000000")) for k in range(30)]
+    _run_both((40, 2, 8), [(bids, []), *((d, []) for d in deletes)])
+
+
+@needs_compiled
+def test_the_memo_of_prices_is_forgotten_alike_when_full() -> None:
+    """More distinct prices than the memo holds (1024 per side): cleared, then refilled."""
+    messages: list[Any] = [([], [])]
+    for step in range(1100):
+        price = f"{1000 + step}.{step % 10}".encode()
+        messages.append((_levels((price, b"1.5")), _levels((b"5000.0", f"{step}.5".encode()))))
+    _run_both((5, 1, 1), messages)
+
+
+@needs_compiled
+def test_the_compiled_loop_has_the_same_limits() -> None:
+    from kraken_proto import _speedups  # noqa: PLC0415
+
+    assert _speedups.TOP == book_module._TOP == 10
+    assert _speedups.TRUNCATED == book_module._TRUNCATED
+    assert _speedups.KNOWN_PRICES == book_module._KNOWN_PRICES
+
+
+class _NoIter:
+    def __len__(self) -> int:
+        return 1
+
+
+@needs_compiled
+def test_the_compiled_loop_refuses_bad_arguments() -> None:
+    assert compiled is not None
+    book = OrderBook("TST/USD", 10)
+    book.apply_snapshot([], [])
+    with pytest.raises(TypeError, match="3 arguments"):
+        compiled(book, [])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="has no len"):
+        compiled(book, 5, 6)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="levels must be a sequence"):
+        compiled(book, [], _NoIter())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        compiled(book, [BookLevel(1, 2)], [])  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        compiled(object(), [], _levels((b"1.0", b"1.0")))  # type: ignore[arg-type]
+
+
+def test_the_compiled_loop_is_chosen_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("kraken_proto._speedups")
+    fake.apply_update = python_loop  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "kraken_proto._speedups", fake)
+    monkeypatch.delenv("KRAKEN_WS_PURE_PYTHON", raising=False)
+    assert book_module._compiled_apply_update() is python_loop
+    monkeypatch.setenv("KRAKEN_WS_PURE_PYTHON", "1")
+    assert book_module._compiled_apply_update() is None
+    monkeypatch.delenv("KRAKEN_WS_PURE_PYTHON")
+    monkeypatch.setitem(__import__("sys").modules, "kraken_proto._speedups", None)
+    assert book_module._compiled_apply_update() is None
