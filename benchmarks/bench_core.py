@@ -28,6 +28,7 @@ from streams import Stream, book_stream, mixed_stream
 
 from kraken_proto import BookResync, BookUpdate, ClientConfig, Emit, KrakenProtocol
 from kraken_proto import ProtocolError as ProtocolErrorEvent
+from kraken_proto.book import ACCELERATED
 
 
 def ready_protocol(stream: Stream) -> KrakenProtocol:
@@ -93,6 +94,8 @@ def main() -> None:
     for _ in range(args.rounds):
         bare = min(bare, time_bare(mixed))
         core = min(core, time_core(mixed))
+    loop = "compiled" if ACCELERATED else "Python (KRAKEN_WS_PURE_PYTHON or not built)"
+    print(f"book update loop: {loop}")
     print(f"mixed stream: {n} frames {mixed.counts}, {verified} book updates verified")
     print(f"  bare msgspec.json.decode : {n / bare:>12,.0f} msg/s  {bare / n * 1e6:6.2f} us/msg")
     print(f"  KrakenProtocol core path : {n / core:>12,.0f} msg/s  {core / n * 1e6:6.2f} us/msg")

@@ -6,18 +6,19 @@
  * lists, its ``prices`` memo, ``lo`` and ``text``. The rare paths (a price token not seen
  * before, a quantity not padded to the precision, a level lifted into the top 10 without
  * a fragment, compaction) call back into the Python methods, so every rule lives in one
- * place and this file only has the common case. The Python loop is the reference: the
- * tests run both on the same inputs and compare every field, and the package works
- * without this module (it is optional at build time, and KRAKEN_WS_PURE_PYTHON=1 skips it).
+ * place and this file only has the common case (and a CRC-32 equal to zlib's). The Python
+ * loop is the reference: the tests run both on the same inputs and compare every field,
+ * and the package works without this module (it is optional at build time, and
+ * KRAKEN_WS_PURE_PYTHON=1 skips it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 #include <string.h>
 
 #define TOP 10       /* levels per side covered by the checksum */
 #define TRUNCATED 64 /* truncated entries a side keeps before compacting */
-#define KNOWN_PRICES 1024 /* price tokens remembered per book side */
 
 static PyObject *s_price, *s_qty_fragment, *s_fragment, *s_compact;
 
@@ -109,21 +110,23 @@ set_attr(PyObject *obj, int attr, PyObject *value)
     return PyObject_SetAttr(obj, attr_str[attr], value);
 }
 
-/* A new bytes object with the content of any buffer (``b"" + raw`` in Python). */
-static PyObject *
-copy_token(PyObject *raw)
+/* The buffer of a level's token (``level.price_text``/``qty_text``, a msgspec.Raw). */
+static int
+token_view(PyObject *level, int attr, Py_buffer *view)
 {
-    if (PyBytes_CheckExact(raw)) {
-        Py_INCREF(raw);
-        return raw;
+    PyObject *raw = get_attr(level, attr);
+    if (raw == NULL) {
+        return -1;
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    PyObject *copy = PyBytes_FromStringAndSize(view.buf, view.len);
-    PyBuffer_Release(&view);
-    return copy;
+    int result = PyObject_GetBuffer(raw, view, PyBUF_SIMPLE);
+    Py_DECREF(raw);
+    return result;
+}
+
+static PyObject *
+view_bytes(Py_buffer *view)
+{
+    return PyBytes_FromStringAndSize(view->buf, view->len);
 }
 
 static int
@@ -161,132 +164,88 @@ get_list(PyObject *obj, int name)
     return value;
 }
 
-/*
- * The checksum fragment of a quantity token on the fast path, or why not:
- * returns 1 and sets *frag (new reference, or NULL for a zero quantity that deletes),
- * returns 0 when the token needs the Python path, -1 on error.
- */
-static int
-fast_fragment(PyObject *price_digits, PyObject *qty, long long qdot, PyObject **frag)
-{
-    const char *q = PyBytes_AS_STRING(qty);
-    Py_ssize_t n = PyBytes_GET_SIZE(qty);
-    char stack[64];
-    char *digits = n <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc(n ? n : 1);
-    if (digits == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    /* qty.replace(b".", b"").lstrip(b"0") */
-    Py_ssize_t len = 0;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (q[k] != '.') {
-            digits[len++] = q[k];
-        }
-    }
-    Py_ssize_t start = 0;
-    while (start < len && digits[start] == '0') {
-        start++;
-    }
-    int result = 1;
-    *frag = NULL;
-    if (start < len) {
-        int plain = 1;
-        for (Py_ssize_t k = start; k < len; k++) {
-            if (digits[k] < '0' || digits[k] > '9') {
-                plain = 0;
-                break;
-            }
-        }
-        /* qdot == 0: any padding; else qty[qdot:qdot + 1] == b"." as a Python slice */
-        if (plain && qdot != 0) {
-            long long index = qdot > 0 ? qdot : qdot < -1 ? (long long)n + qdot : -1;
-            plain = index >= 0 && index < (long long)n && q[index] == '.';
-        }
-        if (!plain) {
-            result = 0;
-        }
-        else {
-            Py_ssize_t plen = PyBytes_GET_SIZE(price_digits);
-            *frag = PyBytes_FromStringAndSize(NULL, plen + len - start);
-            if (*frag == NULL) {
-                result = -1;
-            }
-            else {
-                char *out = PyBytes_AS_STRING(*frag);
-                memcpy(out, PyBytes_AS_STRING(price_digits), plen);
-                memcpy(out + plen, digits + start, len - start);
-            }
-        }
-    }
-    if (digits != stack) {
-        PyMem_Free(digits);
-    }
-    return result;
-}
+#define MAX_FAST_DIGITS 18 /* a price parsed here fits a long long */
 
 /*
- * The memo entry (key * sign, T(price)) of a price token written at the book's scale: an
- * optional plain run of digits with its "." at index n + pdot. Returns a new reference,
- * or NULL with no error set when the token needs OrderBook._price.
+ * A price token written at the book's scale, as OrderBook._price reads it on its fast
+ * path: digits with the "." at index n + pdot (pdot < 0). Sets *value to the digits as an
+ * integer and writes them, leading zeros stripped (T(price)), to out; returns their
+ * length, or -1 when the token needs OrderBook._price (no error set).
  */
-static PyObject *
-fast_price(PyObject *price, long long pdot, long long sign)
+static Py_ssize_t
+parse_price(const char *p, Py_ssize_t n, long long pdot, long long *value, char *out)
 {
-    const char *p = PyBytes_AS_STRING(price);
-    Py_ssize_t n = PyBytes_GET_SIZE(price);
     long long dot = (long long)n + pdot;
-    if (pdot >= 0 || dot < 0 || p[dot] != '.' || n > 4096) {
-        return NULL;
+    if (pdot >= 0 || dot < 0 || p[dot] != '.' || n - 1 > MAX_FAST_DIGITS) {
+        return -1;
     }
-    char stack[80];
-    char *digits = n < (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc(n);
-    if (digits == NULL) {
-        return PyErr_NoMemory();
-    }
+    long long v = 0;
     Py_ssize_t len = 0;
-    PyObject *entry = NULL;
     for (Py_ssize_t k = 0; k < n; k++) {
         if (k == dot) {
             continue;
         }
-        if (p[k] < '0' || p[k] > '9') {
-            goto done;  /* a sign, exponent, quote or second "." */
+        char c = p[k];
+        if (c < '0' || c > '9') {
+            return -1; /* a sign, exponent, quote or second "." */
         }
-        digits[len++] = p[k];
-    }
-    if (len == 0) {
-        goto done;
-    }
-    digits[len] = '\0';
-    PyObject *key = PyLong_FromString(digits, NULL, 10);
-    if (key == NULL) {
-        PyErr_Clear();  /* leave it to OrderBook._price, as int() failing does there */
-        goto done;
-    }
-    if (sign < 0) {
-        Py_SETREF(key, PyNumber_Negative(key));
-        if (key == NULL) {
-            goto done;
+        v = v * 10 + (c - '0');
+        if (len || c != '0') {
+            out[len++] = c;
         }
     }
+    *value = v;
+    return len;
+}
+
+/*
+ * The checksum fragment T(price) + T(qty) of a level on the fast path, or why not:
+ * returns 1 and sets *frag (new reference, or NULL for a zero quantity that deletes),
+ * returns 0 when the quantity needs OrderBook._qty_fragment, -1 on error.
+ */
+static int
+fast_fragment(const char *pd, Py_ssize_t plen, const char *q, Py_ssize_t n, long long qdot,
+              PyObject **frag)
+{
+    *frag = NULL;
+    /* qty.replace(b".", b"").lstrip(b"0"): find the first digit that stays */
     Py_ssize_t start = 0;
-    while (start < len && digits[start] == '0') {
+    while (start < n && (q[start] == '0' || q[start] == '.')) {
         start++;
     }
-    PyObject *text = PyBytes_FromStringAndSize(digits + start, len - start);
-    if (text == NULL) {
-        Py_DECREF(key);
-        goto done;
+    Py_ssize_t len = 0;
+    for (Py_ssize_t k = start; k < n; k++) {
+        if (q[k] == '.') {
+            continue;
+        }
+        if (q[k] < '0' || q[k] > '9') {
+            return 0;
+        }
+        len++;
     }
-    entry = PyTuple_Pack(2, key, text);
-    Py_DECREF(key);
-    Py_DECREF(text);
-done:
-    if (digits != stack) {
-        PyMem_Free(digits);
+    if (len == 0) {
+        return 1; /* all zeros: a delete */
     }
-    return entry;
+    /* qdot == 0: any padding; else qty[qdot:qdot + 1] == b"." as a Python slice */
+    if (qdot != 0) {
+        long long index = qdot > 0 ? qdot : qdot < -1 ? (long long)n + qdot : -1;
+        if (index < 0 || index >= (long long)n || q[index] != '.') {
+            return 0;
+        }
+    }
+    *frag = PyBytes_FromStringAndSize(NULL, plen + len);
+    if (*frag == NULL) {
+        return -1;
+    }
+    char *out = PyBytes_AS_STRING(*frag);
+    memcpy(out, pd, plen);
+    out += plen;
+    for (Py_ssize_t k = start; k < n; k++) {
+        if (q[k] != '.') {
+            *out++ = q[k];
+        }
+    }
+    return 1;
 }
 
 /* A key as a machine integer when it is an int that fits (most prices at their scale). */
@@ -408,6 +367,10 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
 {
     PyObject *keys = NULL, *toks = NULL, *frags = NULL, *prices = NULL, *levels = NULL;
     PyObject *price = NULL, *qty = NULL, *entry = NULL, *frag = NULL, *pair = NULL;
+    PyObject *key = NULL;
+    Py_buffer pview, qview;
+    int have_pview = 0, have_qview = 0;
+    char pdigits[MAX_FAST_DIGITS + 1];
     int result = -1;
     Py_ssize_t lo, depth, qdot_ssize, pdot_ssize, sign_ssize;
     int dirty = 0;
@@ -435,64 +398,65 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
     Py_ssize_t count = PySequence_Fast_GET_SIZE(levels);
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *level = PySequence_Fast_GET_ITEM(levels, index);
-        PyObject *raw = get_attr(level, A_PRICE_TEXT);
-        if (raw == NULL) {
+        if (token_view(level, A_PRICE_TEXT, &pview) < 0) {
             goto done;
         }
-        price = copy_token(raw);
-        Py_DECREF(raw);
-        if (price == NULL) {
+        have_pview = 1;
+        if (token_view(level, A_QTY_TEXT, &qview) < 0) {
             goto done;
         }
-        if ((raw = get_attr(level, A_QTY_TEXT)) == NULL) {
-            goto done;
-        }
-        qty = copy_token(raw);
-        Py_DECREF(raw);
-        if (qty == NULL) {
-            goto done;
-        }
-        /* key, price_digits = known(price) or self._price(side, price) */
-        entry = PyDict_GetItemWithError(prices, price);
-        if (entry != NULL) {
-            Py_INCREF(entry);
-        }
-        else if (PyErr_Occurred()) {
-            goto done;
-        }
-        else if ((entry = fast_price(price, pdot, sign)) != NULL) {
-            if (PyDict_GET_SIZE(prices) >= KNOWN_PRICES) {
-                PyDict_Clear(prices);
-            }
-            if (PyDict_SetItem(prices, price, entry) < 0) {
+        have_qview = 1;
+        /* key, price_digits: parsed here, or known(price) or self._price(side, price) */
+        const char *pd = pdigits;
+        long long value;
+        Py_ssize_t plen = parse_price(pview.buf, pview.len, pdot, &value, pdigits);
+        if (plen >= 0) {
+            if ((key = PyLong_FromLongLong(sign < 0 ? -value : value)) == NULL) {
                 goto done;
             }
-        }
-        else if (PyErr_Occurred()) {
-            goto done;
         }
         else {
-            entry = PyObject_CallMethodObjArgs(book, s_price, side, price, NULL);
-            /* A price with more decimals than the book rescales it: a new pdot. */
-            if (entry == NULL || get_ssize(book, A_PDOT, &pdot_ssize) < 0) {
+            if ((price = view_bytes(&pview)) == NULL) {
                 goto done;
             }
-            pdot = pdot_ssize;
+            entry = PyDict_GetItemWithError(prices, price);
+            if (entry != NULL) {
+                Py_INCREF(entry);
+            }
+            else if (PyErr_Occurred()) {
+                goto done;
+            }
+            else {
+                entry = PyObject_CallMethodObjArgs(book, s_price, side, price, NULL);
+                /* A price with more decimals than the book rescales it: a new pdot. */
+                if (entry == NULL || get_ssize(book, A_PDOT, &pdot_ssize) < 0) {
+                    goto done;
+                }
+                pdot = pdot_ssize;
+            }
+            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+                !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 1))) {
+                PyErr_SetString(PyExc_TypeError, "a price entry must be (key, digits bytes)");
+                goto done;
+            }
+            key = PyTuple_GET_ITEM(entry, 0);
+            Py_INCREF(key);
+            pd = PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 1));
+            plen = PyBytes_GET_SIZE(PyTuple_GET_ITEM(entry, 1));
         }
-        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
-            !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 1))) {
-            PyErr_SetString(PyExc_TypeError, "a price entry must be (key, digits bytes)");
-            goto done;
-        }
-        PyObject *key = PyTuple_GET_ITEM(entry, 0);
-        PyObject *price_digits = PyTuple_GET_ITEM(entry, 1);
 
-        int fast = fast_fragment(price_digits, qty, qdot, &frag);
+        int fast = fast_fragment(pd, plen, qview.buf, qview.len, qdot, &frag);
         if (fast < 0) {
             goto done;
         }
         if (!fast) {
+            PyObject *price_digits = PyBytes_FromStringAndSize(pd, plen);
+            if (price_digits == NULL || (qty = view_bytes(&qview)) == NULL) {
+                Py_XDECREF(price_digits);
+                goto done;
+            }
             frag = PyObject_CallMethodObjArgs(book, s_qty_fragment, price_digits, qty, NULL);
+            Py_DECREF(price_digits);
             if (frag == NULL) {
                 goto done;
             }
@@ -504,6 +468,15 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
                 goto done;
             }
         }
+        /* The level is kept: copies of its tokens, so the book holds no frame's buffer. */
+        if (frag != NULL && ((price == NULL && (price = view_bytes(&pview)) == NULL) ||
+                             (qty == NULL && (qty = view_bytes(&qview)) == NULL))) {
+            goto done;
+        }
+        PyBuffer_Release(&pview);
+        have_pview = 0;
+        PyBuffer_Release(&qview);
+        have_qview = 0;
 
         Key search = make_key(key);
         Py_ssize_t i = bisect_left(keys, &search, lo);
@@ -608,6 +581,7 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
         Py_CLEAR(price);
         Py_CLEAR(qty);
         Py_CLEAR(entry);
+        Py_CLEAR(key);
         Py_CLEAR(frag);
     }
 
@@ -642,17 +616,82 @@ done:
     Py_XDECREF(entry);
     Py_XDECREF(frag);
     Py_XDECREF(pair);
+    Py_XDECREF(key);
+    if (have_pview) {
+        PyBuffer_Release(&pview);
+    }
+    if (have_qview) {
+        PyBuffer_Release(&qview);
+    }
     return result;
 }
 
-static PyObject *crc32; /* zlib.crc32 */
+/*
+ * CRC-32 as zlib.crc32 computes it (reflected polynomial 0xEDB88320), eight bytes at a
+ * time. Calling zlib.crc32 from here cost more than the rest of a one-level update: its
+ * call overhead plus a byte-at-a-time loop over the ~150 bytes of a side's top 10.
+ */
+static uint32_t crc_table[8][256];
 
-/* zlib.crc32(text, start) */
+static void
+crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = crc_table[0][n];
+        for (int k = 1; k < 8; k++) {
+            c = crc_table[0][c & 0xff] ^ (c >> 8);
+            crc_table[k][n] = c;
+        }
+    }
+}
+
+static uint32_t
+crc32_update(uint32_t crc, const unsigned char *p, size_t len)
+{
+    crc = ~crc;
+    while (len >= 8) {
+        uint32_t one = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                              (uint32_t)p[3] << 24);
+        uint32_t two = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
+                       (uint32_t)p[7] << 24;
+        crc = crc_table[7][one & 0xff] ^ crc_table[6][(one >> 8) & 0xff] ^
+              crc_table[5][(one >> 16) & 0xff] ^ crc_table[4][one >> 24] ^
+              crc_table[3][two & 0xff] ^ crc_table[2][(two >> 8) & 0xff] ^
+              crc_table[1][(two >> 16) & 0xff] ^ crc_table[0][two >> 24];
+        p += 8;
+        len -= 8;
+    }
+    while (len--) {
+        crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    }
+    return ~crc;
+}
+
+/* zlib.crc32(text, start), with start NULL for 0. */
 static PyObject *
 checksum(PyObject *text, PyObject *start)
 {
-    PyObject *args[2] = {text, start};
-    return PyObject_Vectorcall(crc32, args, start == NULL ? 1 : 2, NULL);
+    if (!PyBytes_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "a side's checksum text is not bytes");
+        return NULL;
+    }
+    unsigned long initial = 0;
+    if (start != NULL) {
+        initial = PyLong_AsUnsignedLong(start);
+        if (initial == (unsigned long)-1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    uint32_t crc = crc32_update((uint32_t)initial, (const unsigned char *)PyBytes_AS_STRING(text),
+                                (size_t)PyBytes_GET_SIZE(text));
+    return PyLong_FromUnsignedLong(crc);
 }
 
 static PyObject *
@@ -739,19 +778,10 @@ PyInit__speedups(void)
             return NULL;
         }
     }
-    PyObject *zlib = PyImport_ImportModule("zlib");
-    if (zlib == NULL) {
-        return NULL;
-    }
-    crc32 = PyObject_GetAttrString(zlib, "crc32");
-    Py_DECREF(zlib);
-    if (crc32 == NULL) {
-        return NULL;
-    }
+    crc_init();
     PyObject *self = PyModule_Create(&module);
     if (self == NULL || PyModule_AddIntConstant(self, "TOP", TOP) < 0 ||
-        PyModule_AddIntConstant(self, "TRUNCATED", TRUNCATED) < 0 ||
-        PyModule_AddIntConstant(self, "KNOWN_PRICES", KNOWN_PRICES) < 0) {
+        PyModule_AddIntConstant(self, "TRUNCATED", TRUNCATED) < 0) {
         Py_XDECREF(self);
         return NULL;
     }

@@ -12,5 +12,3 @@ TOP: int
 """Levels per side covered by the checksum (``kraken_proto.book._TOP``)."""
 TRUNCATED: int
 """Truncated entries a side keeps before compacting (``kraken_proto.book._TRUNCATED``)."""
-KNOWN_PRICES: int
-"""Price tokens remembered per book side (``kraken_proto.book._KNOWN_PRICES``)."""
