@@ -8,7 +8,8 @@ trades, 10% tickers and the rest ohlc and heartbeats. Each round feeds a fresh
 then times ``receive_data`` over every frame; the same frames are timed through bare
 ``msgspec.json.decode`` in the same process, alternating with the core rounds. The best
 round of each is reported, since other load on the machine only ever adds time. A second
-part compares the per-update cost of book-only streams at depth 10 and depth 1000.
+part compares the per-update cost of book-only streams at depth 10 and depth 1000 (also
+alternated; the depth-1000 stream carries about 14% more levels per message).
 """
 
 from __future__ import annotations
@@ -101,12 +102,17 @@ def main() -> None:
     print(f"  KrakenProtocol core path : {n / core:>12,.0f} msg/s  {core / n * 1e6:6.2f} us/msg")
     print(f"  ratio core / bare decode : {core / bare:6.2f}x")
 
-    per_update = {}
-    for depth in (10, 1000):
-        books = book_stream(depth, updates=args.frames // 2)
+    streams = {depth: book_stream(depth, updates=args.frames // 2) for depth in (10, 1000)}
+    for books in streams.values():
         check(books)
-        per_update[depth] = best(time_core, books, args.rounds) / len(books.timed)
-        print(f"book-only depth {depth:>4}: {per_update[depth] * 1e6:6.2f} us/update")
+    # Alternated as above, so that both depths see the same background load.
+    best_time = dict.fromkeys(streams, float("inf"))
+    for _ in range(args.rounds):
+        for depth, books in streams.items():
+            best_time[depth] = min(best_time[depth], time_core(books))
+    per_update = {depth: best_time[depth] / len(streams[depth].timed) for depth in streams}
+    for depth, cost in per_update.items():
+        print(f"book-only depth {depth:>4}: {cost * 1e6:6.2f} us/update")
     print(f"  depth 1000 / depth 10    : {per_update[1000] / per_update[10]:6.2f}x")
 
 

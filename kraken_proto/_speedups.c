@@ -281,11 +281,27 @@ compare(PyObject *item, Key *key, int op)
     return PyObject_RichCompareBool(item, key->object, op);
 }
 
-/* bisect_left(keys, key, lo) */
+/*
+ * bisect_left(keys, key, lo), galloping from the end first: the best levels are at the end
+ * of the list and most updates land near them, so this touches few (and recently used)
+ * keys even in a depth-1000 book, where a plain bisection starts in the cold middle.
+ */
 static Py_ssize_t
 bisect_left(PyObject *keys, Key *key, Py_ssize_t lo)
 {
-    Py_ssize_t hi = PyList_GET_SIZE(keys);
+    Py_ssize_t size = PyList_GET_SIZE(keys);
+    Py_ssize_t hi = size; /* the answer is in [lo, hi] */
+    for (Py_ssize_t gap = 1; hi - gap >= lo; gap *= 2) {
+        int less = compare(PyList_GET_ITEM(keys, hi - gap), key, Py_LT);
+        if (less < 0) {
+            return -1;
+        }
+        if (less) {
+            lo = hi - gap + 1;
+            break;
+        }
+        hi -= gap;
+    }
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
         int less = compare(PyList_GET_ITEM(keys, mid), key, Py_LT);
@@ -298,13 +314,37 @@ bisect_left(PyObject *keys, Key *key, Py_ssize_t lo)
         else {
             hi = mid;
         }
-        /* A comparison may run Python code; the list must not have shrunk under us. */
-        if (hi > PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
-            return -1;
-        }
+    }
+    /* A comparison may run Python code; the list must not have changed under us. */
+    if (PyList_GET_SIZE(keys) != size) {
+        PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+        return -1;
     }
     return lo;
+}
+
+/*
+ * list.insert(where, item) with one memmove: PyList_Insert moves the tail a pointer at a
+ * time, which dominated an update in the middle of a depth-1000 book.
+ */
+static int
+list_insert(PyObject *list, Py_ssize_t where, PyObject *item)
+{
+    Py_ssize_t size = PyList_GET_SIZE(list);
+    if (where >= size) {
+        return PyList_Append(list, item);
+    }
+    /* Grow by one by appending the last item again, then shift [where, size - 1) up one. */
+    PyObject *last = PyList_GET_ITEM(list, size - 1);
+    if (PyList_Append(list, last) < 0) {
+        return -1;
+    }
+    PyObject **items = ((PyListObject *)list)->ob_item;
+    memmove(&items[where + 1], &items[where], (size_t)(size - 1 - where) * sizeof(PyObject *));
+    Py_INCREF(item);
+    items[where] = item;
+    Py_DECREF(last); /* it was referenced twice (old and new last slot) and is now once */
+    return 0;
 }
 
 /* side.text = b"".join(frags[max(lo, len(frags) - TOP):][::-1]) */
@@ -567,8 +607,8 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
                 }
             }
             else {
-                if (PyList_Insert(keys, i, key) < 0 || PyList_Insert(toks, i, pair) < 0 ||
-                    PyList_Insert(frags, i, frag) < 0) {
+                if (list_insert(keys, i, key) < 0 || list_insert(toks, i, pair) < 0 ||
+                    list_insert(frags, i, frag) < 0) {
                     goto done;
                 }
                 Py_CLEAR(pair);
