@@ -1,15 +1,16 @@
 /*
  * kraken_proto._speedups: the L2 book's per-level update loop, compiled.
  *
- * apply_update(book, bids, asks) does exactly what OrderBook._apply_update_py in book.py
- * does, step for step, on the same objects: the side's parallel ``keys``/``toks``/``frags``
- * lists, its ``prices`` memo, ``lo`` and ``text``. The rare paths (a price token not seen
- * before, a quantity not padded to the precision, a level lifted into the top 10 without
- * a fragment, compaction) call back into the Python methods, so every rule lives in one
- * place and this file only has the common case (and a CRC-32 equal to zlib's). The Python
- * loop is the reference: the tests run both on the same inputs and compare every field,
- * and the package works without this module (it is optional at build time, and
- * KRAKEN_WS_PURE_PYTHON=1 skips it).
+ * apply_update(book, bids, asks) does what OrderBook._apply_update_py in book.py does,
+ * step for step, on the same objects: the side's parallel ``keys``/``toks``/``frags``
+ * lists, ``lo`` and ``text``. It reads the padded wire format itself (a price with its "."
+ * at the book's scale, a quantity padded to its precision) where the Python loop consults
+ * its memo of prices; the rare paths (any other token, a level lifted into the top 10
+ * without a fragment, compaction) call back into the Python methods, so every rule lives
+ * in one place and this file only has the common case (and a CRC-32 equal to zlib's).
+ * The Python loop is the reference: the tests run both on the same inputs and compare
+ * every field, and the package works without this module (it is optional at build time,
+ * and KRAKEN_WS_PURE_PYTHON=1 skips it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

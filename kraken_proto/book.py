@@ -480,9 +480,10 @@ class OrderBook(BookBase):
     #
     # kraken_proto/_speedups.c is the same loop compiled, step for step, reading and writing
     # the same slots (``_Side``'s and these: ``_asks``, ``_bids``, ``_ask_crc``, ``_qdot``,
-    # ``_pdot``, ``_depth``) and calling back into ``_price``, ``_qty_fragment``,
-    # ``_fragment`` and ``_Side.compact`` off the fast path. Change one, change both:
-    # tests/test_speedups.py compares them field by field.
+    # ``_pdot``, ``_depth``). It parses the padded tokens itself instead of consulting
+    # ``_Side.prices`` and calls back into ``_price``, ``_qty_fragment``, ``_fragment`` and
+    # ``_Side.compact`` off the fast path. Change one, change both: tests/test_speedups.py
+    # compares them field by field.
 
     def _apply_update_py(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel]) -> int:
         """Apply an update to the live book, return the checksum (see :meth:`apply_update`).

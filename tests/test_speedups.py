@@ -9,6 +9,7 @@ the book's behaviour is checked under both loops by ``test_book.py`` and ``test_
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Sequence
 from decimal import Decimal
@@ -205,11 +206,11 @@ def test_the_compiled_loop_refuses_bad_arguments() -> None:
 def test_the_compiled_loop_is_chosen_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("kraken_proto._speedups")
     fake.apply_update = python_loop  # type: ignore[attr-defined]
-    monkeypatch.setitem(__import__("sys").modules, "kraken_proto._speedups", fake)
+    monkeypatch.setitem(sys.modules, "kraken_proto._speedups", fake)
     monkeypatch.delenv("KRAKEN_WS_PURE_PYTHON", raising=False)
     assert book_module._compiled_apply_update() is python_loop
     monkeypatch.setenv("KRAKEN_WS_PURE_PYTHON", "1")
     assert book_module._compiled_apply_update() is None
     monkeypatch.delenv("KRAKEN_WS_PURE_PYTHON")
-    monkeypatch.setitem(__import__("sys").modules, "kraken_proto._speedups", None)
+    monkeypatch.setitem(sys.modules, "kraken_proto._speedups", None)
     assert book_module._compiled_apply_update() is None
