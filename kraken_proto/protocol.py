@@ -899,9 +899,7 @@ class KrakenProtocol:
             _set(entry, "received_at", now)
             append(Emit(entry))
         if self._silence_timeout is not None:
-            channel = _CHANNEL_OF[type(frame)]
-            for entry in frame.data:
-                self._last_data[(channel, entry.symbol)] = now
+            self._heard(_CHANNEL_OF[type(frame)], frame.data, now)
         return actions
 
     def _on_heartbeat(self, frame: HeartbeatFrame, now: float) -> list[Action]:
@@ -950,8 +948,7 @@ class KrakenProtocol:
             _set(update, "received_at", now)
             actions.append(Emit(update))
         if self._silence_timeout is not None:
-            for update in frame.data:
-                self._last_data[("book", update.symbol)] = now
+            self._heard("book", frame.data, now)
         return actions
 
     def _on_book_snapshot(self, frame: BookFrame, now: float) -> list[Action]:
@@ -976,9 +973,13 @@ class KrakenProtocol:
             if resyncing:
                 self._resync_finished(actions, now)
         if self._silence_timeout is not None:
-            for update in frame.data:
-                self._last_data[("book", update.symbol)] = now
+            self._heard("book", frame.data, now)
         return actions
+
+    def _heard(self, channel: str, entries: Sequence[Any], now: float) -> None:
+        """Note data for each entry's symbol on ``channel`` (the silent-subscription check)."""
+        for entry in entries:
+            self._last_data[(channel, entry.symbol)] = now
 
     def _unusable_book(
         self, symbol: str, exc: Exception, actions: list[Action], now: float
@@ -1088,8 +1089,7 @@ class KrakenProtocol:
             if snapshot and resyncing:
                 self._resync_finished(actions, now)
         if self._silence_timeout is not None:
-            for update in frame.data:
-                self._last_data[("level3", update.symbol)] = now
+            self._heard("level3", frame.data, now)
         return actions
 
     def _receive_other(self, payload: bytes | str, error: Exception, now: float) -> list[Action]:
