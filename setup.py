@@ -8,6 +8,6 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("kraken_proto._speedups", ["kraken_proto/_speedups.c"], optional=True),
+        Extension("kraken_proto._speedups", ["src/kraken_proto/_speedups.c"], optional=True),
     ],
 )

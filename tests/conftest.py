@@ -1,8 +1,9 @@
-"""Shared test helpers: where the recorded Kraken data lives; hypothesis profiles."""
+"""Shared test helpers: where the test data lives (``tests/data``); hypothesis profiles."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,15 +22,32 @@ settings.register_profile("explore", deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def shared_data_dir() -> Path:
-    """``shared/data`` beside the checkout (CI lays shared/ next to its clone).
+DATA_DIR = Path(__file__).resolve().parent / "data"
+"""The test data the repository carries: real captures and documented vectors."""
 
-    ``KRAKEN_SHARED_DATA`` overrides the location.
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _refuse_reads_beside_the_repo(event: str, args: tuple[object, ...]) -> None:
+    """Fail any open of a path beside the checkout (``../shared``, say): a clone has none.
+
+    An audit hook, so it catches library code and helpers as well as the tests themselves.
     """
-    override = os.environ.get("KRAKEN_SHARED_DATA")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    beside = path.startswith(os.path.dirname(_REPO) + os.sep)
+    if beside and not (path == _REPO or path.startswith(_REPO + os.sep)):
+        raise PermissionError(f"a test read {path}, outside the repository {_REPO}")
+
+
+sys.addaudithook(_refuse_reads_beside_the_repo)
+
+
+def shared_data_dir() -> Path:
+    """``tests/data`` in this repository: nothing the tests read lies outside the clone."""
+    return DATA_DIR
 
 
 def real_captures() -> list[Path]:
@@ -39,7 +57,7 @@ def real_captures() -> list[Path]:
 
 @pytest.fixture
 def data_dir() -> Path:
-    """The shared data directory."""
+    """The repository's test data directory (``tests/data``)."""
     return shared_data_dir()
 
 

@@ -30,7 +30,7 @@ from kraken_proto.auth import (
 )
 from kraken_proto.errors import AuthenticationError, ConfigurationError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 SECRET = base64.b64encode(bytes(range(64))).decode()
 TOKEN = "1Dwc4lzSwNWOAwkMdqhssNNFhs1ed606d1WcF3XfEMw"
 

@@ -1,4 +1,4 @@
-"""The compiled L2 update loop (kraken_proto/_speedups.c) against the Python reference loop.
+"""The compiled L2 update loop (src/kraken_proto/_speedups.c) against the Python reference loop.
 
 Both loops get the same books and the same messages; after every message the two books must
 be identical field by field (keys, tokens, fragments, truncation mark, checksum text,
