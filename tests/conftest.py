@@ -27,22 +27,23 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SHARED = os.path.join(os.path.dirname(_REPO), "shared")
 
 
-def _refuse_reads_beside_the_repo(event: str, args: tuple[object, ...]) -> None:
-    """Fail any open of a path beside the checkout (``../shared``, say): a clone has none.
+def _refuse_reads_of_the_shared_folder(event: str, args: tuple[object, ...]) -> None:
+    """Fail any open under ``../shared``: it lies beside this checkout, never beside a clone.
 
     An audit hook, so it catches library code and helpers as well as the tests themselves.
+    ``.ci/run`` goes further and runs the suite from a copy with nothing beside it.
     """
     if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
         return
     path = os.path.abspath(os.fsdecode(args[0]))
-    beside = path.startswith(os.path.dirname(_REPO) + os.sep)
-    if beside and not (path == _REPO or path.startswith(_REPO + os.sep)):
+    if path == _SHARED or path.startswith(_SHARED + os.sep):
         raise PermissionError(f"a test read {path}, outside the repository {_REPO}")
 
 
-sys.addaudithook(_refuse_reads_beside_the_repo)
+sys.addaudithook(_refuse_reads_of_the_shared_folder)
 
 
 def shared_data_dir() -> Path:

@@ -455,6 +455,13 @@ class ClientConfig:
                     name, "ws:// to a non-loopback host needs allow_insecure=True (use wss://)"
                 )
         rest_url = _check_url("rest_url", self.rest_url, ("https", "http"))
+        parts = urlsplit(rest_url)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise _fail(
+                "rest_url",
+                "must be the base URL alone, scheme://host[:port] (the token request adds "
+                f"/0/private/GetWebSocketsToken), got {rest_url!r}",
+            )
         if rest_url.startswith("http://") and not allow_insecure and not is_loopback_url(rest_url):
             raise _fail(
                 "rest_url",
@@ -531,17 +538,21 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls: type[_C], **overrides: Any) -> _C:
-        """Build a configuration with credentials from the environment.
+        """Build a configuration with credentials and endpoints from the environment.
 
         ``api_key`` comes from ``KRAKEN_API_KEY`` and ``api_secret`` from
         ``KRAKEN_API_SECRET`` (surrounding whitespace stripped; unset or empty means
-        ``None``). Keyword ``overrides`` are any :class:`ClientConfig` fields and win over the
-        environment, ``api_key=None`` included.
+        ``None``). The endpoints come from ``KRAKEN_WS_ENDPOINT``, ``KRAKEN_WS_AUTH_ENDPOINT``,
+        ``KRAKEN_WS_LEVEL3_ENDPOINT`` and ``KRAKEN_REST_URL`` when set (unset or empty means
+        Kraken's own), so one script runs against Kraken or against ``kraken-ws serve``,
+        which prints these variables ready to paste. Keyword ``overrides`` are any
+        :class:`ClientConfig` fields and win over the environment, ``api_key=None`` included.
         """
         values: dict[str, Any] = {}
-        for name, variable in (("api_key", "KRAKEN_API_KEY"), ("api_secret", "KRAKEN_API_SECRET")):
+        for name, variable in _ENV_VARIABLES:
             text = os.environ.get(variable, "").strip()
-            values[name] = text or None
+            if text or name in _SECRET_FIELDS:
+                values[name] = text or None
         values.update(overrides)
         return cls(**values)
 
@@ -565,6 +576,17 @@ class ClientConfig:
         state = dict(state)
         state["precisions"] = MappingProxyType(dict(state["precisions"]))
         self.__dict__.update(state)
+
+
+_ENV_VARIABLES = (
+    ("api_key", "KRAKEN_API_KEY"),
+    ("api_secret", "KRAKEN_API_SECRET"),
+    ("endpoint", "KRAKEN_WS_ENDPOINT"),
+    ("auth_endpoint", "KRAKEN_WS_AUTH_ENDPOINT"),
+    ("level3_endpoint", "KRAKEN_WS_LEVEL3_ENDPOINT"),
+    ("rest_url", "KRAKEN_REST_URL"),
+)
+"""The fields :meth:`ClientConfig.from_env` reads, and the variable each comes from."""
 
 
 def _set(instance: object, name: str, value: object) -> None:

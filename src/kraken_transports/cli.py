@@ -65,7 +65,6 @@ from kraken_proto.replay import ReplayResult, encode_capture_line, read_capture,
 from kraken_proto.subscriptions import BOOK_DEPTHS, OHLC_INTERVALS, validate_subscription
 from kraken_transports.aio import AsyncClient, connect
 from kraken_transports.ladder import (
-    TRADES_SHOWN,
     MarketTracker,
     clock_text,
     level_text,
@@ -110,7 +109,7 @@ EXIT_INTERRUPTED = 130
 _SYMBOL_RE = re.compile(r"[A-Z0-9.\-_]+/[A-Z0-9.\-_]+")
 _LADDER_INTERVAL_TTY = 0.25  # seconds between ladder redraws on a terminal
 _LINE_INTERVAL = 1.0  # seconds between compact frames when stdout is not a terminal
-_LADDER_FIXED_LINES = 11 + TRADES_SHOWN  # ladder lines besides the levels
+_TERMINAL_FALLBACK = (80, 24)  # columns and lines when the terminal does not say
 _CONNECTED_STATES = frozenset({"subscribing", "subscribed", "resyncing", "authenticating"})
 _SHOW_CURSOR = "\x1b[?25h"
 _HIDE_CURSOR = "\x1b[?25l"
@@ -200,6 +199,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``kraken-ws`` argument parser (one sub-parser per command)."""
+    from kraken_proto.simulator import DEFAULT_SYMBOLS  # noqa: PLC0415 - as _cmd_demo does
+
     parser = argparse.ArgumentParser(
         prog="kraken-ws",
         formatter_class=_Formatter,
@@ -214,9 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
             "  kraken-ws book ETH/USD --depth 25          live ladder from Kraken\n"
             "  kraken-ws record BTC/USD --channel book -o cap.jsonl --duration 60\n"
             "  kraken-ws replay cap.jsonl                 verify a capture offline\n"
+            "  kraken-ws serve --port 8765                the simulator, for your own clients\n"
             "\n"
             "exit codes: 0 ok, 1 failure (connection, refused subscription, bad checksum),\n"
-            "2 bad arguments, 130 interrupted.\n"
+            "2 bad arguments, 130 interrupted (Ctrl-C, which is also how serve stops).\n"
             "Run 'kraken-ws COMMAND --help' for the options of a command."
         ),
     )
@@ -234,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop by itself after this many seconds (default: run until Ctrl-C)",
     )
-    live.add_argument("-v", "--verbose", action="store_true", help="log the driver's activity")
+    live.add_argument(
+        "-v", "--verbose", action="store_true", help="log the driver's activity to stderr"
+    )
 
     depth = argparse.ArgumentParser(add_help=False)
     depth.add_argument(
@@ -242,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument(
-        "--url", default=DEFAULT_URL, help=f"WebSocket endpoint (default: {DEFAULT_URL})"
+        "--url", default=DEFAULT_URL, help=f"public WebSocket endpoint (default: {DEFAULT_URL})"
     )
     remote.add_argument(
         "--allow-insecure",
@@ -260,11 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
             "and ticker, and draw the live ladder: asks above bids with depth bars, spread,\n"
             "mid, the last trades, the connection state, events per second and the count of\n"
             "checksum-verified book updates. On a terminal the ladder is redrawn a few times a\n"
-            "second; otherwise one compact line is printed per second."
+            "second, fitted to the terminal's size (80 x 24 when it cannot be told); otherwise\n"
+            "one compact line is printed per second. A summary line ends the run."
         ),
     )
     demo.add_argument(
-        "--symbol", type=_symbol, default="BTC/USD", help="pair to show (default: BTC/USD)"
+        "--symbol",
+        type=_symbol,
+        default="BTC/USD",
+        help=f"pair to show: {', '.join(DEFAULT_SYMBOLS)} (default: BTC/USD)",
     )
     demo.add_argument(
         "--seed", type=int, default=0, help="simulator seed: same seed, same market (default 0)"
@@ -289,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_channels,
         action="append",
         metavar="LIST",
-        help="comma-separated channels: ticker, trade, book, ohlc (default: ticker,trade)",
+        help="comma-separated channels: ticker, trade, book, ohlc; may be repeated "
+        "(default: ticker,trade)",
     )
     stream.add_argument(
         "--interval", type=_interval, default=1, help="ohlc interval in minutes (default 1)"
@@ -304,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="live order book ladder of one pair",
         description=(
             "The live, checksum-verified order book ladder of one pair (with its trades and\n"
-            "ticker) against any endpoint; Kraken's by default."
+            "ticker) against any public endpoint; Kraken's by default. On a terminal it is\n"
+            "redrawn a few times a second, fitted to the terminal's size; otherwise one\n"
+            "compact line is printed per second. A summary line ends the run."
         ),
     )
     book.add_argument("symbol", type=_symbol, metavar="SYMBOL", help="e.g. BTC/USD")
@@ -328,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="LIST",
         required=True,
-        help="comma-separated channels: ticker, trade, book, ohlc",
+        help="comma-separated channels: ticker, trade, book, ohlc; may be repeated",
     )
     record.add_argument(
         "-o", "--output", required=True, type=Path, metavar="FILE", help="capture file to write"
@@ -346,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Feed a capture's incoming frames through the protocol core, exactly as they were\n"
             "received, and summarise: frames, events per type, verified book messages per\n"
             "pair, resyncs, protocol errors, failed subscriptions and each book's final state.\n"
-            "Exit code 1 if a checksum failed (a resync happened) or a frame was not understood."
+            "Exit code 1 if a checksum failed (a resync happened), a frame was not understood\n"
+            "or the file is not a capture."
         ),
     )
     replay_.add_argument("capture", type=Path, metavar="CAPTURE", help="a .jsonl capture file")
@@ -357,17 +369,39 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         help="run the Kraken simulator on a local port until Ctrl-C",
         description=(
-            "Serve the fake Kraken exchange (public channels, Kraken's acks and errors, padded\n"
-            "numbers, checksums) at ws://HOST:PORT/v2 for your own clients and tests."
+            "Serve the fake Kraken exchange (Kraken's acks and errors, padded numbers,\n"
+            "checksums, a small matching engine) for your own clients and tests: Kraken's\n"
+            "three WebSocket hosts and its token endpoint, all on one port.\n"
+            "\n"
+            "  ClientConfig     URL\n"
+            "  endpoint         ws://HOST:PORT/v2       public host (ws.kraken.com)\n"
+            "  auth_endpoint    ws://HOST:PORT/auth/v2  private host (ws-auth.kraken.com)\n"
+            "  level3_endpoint  ws://HOST:PORT/l3/v2    level3 host (ws-l3.kraken.com)\n"
+            "  rest_url         http://HOST:PORT        REST base URL (no path)\n"
+            "\n"
+            "The public host serves book, ticker, trade, ohlc and instrument; the private host\n"
+            "executions, balances and trading; the level3 host level3. The last two want a\n"
+            "WebSocket token, which the driver fetches from rest_url (POST\n"
+            "/0/private/GetWebSocketsToken) signed with the simulator's test API key and\n"
+            "secret, the only ones it accepts. Once listening, serve prints each of these\n"
+            "values as it is to be pasted: as ClientConfig fields, as shell export lines\n"
+            "(KRAKEN_WS_ENDPOINT, ...) for ClientConfig.from_env(), and as a ClientConfig(...)\n"
+            "to paste into Python. Ctrl-C stops it (exit code 130)."
         ),
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; loopback only unless --allow-remote (default 127.0.0.1)",
+    )
     serve.add_argument(
         "--port", type=_port, default=8765, help="port; 0 picks a free one (default 8765)"
     )
     serve.add_argument("--seed", type=int, default=0, help="market seed (default 0)")
     serve.add_argument(
-        "--allow-remote", action="store_true", help="allow a host that is not loopback"
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not loopback (the simulator has no real security)",
     )
     serve.set_defaults(handler=_cmd_serve, parser=serve)
     return parser
@@ -617,9 +651,8 @@ async def _ladder(args: argparse.Namespace, config: ClientConfig, symbol: str, t
         now = loop.time()
         view = take_view(tracker, client.book(symbol), now=now, elapsed=now - started)
         if tty:
-            size = shutil.get_terminal_size((80, 24))
-            rows = max(3, (size.lines - _LADDER_FIXED_LINES) // 2)
-            frame = render_ladder(view, title=title, width=size.columns, max_rows=rows, color=color)
+            columns, lines = _terminal_size()
+            frame = render_ladder(view, title=title, width=columns, height=lines, color=color)
             _write(f"{_HOME}{frame}{_CLEAR_BELOW}")
         else:
             _write(render_line(view) + "\n")
@@ -643,7 +676,16 @@ async def _ladder(args: argparse.Namespace, config: ClientConfig, symbol: str, t
 def _finish_ladder(tty: bool, tracker: MarketTracker, elapsed: float) -> None:
     if tty:
         _write(_SHOW_CURSOR)
-    _write(render_summary(tracker, elapsed) + "\n")
+    width = _terminal_size()[0] if tty else None  # a log line stays one line
+    _write(render_summary(tracker, elapsed, width) + "\n")
+
+
+def _terminal_size() -> tuple[int, int]:
+    """The terminal's columns and lines (``COLUMNS``/``LINES`` first), 80 x 24 if unknown."""
+    size = shutil.get_terminal_size(_TERMINAL_FALLBACK)
+    columns = size.columns if size.columns > 0 else _TERMINAL_FALLBACK[0]
+    lines = size.lines if size.lines > 0 else _TERMINAL_FALLBACK[1]
+    return columns, lines
 
 
 def _isatty(stream: IO[str]) -> bool:

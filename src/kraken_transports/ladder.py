@@ -6,14 +6,17 @@ Two pieces, both free of IO:
   :meth:`MarketTracker.feed` with ``client.on(None, ...)``): connection state, verified
   book updates, resyncs, the last trades, the ticker and the event rate.
 - :func:`render_ladder` draws a full-screen frame (asks above bids with depth bars,
-  spread, mid, last trades) and :func:`render_line` a one-line frame for logs;
-  :func:`render_summary` is the closing line. :func:`take_view` freezes what they show
-  from a tracker and the client's :class:`~kraken_proto.book.OrderBook`.
+  spread, mid, last trades) that keeps to a given terminal width (80 columns by default)
+  and :func:`render_line` a one-line frame for logs; :func:`render_summary` is the closing
+  line. :func:`take_view` freezes what they show from a tracker and the client's
+  :class:`~kraken_proto.book.OrderBook`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import textwrap
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -36,6 +39,7 @@ __all__ = [
     "TRADES_SHOWN",
     "LadderView",
     "MarketTracker",
+    "clip",
     "clock_text",
     "depth_bar",
     "level_text",
@@ -44,6 +48,7 @@ __all__ = [
     "render_line",
     "render_summary",
     "take_view",
+    "visible_width",
 ]
 
 TRADES_SHOWN = 8
@@ -58,6 +63,8 @@ _BOLD = "\x1b[1m"
 _DIM = "\x1b[2m"
 _RESET = "\x1b[0m"
 _CLEAR_LINE = "\x1b[K"
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_ELLIPSIS = "…"
 
 
 def clock_text(timestamp: str | None) -> str:
@@ -251,47 +258,133 @@ def _rows(levels: Sequence[BookLevel]) -> list[tuple[str, str, Decimal]]:
     return rows
 
 
+def visible_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: its characters, ANSI codes left out."""
+    return len(_ANSI_RE.sub("", text))
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` visible columns, ``…`` marking the cut.
+
+    ANSI codes take no column and are kept; a colour cut off is reset.
+    """
+    if visible_width(text) <= width:
+        return text
+    keep = max(0, width - 1)  # room for the ellipsis
+    parts: list[str] = []
+    shown = 0
+    painted = False
+    position = 0
+    for match in _ANSI_RE.finditer(text):
+        plain_text = text[position : match.start()]
+        take = plain_text[: keep - shown]
+        parts.append(take)
+        shown += len(take)
+        if shown >= keep:
+            break
+        parts.append(match.group())
+        painted = True
+        position = match.end()
+    else:
+        take = text[position:][: keep - shown]
+        parts.append(take)
+        shown += len(take)
+    if width > 0:
+        parts.append(_ELLIPSIS)
+    if painted:
+        parts.append(_RESET)
+    return "".join(parts)
+
+
+def _flow(fields: Sequence[str], width: int, separator: str = "   ") -> list[str]:
+    """``fields`` packed into as few lines of ``width`` columns as they fit, one space in.
+
+    A field is never split; one wider than a line is clipped.
+    """
+    lines: list[str] = []
+    line = ""
+    for field in fields:
+        candidate = f"{line}{separator}{field}" if line else f" {field}"
+        if line and len(candidate) > width:
+            lines.append(line)
+            candidate = f" {field}"
+        line = candidate
+    if line:
+        lines.append(line)
+    return [clip(line, width) for line in lines]
+
+
 def render_ladder(
     view: LadderView,
     *,
     title: str,
     width: int = 80,
     max_rows: int | None = None,
+    height: int | None = None,
     color: bool = True,
 ) -> str:
     """A full frame: header, asks above bids with depth bars, spread and mid, last trades.
 
-    ``max_rows`` caps the levels drawn per side (to fit the terminal); ``color`` adds ANSI
-    colours (asks red, bids green). Lines are terminated with an erase-to-end-of-line code
-    when ``color`` is set, so a redraw over a previous frame leaves no debris.
+    No line is wider than ``width`` columns (ANSI codes take none): the status and ticker
+    lines wrap between fields, the depth bars shrink, and what still does not fit is cut
+    with ``…``. ``max_rows`` caps the levels drawn per side; with ``height`` (the
+    terminal's lines) the frame keeps to ``height - 1`` lines, drawing at least 3 levels
+    per side and fewer trades on a short terminal. ``color`` adds ANSI colours (asks red,
+    bids green). Lines are terminated with an erase-to-end-of-line code when ``color`` is
+    set, so a redraw over a previous frame leaves no debris.
     """
-    asks = _rows(view.asks if max_rows is None else view.asks[:max_rows])
-    bids = _rows(view.bids if max_rows is None else view.bids[:max_rows])
+    width = max(1, width)
+    header = [_paint(clip(f" {title}", width), _BOLD, color)]
+    header += _flow(
+        (view.symbol, f"state {view.state}", f"book {view.book_state}"),
+        width,
+    )
+    header += _flow(
+        (
+            f"{view.events_per_second:,.0f} ev/s",
+            f"verified {view.verified:,}",
+            f"resyncs {view.resyncs:,}",
+            f"trades {view.trade_count:,}",
+            f"{view.elapsed:.1f} s",
+        ),
+        width,
+    )
+    ticker = view.ticker
+    if ticker is not None:
+        header += _flow(
+            (
+                f"last {number_text(ticker.last)}",
+                f"24h high {number_text(ticker.high)}  low {number_text(ticker.low)}",
+                f"vol {number_text(ticker.volume)}",
+                f"change {_signed_pct(ticker.change_pct)}",
+            ),
+            width,
+        )
+
+    rows = max_rows
+    trades_shown = max(1, len(view.trades))
+    if height is not None:
+        # The lines besides levels and trades: header, the blank line and the column
+        # names, the spread, a blank line and "last trades", a blank line and the hint.
+        space = height - 1 - len(header) - 7
+        fitted = max(3, (space - trades_shown) // 2)
+        rows = fitted if rows is None else min(rows, fitted)
+    asks = _rows(view.asks if rows is None else view.asks[:rows])
+    bids = _rows(view.bids if rows is None else view.bids[:rows])
     levels = asks + bids
-    trades = [(trade, number_text(trade.price), number_text(trade.qty)) for trade in view.trades]
+    if height is not None:
+        space = height - 1 - len(header) - 7 - max(1, len(levels))
+        trades_shown = max(1, min(trades_shown, space))
+    shown = view.trades[:trades_shown]
+    trades = [(trade, number_text(trade.price), number_text(trade.qty)) for trade in shown]
     price_w = max((len(price) for price, _, _ in levels), default=5)
     price_w = max([price_w, *(len(price) for _, price, _ in trades)])
     qty_w = max((len(qty) for _, qty, _ in levels), default=3)
-    bar_w = max(4, min(50, width - price_w - qty_w - 15))
+    bar_w = max(0, min(50, width - price_w - qty_w - 15))
     largest = max((qty for _, _, qty in levels), default=Decimal(0))
 
-    lines = [
-        _paint(f" {title}", _BOLD, color),
-        (
-            f" {view.symbol}   state {view.state}   book {view.book_state}   "
-            f"{view.events_per_second:,.0f} ev/s   verified {view.verified:,}   "
-            f"resyncs {view.resyncs}   trades {view.trade_count:,}   {view.elapsed:.1f} s"
-        ),
-    ]
-    ticker = view.ticker
-    if ticker is not None:
-        lines.append(
-            f" last {number_text(ticker.last)}   24h high {number_text(ticker.high)}  "
-            f"low {number_text(ticker.low)}   vol {number_text(ticker.volume)}   "
-            f"change {_signed_pct(ticker.change_pct)}"
-        )
-    lines.append("")
-    lines.append(_paint(f"       {'price':>{price_w}}  {'qty':>{qty_w}}", _DIM, color))
+    lines = [*header, ""]
+    lines.append(_paint(clip(f"       {'price':>{price_w}}  {'qty':>{qty_w}}", width), _DIM, color))
     for price, qty_text, qty in reversed(asks):
         bar = _paint(depth_bar(qty, largest, bar_w), _RED, color)
         side = _paint("ask", _RED, color)
@@ -302,7 +395,8 @@ def render_ladder(
         f" spread {number_text(view.spread)}{_basis_points(view.spread, view.mid)}"
         f"   mid {number_text(view.mid)} "
     )
-    lines.append(_paint(f"  ──{middle}".ljust(min(width, 60), "─"), _BOLD, color))
+    spread_line = clip(f"  ──{middle}".ljust(min(width, 60), "─"), width)
+    lines.append(_paint(spread_line, _BOLD, color))
     for price, qty_text, qty in bids:
         bar = _paint(depth_bar(qty, largest, bar_w), _GREEN, color)
         side = _paint("bid", _GREEN, color)
@@ -316,8 +410,10 @@ def render_ladder(
         lines.append(f"  {clock_text(trade.timestamp)}  {side}  {price:>{price_w}}  {qty_text}")
     lines.append("")
     lines.append(_paint(" Ctrl-C to quit", _DIM, color))
+    if height is not None:
+        lines = lines[: max(1, height - 1)]
     end = _CLEAR_LINE if color else ""
-    return "".join(f"{line}{end}\n" for line in lines)
+    return "".join(f"{clip(line, width)}{end}\n" for line in lines)
 
 
 def render_line(view: LadderView) -> str:
@@ -339,10 +435,21 @@ def render_line(view: LadderView) -> str:
     )
 
 
-def render_summary(tracker: MarketTracker, elapsed: float) -> str:
-    """The closing line: updates verified, resyncs and trades of the tracked symbol."""
-    return (
+def render_summary(tracker: MarketTracker, elapsed: float, width: int | None = None) -> str:
+    """The closing line: updates verified, resyncs and trades of the tracked symbol.
+
+    With ``width`` it is wrapped into lines of at most ``width`` columns (a terminal's);
+    without, it is one line (for logs and pipes).
+    """
+    text = (
         f"summary: {tracker.symbol} {tracker.verified} book updates verified, "
         f"{tracker.resyncs} resyncs, {tracker.trade_count} trades, "
         f"{tracker.events} events in {elapsed:.1f} s (state {tracker.state})"
     )
+    if width is None:
+        return text
+    width = max(1, width)
+    lines = textwrap.wrap(
+        text, width, subsequent_indent="  " if width > 2 else "", break_on_hyphens=False
+    )
+    return "\n".join(lines)

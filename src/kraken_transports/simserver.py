@@ -20,7 +20,10 @@ aborted without a close frame.
             ...
             await sim.inject(Drop())        # every live connection
 
-``serve()`` is the blocking entry behind ``kraken-ws serve``.
+``serve()`` is the blocking entry behind ``kraken-ws serve``; it prints
+:func:`connection_text`: the :class:`~kraken_proto.ClientConfig` fields of every host
+(:func:`client_settings`), as shell ``export`` lines for ``ClientConfig.from_env()`` and
+as a ``ClientConfig(...)`` to paste.
 """
 
 from __future__ import annotations
@@ -29,16 +32,35 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
+import json
+import shlex
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import WSMsgType, web
 
 from kraken_proto.actions import CloseConnection, Send
 from kraken_proto.auth import TOKEN_PATH
-from kraken_proto.simulator import ExchangeConnection, FakeExchange, Fault, ServerAction
+from kraken_proto.config import is_loopback_url
+from kraken_proto.simulator import (
+    SIM_API_KEY,
+    SIM_API_SECRET,
+    ExchangeConnection,
+    FakeExchange,
+    Fault,
+    ServerAction,
+)
 
-__all__ = ["SimConnection", "SimServer", "run_simulator", "serve"]
+__all__ = [
+    "SimConnection",
+    "ENVIRONMENT_VARIABLES",
+    "SimServer",
+    "client_settings",
+    "connection_text",
+    "run_simulator",
+    "serve",
+]
 
 _CLOSE_TIMEOUT = 1.0  # seconds a close handshake may take before the socket is aborted
 _SHUTDOWN_CLOSE_CODE = 1001
@@ -276,18 +298,99 @@ async def run_simulator(
         await runner.cleanup()
 
 
+def client_settings(sim: SimServer) -> dict[str, str]:
+    """The :class:`~kraken_proto.ClientConfig` fields that point a client at ``sim``.
+
+    ``endpoint``, ``auth_endpoint``, ``level3_endpoint``, ``rest_url`` (the base URL: the
+    token request adds its path) and the simulator's test ``api_key`` and ``api_secret``.
+    A server bound to every interface (``0.0.0.0``, ``::``) is given by its loopback address.
+    """
+    urls = {
+        "endpoint": sim.url,
+        "auth_endpoint": sim.auth_url,
+        "level3_endpoint": sim.level3_url,
+        "rest_url": sim.rest_url,
+    }
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(sim.host)
+        if address.is_unspecified:
+            loopback = "[::1]" if address.version == 6 else "127.0.0.1"
+            urls = {
+                name: urlunsplit(urlsplit(url)._replace(netloc=f"{loopback}:{sim.port}"))
+                for name, url in urls.items()
+            }
+    return {**urls, "api_key": SIM_API_KEY, "api_secret": SIM_API_SECRET}
+
+
+_NOTES = {
+    "endpoint": "public host (ws.kraken.com)",
+    "auth_endpoint": "private host (ws-auth.kraken.com): executions, balances, trading",
+    "level3_endpoint": "level3 host (ws-l3.kraken.com)",
+    "rest_url": f"base URL only: the token request adds {TOKEN_PATH}",
+}
+
+
+ENVIRONMENT_VARIABLES = {
+    "endpoint": "KRAKEN_WS_ENDPOINT",
+    "auth_endpoint": "KRAKEN_WS_AUTH_ENDPOINT",
+    "level3_endpoint": "KRAKEN_WS_LEVEL3_ENDPOINT",
+    "rest_url": "KRAKEN_REST_URL",
+    "api_key": "KRAKEN_API_KEY",
+    "api_secret": "KRAKEN_API_SECRET",
+}
+"""The variable :meth:`ClientConfig.from_env <kraken_proto.ClientConfig.from_env>` reads
+for each field that :func:`client_settings` gives."""
+
+
+def connection_text(sim: SimServer, seed: int) -> str:
+    """What ``kraken-ws serve`` prints: each setting a client needs, three ways to paste.
+
+    The :class:`~kraken_proto.ClientConfig` fields one per line, each value exactly as it
+    is to be pasted; ``export`` lines for a POSIX shell, for ``ClientConfig.from_env()``;
+    and, from the ``# paste into Python:`` line on, Python that builds the configuration.
+    """
+    settings = client_settings(sim)
+    remote = not all(is_loopback_url(settings[name]) for name in _NOTES)
+    name_w = max(len(name) for name in settings)
+    url_w = max(len(settings[name]) for name in _NOTES)
+    host = f"[{sim.host}]" if ":" in sim.host else sim.host
+    lines = [
+        f"Kraken simulator (seed {seed}) listening on {host}:{sim.port}; Ctrl-C to stop.",
+        "",
+        "ClientConfig fields for it, exactly as they are to be pasted:",
+    ]
+    for name, value in settings.items():
+        note = f"  {_NOTES[name]}" if name in _NOTES else ""
+        lines.append(f"  {name:<{name_w}}  {value:<{url_w}}{note}".rstrip())
+    lines.append(
+        "api_key and api_secret are the simulator's test values (SIM_API_KEY, SIM_API_SECRET\n"
+        "in kraken_proto.simulator), not secrets; its token endpoint accepts no other."
+    )
+    lines += ["", "# paste into your shell, for ClientConfig.from_env():"]
+    lines += [
+        f"export {ENVIRONMENT_VARIABLES[name]}={shlex.quote(value)}"
+        for name, value in settings.items()
+    ]
+    if remote:
+        lines.append("# and pass allow_insecure=True: ws:// and http:// to a host not loopback")
+    lines += ["", "# paste into Python:", "from kraken_proto import ClientConfig", ""]
+    lines.append("config = ClientConfig(")
+    lines += [f"    {name}={json.dumps(value)}," for name, value in settings.items()]
+    if remote:
+        lines.append("    allow_insecure=True,  # ws:// and http:// to a host other than loopback")
+    lines.append(")")
+    return "\n".join(lines)
+
+
 def serve(host: str, port: int, seed: int, *, allow_remote: bool = False) -> None:
-    """Run the simulator until Ctrl-C (the ``kraken-ws serve`` command); prints the URL."""
+    """Run the simulator until Ctrl-C (the ``kraken-ws serve`` command).
+
+    Prints :func:`connection_text` once it listens.
+    """
 
     async def main() -> None:
         async with run_simulator(host, port, seed=seed, allow_remote=allow_remote) as sim:
-            print(
-                f"Kraken simulator listening on {sim.url} (seed {seed}); Ctrl-C to stop\n"
-                f"  auth (private, trading): {sim.auth_url}\n"
-                f"  level3: {sim.level3_url}\n"
-                f"  token REST endpoint: {sim.rest_url}{TOKEN_PATH}",
-                flush=True,
-            )
+            print(connection_text(sim, seed), flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):

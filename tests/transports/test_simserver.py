@@ -280,8 +280,12 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c() -> None:
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert "ws://127.0.0.1:" in line and "/v2" in line
-        url = line.split()[line.split().index("on") + 1]
+        assert line.startswith("Kraken simulator (seed 7) listening on 127.0.0.1:")
+        while not line.startswith("  endpoint "):
+            line = process.stdout.readline()
+            assert line, "no endpoint printed"
+        url = line.split()[1]
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/v2")
 
         async def probe() -> Any:
             async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
