@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from itertools import pairwise
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kraken_proto.book import BookState, OrderBook, _digits, _split
+from kraken_proto.book import _SPARE, _TRUNCATED, BookState, OrderBook, _digits, _split
 from kraken_proto.checksum import book_checksum, digits, level_fragment
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel, BookUpdate
@@ -706,18 +707,16 @@ QTYS = st.one_of(
     st.builds(lambda n, e: D(n).scaleb(-e), st.integers(1, 10**7), st.integers(0, 9)),
 )
 TOKEN_FORMS = st.sampled_from(["plain"] * 6 + ["exponent", "quoted"])
-LEVELS = st.lists(
-    st.builds(
-        lambda price, qty, price_form, qty_form: BookLevel(
-            msgspec.Raw(_token(price, price_form)), msgspec.Raw(_token(qty, qty_form))
-        ),
-        TICK_PRICES,
-        QTYS,
-        TOKEN_FORMS,
-        TOKEN_FORMS,
+LEVEL = st.builds(
+    lambda price, qty, price_form, qty_form: BookLevel(
+        msgspec.Raw(_token(price, price_form)), msgspec.Raw(_token(qty, qty_form))
     ),
-    max_size=8,
+    TICK_PRICES,
+    QTYS,
+    TOKEN_FORMS,
+    TOKEN_FORMS,
 )
+LEVELS = st.lists(LEVEL, max_size=8)
 STEP = st.one_of(
     st.tuples(st.just("update"), LEVELS, LEVELS),
     st.tuples(st.just("update"), LEVELS, LEVELS),
@@ -816,3 +815,161 @@ def test_book_matches_naive_model(
         assert view.ask_volume() == sum((lv.qty for lv in asks[:view_depth]), D(0))
         assert view.best_bid() == (bids[0] if bids else None)
         assert view.best_ask() == (asks[0] if asks else None)
+
+
+# -- large messages ------------------------------------------------------------------------------
+#
+# A side lists at most depth + _SPARE levels during a message and keeps the worse ones in
+# ``deep`` (see OrderBook._update_side_py): one message costs time linear in its length.
+
+LARGE = 30_000
+
+
+def _tick_level(tick: int, qty: str) -> BookLevel:
+    """The level at ``tick`` tenths, the quantity as given (unpadded: the slow path)."""
+    return _raw_levels((f"{tick // 10}.{tick % 10}".encode(), qty.encode()))[0]
+
+
+def _large_side(pattern: str, best: int, sign: int) -> list[BookLevel]:
+    """LARGE levels of one side whose snapshot's best level is at tick ``best``.
+
+    ``sign`` is +1 for asks (worse = higher), -1 for bids. ``worse``: each level worse than
+    all before it; ``better``: each a new best; ``lifted``: distinct deep prices in random
+    order, a third of them deleted again later on, then the snapshot's 10 levels deleted,
+    so that deep levels make the top.
+    """
+    if pattern == "worse":
+        return [_tick_level(best + sign * (10 + k), f"{k + 1}.5") for k in range(LARGE)]
+    if pattern == "better":
+        return [_tick_level(best - sign * (1 + k), f"{k + 1}.5") for k in range(LARGE)]
+    rng = random.Random(LARGE)
+    ticks = [best + sign * (10 + k) for k in range(LARGE)]
+    rng.shuffle(ticks)
+    levels = []
+    for k, tick in enumerate(ticks):
+        levels.append(_tick_level(tick, f"{k + 1}.5"))
+        if k % 3 == 2:
+            levels.append(_tick_level(ticks[rng.randrange(k + 1)], "0"))
+    return levels + [_tick_level(best + sign * k, "0.00000000") for k in range(10)]
+
+
+@pytest.mark.parametrize("depth", [10, 25])
+@pytest.mark.parametrize("pattern", ["worse", "better", "lifted"])
+def test_one_large_update_lists_few_levels_and_ends_as_the_model(
+    monkeypatch: pytest.MonkeyPatch, pattern: str, depth: int
+) -> None:
+    """Issue 9: one update of 30k levels per side, which once cost time quadratic in that.
+
+    The book must end as the model's; during the message the lists never hold more than
+    ``depth + _SPARE`` live levels plus at most ``_TRUNCATED`` truncated ones (they held
+    every level of the message before, the cause of the quadratic cost).
+    """
+    book = OrderBook("TST/USD", depth, price_precision=1, qty_precision=8)
+    model = _Model(depth)
+    snapshot = (
+        [_tick_level(9_000 - k, "1.00000000") for k in range(depth)],
+        [_tick_level(50_000 + k, "2.00000000") for k in range(depth)],
+    )
+    model.apply(*snapshot, snapshot=True)
+    book.apply_snapshot(*snapshot)
+    bids, asks = _large_side(pattern, 9_000, -1), _large_side(pattern, 50_000, 1)
+    model.apply(bids, asks, snapshot=False)
+    # Every unpadded quantity goes through _qty_fragment, in both loops: it watches the lists.
+    longest = [0]
+    qty_fragment = OrderBook._qty_fragment
+
+    def watching(self: OrderBook, price_digits: bytes, qty: bytes) -> bytes | None:
+        longest[0] = max(longest[0], len(self._asks.keys), len(self._bids.keys))
+        return qty_fragment(self, price_digits, qty)
+
+    monkeypatch.setattr(OrderBook, "_qty_fragment", watching)
+    assert book.apply_update(bids, asks) == model.checksum(1, 8)
+    assert book.bids() == model.best_bids()
+    assert book.asks() == model.best_asks()
+    assert len(book.asks()) == depth
+    assert depth < longest[0] <= depth + _SPARE + _TRUNCATED
+    assert not book._asks.deep and not book._bids.deep
+
+
+def test_deep_levels_settle_with_their_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small ``_listed``: snapshot levels without fragments go deep and come back, rescaled."""
+    book = OrderBook("TST/USD", 25, price_precision=None, qty_precision=None)
+    snapshot = [_tick_level(1_000 + k, "1.0") for k in range(25)]  # fragments of the top 10
+    book.apply_snapshot([], snapshot)
+    model = _Model(25)
+    model.apply([], snapshot, snapshot=True)
+    book._listed = 12
+    steps = [
+        # 3 new best levels push the 3 worst snapshot levels deep (without fragments), 18
+        # deletes from the top leave 7 listed: the deep ones rise into the top 10
+        [_tick_level(999 - k, "2.0") for k in range(3)]
+        + [_tick_level(999 - k, "0") for k in range(3)]
+        + [_tick_level(1_000 + k, "0") for k in range(15)],
+        # a deep level with more decimals than the book (a rescale while levels are deep)
+        [_tick_level(5_000 + k, "3.0") for k in range(20)]
+        + _raw_levels((b"500.05", b"4.0"))
+        + [_tick_level(1_010 + k, "0") for k in range(13)],
+        # deletes leave 10 or more listed: deep levels come back below the top 10
+        [_tick_level(4_000 - k, "5.0") for k in range(14)]
+        + [_tick_level(4_000 - k, "0") for k in range(2)],
+    ]
+    for asks in steps:
+        model.apply([], asks, snapshot=False)
+        assert book.apply_update([], asks) == model.checksum(None, None)
+        assert book.asks() == model.best_asks()
+        assert not book._asks.deep
+
+
+def test_a_refused_token_keeps_the_levels_before_it_deep_or_not() -> None:
+    book = OrderBook("TST/USD", 3, price_precision=1, qty_precision=1)
+    book.apply_snapshot([], _levels(("10.0", "1.0"), ("10.1", "1.0"), ("10.2", "1.0")))
+    book._listed = 3
+    before = book.checksum()
+    asks = [
+        *(_tick_level(110 + k, "1.0") for k in range(5)),  # deep
+        *(_tick_level(100 + k, "0") for k in range(2)),  # listed: 1 left
+        *_raw_levels((b"11.7", b"1.0"), (b'"NaN"', b"1.0"), (b"9.0", b"1.0")),
+    ]
+    with pytest.raises(ArithmeticError):
+        book.apply_update([], asks)
+    # the levels up to the refused one are applied, not the truncation nor the checksum
+    assert [lv.price for lv in book.asks()] == [D("10.2"), D("11.0"), D("11.1")]
+    assert not book._asks.deep and book.checksum() == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    depth=st.sampled_from([1, 3, 10, 12, 25]),
+    listed=st.integers(0, 14),
+    precisions=BOOK_PRECISIONS,
+    snapshot=st.tuples(st.lists(LEVEL, max_size=40), st.lists(LEVEL, max_size=40)),
+    messages=st.lists(
+        st.tuples(st.lists(LEVEL, max_size=60), st.lists(LEVEL, max_size=60)),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_many_deep_inserts_and_deletes_match_a_model_that_keeps_everything(
+    depth: int,
+    listed: int,
+    precisions: tuple[int | None, int | None],
+    snapshot: tuple[list[BookLevel], list[BookLevel]],
+    messages: list[tuple[list[BookLevel], list[BookLevel]]],
+) -> None:
+    """Few levels listed (as in a large message), many deep: still the model's book.
+
+    The model keeps every level of a message and truncates after it; half the quantities
+    are zeros, so deletes often lift deep levels back.
+    """
+    pp, qp = precisions
+    book = OrderBook("TST/USD", depth, price_precision=pp, qty_precision=qp)
+    book._listed = listed
+    model = _Model(depth)
+    model.apply(*snapshot, snapshot=True)
+    assert book.apply_snapshot(*snapshot) == model.checksum(pp, qp)
+    for bids, asks in messages:
+        model.apply(bids, asks, snapshot=False)
+        assert book.apply_update(bids, asks) == model.checksum(pp, qp)
+        assert book.bids() == model.best_bids()
+        assert book.asks() == model.best_asks()
+        assert not book._asks.deep and not book._bids.deep

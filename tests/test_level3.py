@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import zlib
+from bisect import insort
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kraken_proto.book import BookState
+from kraken_proto.book import _SPARE, BookState
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.level3 import L3Book, L3Level, L3Order, L3Update, Level3Frame
 
@@ -658,12 +660,12 @@ class NaiveL3:
 
 @st.composite
 def _message(
-    draw: st.DrawFn, model: NaiveL3, fresh: list[int]
+    draw: st.DrawFn, model: NaiveL3, fresh: list[int], events: int = 8
 ) -> tuple[list[L3Order], list[L3Order]]:
     """Random valid events, applied to ``model`` as drawn; truncation is left to the caller."""
     bids: list[L3Order] = []
     asks: list[L3Order] = []
-    for _ in range(draw(st.integers(1, 8))):
+    for _ in range(draw(st.integers(1, events))):
         side = draw(st.sampled_from(["bid", "ask"]))
         ticks = BID_TICKS if side == "bid" else ASK_TICKS
         held = sorted(oid for oid, entry in model.orders.items() if entry[0] == side)
@@ -697,6 +699,21 @@ def _message(
 @settings(max_examples=150, deadline=None)
 @given(st.data(), st.booleans())
 def test_book_matches_a_naive_model(data: st.DataObject, with_precision: bool) -> None:
+    _check_against_the_model(data, with_precision, None, 8)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.data(), st.booleans(), st.integers(0, 12))
+def test_few_levels_listed_still_match_the_model(
+    data: st.DataObject, with_precision: bool, listed: int
+) -> None:
+    """As in a large message: most levels of a side unlisted (deep) until the truncation."""
+    _check_against_the_model(data, with_precision, listed, 40)
+
+
+def _check_against_the_model(
+    data: st.DataObject, with_precision: bool, listed: int | None, events: int
+) -> None:
     precision = PRECISION if with_precision else None
     model = NaiveL3()
     fresh = [0]
@@ -706,6 +723,8 @@ def test_book_matches_a_naive_model(data: st.DataObject, with_precision: bool) -
         price_precision=precision[0] if precision else None,
         qty_precision=precision[1] if precision else None,
     )
+    if listed is not None:
+        book._listed = listed
     snapshot: dict[str, list[L3Order]] = {"bid": [], "ask": []}
     for _ in range(data.draw(st.integers(0, 30))):
         side = data.draw(st.sampled_from(["bid", "ask"]))
@@ -718,7 +737,7 @@ def test_book_matches_a_naive_model(data: st.DataObject, with_precision: bool) -
     model.truncate()
     assert book.apply_snapshot(snapshot["bid"], snapshot["ask"]) == model.checksum(precision)
     for _ in range(data.draw(st.integers(1, 12))):
-        bids, asks = data.draw(_message(model, fresh))
+        bids, asks = data.draw(_message(model, fresh, events))
         model.truncate()
         assert book.apply_update(bids, asks) == model.checksum(precision)
         assert layout(book.bids()) == model.levels("bid")
@@ -726,7 +745,98 @@ def test_book_matches_a_naive_model(data: st.DataObject, with_precision: bool) -
         for side in ("bid", "ask"):
             count = sum(1 for entry in model.orders.values() if entry[0] == side)
             assert book.order_count(side) == count  # type: ignore[arg-type]
+        assert not book._bids.deep and not book._asks.deep
     for oid, (_, price, qty, _) in model.orders.items():
         held = book.order(oid)
         assert held is not None
         assert (held.limit_price, held.order_qty, held.event) == (price, qty, None)
+
+
+# -- large messages ------------------------------------------------------------------------------
+
+LARGE = 20_000
+BEST = {"bid": 30_000, "ask": 30_001}  # the snapshot's best ticks; 10 levels each
+SIGN = {"bid": -1, "ask": 1}  # the direction of worse prices
+
+
+def _large_orders(pattern: str, side: str, model: NaiveL3) -> list[L3Order]:
+    """LARGE events on one side, applied to ``model`` as they are made.
+
+    Each add is a new best level (``better``) or a new worst one (``worse``); or
+    (``lifted``) adds at random ticks below the snapshot's, two orders a tick, a third of
+    them deleted or modified (in place or to another tick) later on, then the snapshot's
+    orders deleted, so that deep levels make the top.
+    """
+    sign, best = SIGN[side], BEST[side]
+    events: list[L3Order] = []
+
+    def put(event: str, oid: str, tick: int, units: int) -> None:
+        price, qty = _price(tick), _qty(units)
+        if event == "delete":
+            del model.orders[oid]
+        elif event == "modify" and model.orders[oid][1] == price:
+            model.orders[oid] = (side, price, qty, model.orders[oid][3])
+        else:
+            model.put(oid, side, price, qty)
+        events.append(L3Order(oid, price, qty, None, event))
+
+    if pattern != "lifted":
+        for k in range(LARGE):
+            tick = best + sign * (10 + k) if pattern == "worse" else best - sign * (1 + k)
+            put("add", f"{side}{k}", tick, k + 1)
+        return events
+    rng = random.Random(LARGE)
+    ticks = [best + sign * (10 + k // 2) for k in range(LARGE)]
+    rng.shuffle(ticks)
+    for k, tick in enumerate(ticks):
+        put("add", f"{side}{k}", tick, k + 1)
+        victim = f"{side}{rng.randrange(k + 1)}"
+        if k % 3 == 2 and victim in model.orders:
+            now = int(model.orders[victim][1].scaleb(1))
+            if rng.random() < 0.5:
+                put("delete", victim, now, 0)
+            else:
+                put("modify", victim, rng.choice([now, ticks[rng.randrange(LARGE)]]), 7)
+    for k in range(10):
+        put("delete", f"S{side}{k}", best + sign * k, k + 1)
+    return events
+
+
+@pytest.mark.parametrize("pattern", ["worse", "better", "lifted"])
+def test_one_large_update_lists_few_levels_and_ends_as_the_model(
+    monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    """Issue 9: one update of 20k orders per side, which once cost time quadratic in that.
+
+    The book must end as the model's; during the message a side never lists more than
+    ``depth + _SPARE`` levels (it listed every level of the message before).
+    """
+    model = NaiveL3()
+    snapshot = {
+        side: [
+            L3Order(f"S{side}{k}", _price(BEST[side] + SIGN[side] * k), _qty(k + 1))
+            for k in range(10)
+        ]
+        for side in ("bid", "ask")
+    }
+    for side, orders in snapshot.items():
+        for o in orders:
+            model.put(o.order_id, side, o.limit_price, o.order_qty)
+    book = live_book(snapshot["bid"], snapshot["ask"], depth=DEPTH)
+    bids = _large_orders(pattern, "bid", model)
+    asks = _large_orders(pattern, "ask", model)
+    model.truncate()
+    longest = [0]
+
+    def watching(keys: list[Decimal], key: Decimal) -> None:
+        insort(keys, key)
+        longest[0] = max(longest[0], len(keys))
+
+    monkeypatch.setattr("kraken_proto.level3.insort", watching)
+    assert book.apply_update(bids, asks) == model.checksum(PRECISION)
+    assert layout(book.bids()) == model.levels("bid")
+    assert layout(book.asks()) == model.levels("ask")
+    assert len(book.asks()) == DEPTH
+    assert book.order_count("ask") == sum(1 for e in model.orders.values() if e[0] == "ask")
+    assert DEPTH < longest[0] <= DEPTH + _SPARE + 1  # seen before the worst moves deep
+    assert not book._bids.deep and not book._asks.deep

@@ -34,7 +34,8 @@ def _state(book: OrderBook) -> tuple[Any, ...]:
     # Not ``side.prices``: a memo of OrderBook._price, which the compiled loop calls only
     # for the tokens it does not parse itself.
     sides = tuple(
-        (side.keys, side.toks, side.frags, side.lo, side.text) for side in (book._asks, book._bids)
+        (side.keys, side.toks, side.frags, side.lo, side.text, side.deep)
+        for side in (book._asks, book._bids)
     )
     return (*sides, book._ask_crc, book._scale, book._pdot, book._qdot, book.checksum())
 
@@ -76,10 +77,8 @@ QTY_TOKENS = st.one_of(
     st.builds(lambda n, p: f"{n / 10**p:.{p}f}".encode(), st.integers(0, 10**6), st.integers(0, 9)),
     st.sampled_from([b"0", b"0.0", b"0E-8", b'"0.5"', b"1e-3", b"-1.0", b"0.0.1", b"x", b"007"]),
 )
-LEVELS = st.lists(
-    st.builds(lambda p, q: BookLevel(msgspec.Raw(p), msgspec.Raw(q)), PRICE_TOKENS, QTY_TOKENS),
-    max_size=10,
-)
+LEVEL = st.builds(lambda p, q: BookLevel(msgspec.Raw(p), msgspec.Raw(q)), PRICE_TOKENS, QTY_TOKENS)
+LEVELS = st.lists(LEVEL, max_size=10)
 SNAPSHOT_LEVELS = st.lists(
     st.builds(
         lambda t, n: BookLevel(
@@ -106,7 +105,39 @@ def test_compiled_loop_equals_python_loop(
     snapshot: tuple[list[BookLevel], list[BookLevel]],
     updates: list[tuple[list[BookLevel], list[BookLevel]]],
 ) -> None:
+    _compare_loops(*_pair(depth, *precisions), snapshot, updates)
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None)
+@given(
+    depth=st.sampled_from([1, 2, 10, 11, 30]),
+    listed=st.integers(0, 12),
+    precisions=st.sampled_from([(None, None), (2, 8), (2, None), (None, 8), (3, 4), (0, 0)]),
+    snapshot=st.tuples(SNAPSHOT_LEVELS, SNAPSHOT_LEVELS),
+    updates=st.lists(
+        st.tuples(st.lists(LEVEL, max_size=50), st.lists(LEVEL, max_size=50)), max_size=8
+    ),
+)
+def test_the_loops_match_with_few_levels_listed(
+    depth: int,
+    listed: int,
+    precisions: tuple[int | None, int | None],
+    snapshot: tuple[list[BookLevel], list[BookLevel]],
+    updates: list[tuple[list[BookLevel], list[BookLevel]]],
+) -> None:
+    """As in a large message: most levels deep (``side.deep``), refused tokens among them."""
     fast, slow = _pair(depth, *precisions)
+    fast._listed = slow._listed = listed
+    _compare_loops(fast, slow, snapshot, updates)
+
+
+def _compare_loops(
+    fast: OrderBook,
+    slow: OrderBook,
+    snapshot: tuple[list[BookLevel], list[BookLevel]],
+    updates: list[tuple[list[BookLevel], list[BookLevel]]],
+) -> None:
     assert fast.apply_snapshot(*snapshot) == slow.apply_snapshot(*snapshot)
     for bids, asks in updates:
         result = _apply(compiled, fast, bids, asks)
@@ -174,6 +205,53 @@ def test_many_distinct_prices_match() -> None:
 
 
 @needs_compiled
+def test_a_large_message_matches() -> None:
+    """5000 levels per side, ever worse, ever better, deleted again: deep levels, evictions."""
+    first = (
+        _levels(*((f"{100 - k}.00".encode(), b"1.00000000") for k in range(12))),
+        _levels(*((f"{200 + k}.00".encode(), b"1.00000000") for k in range(12))),
+    )
+    worse = (
+        _levels(*((f"{88 - k / 1000:.3f}".encode(), b"2.0000000") for k in range(5000))),
+        _levels(*((f"{212 + k / 1000:.3f}".encode(), b"2.00000000") for k in range(5000))),
+    )
+    better = (
+        _levels(*((f"{100 + k / 1000:.3f}".encode(), b"3.00000000") for k in range(1, 5000))),
+        _levels(*((f"{200 - k / 1000:.3f}".encode(), b"3.0") for k in range(1, 5000))),
+    )
+    gone = tuple(_levels(*((level.price_text, b"0") for level in side[::-1])) for side in better)
+    lifted = (worse[0] + gone[0], worse[1] + gone[1])
+    _run_both((12, 2, 8), [first, worse, better, lifted, (gone[0] + better[0], worse[1])])
+
+
+class _RefusedError(Exception):
+    pass
+
+
+@needs_compiled
+@pytest.mark.parametrize("loop", [compiled, python_loop], ids=["compiled", "python"])
+def test_an_error_while_settling_after_an_error_is_raised_with_the_first(loop: Any) -> None:
+    """The loops settle the deep levels even when a token is refused, as ``finally`` does."""
+    book = OrderBook("TST/USD", 2, price_precision=2, qty_precision=8)
+    book.apply_snapshot([], _levels((b"1.00", b"1.0"), (b"1.01", b"1.0")))
+    book._listed = 2
+    asks = _levels((b"1.05", b"1.0"), (b'"NaN"', b"1.0"))
+
+    def refuse(self: OrderBook, side: Any) -> bool:
+        raise _RefusedError
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OrderBook, "_settle_deep", refuse)
+        with pytest.raises(_RefusedError) as info:
+            loop(book, [], asks)
+    assert isinstance(info.value.__context__, ArithmeticError)
+    with pytest.raises(ArithmeticError):  # no error while settling: the token's
+        loop(book, [], asks)
+    assert book._asks.deep == {}
+    assert book.asks() == _levels((b"1.00", b"1.0"), (b"1.01", b"1.0"))
+
+
+@needs_compiled
 def test_the_compiled_loop_has_the_same_limits() -> None:
     from kraken_proto import _speedups  # noqa: PLC0415
 
@@ -201,6 +279,9 @@ def test_the_compiled_loop_refuses_bad_arguments() -> None:
         compiled(book, [BookLevel(1, 2)], [])  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
         compiled(object(), [], _levels((b"1.0", b"1.0")))  # type: ignore[arg-type]
+    book._asks.deep = []  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="must be a dict"):
+        compiled(book, [], _levels((b"1.0", b"1.0")))
 
 
 def test_the_compiled_loop_is_chosen_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,12 @@
  * lists, ``lo`` and ``text``. It reads the padded wire format itself (a price with its "."
  * at the book's scale, a quantity padded to its precision) where the Python loop consults
  * its memo of prices; the rare paths (any other token, a level lifted into the top 10
- * without a fragment, compaction) call back into the Python methods, so every rule lives
- * in one place and this file only has the common case (and a CRC-32 equal to zlib's).
+ * without a fragment, compaction, settling the deep levels after a message) call back into
+ * the Python methods, so every rule lives in one place and this file only has the common
+ * case (and a CRC-32 equal to zlib's). Like the Python loop, it lists at most
+ * ``book._listed`` levels per side during a message and keeps the levels worse than all of
+ * them in ``side.deep``, so that one message costs time linear in its length (the argument
+ * is in book.py, above _apply_update_py).
  * The Python loop is the reference: the tests run both on the same inputs and compare
  * every field, and the package works without this module (it is optional at build time,
  * and KRAKEN_WS_PURE_PYTHON=1 skips it).
@@ -21,7 +25,7 @@
 #define TOP 10       /* levels per side covered by the checksum */
 #define TRUNCATED 64 /* truncated entries a side keeps before compacting */
 
-static PyObject *s_price, *s_qty_fragment, *s_fragment, *s_compact;
+static PyObject *s_price, *s_qty_fragment, *s_fragment, *s_compact, *s_settle_deep;
 
 /*
  * The attributes read and written here. They are __slots__ (and msgspec fields), so
@@ -31,14 +35,14 @@ static PyObject *s_price, *s_qty_fragment, *s_fragment, *s_compact;
  * generic path.
  */
 enum {
-    A_KEYS, A_TOKS, A_FRAGS, A_PRICES, A_LO, A_TEXT, A_SIGN,  /* _Side */
-    A_ASKS, A_BIDS, A_ASK_CRC, A_QDOT, A_PDOT, A_DEPTH,       /* OrderBook */
+    A_KEYS, A_TOKS, A_FRAGS, A_PRICES, A_LO, A_TEXT, A_SIGN, A_DEEP,  /* _Side */
+    A_ASKS, A_BIDS, A_ASK_CRC, A_QDOT, A_PDOT, A_DEPTH, A_LISTED,     /* OrderBook */
     A_PRICE_TEXT, A_QTY_TEXT,                                  /* BookLevel */
     N_ATTRS
 };
 static const char *attr_names[N_ATTRS] = {
-    "keys", "toks", "frags", "prices", "lo", "text", "sign",
-    "_asks", "_bids", "_ask_crc", "_qdot", "_pdot", "_depth",
+    "keys", "toks", "frags", "prices", "lo", "text", "sign", "deep",
+    "_asks", "_bids", "_ask_crc", "_qdot", "_pdot", "_depth", "_listed",
     "price_text", "qty_text",
 };
 static PyObject *attr_str[N_ATTRS];
@@ -402,18 +406,107 @@ lift_fragment(PyObject *book, PyObject *toks, PyObject *frags)
     return 0;
 }
 
+/*
+ * One too many levels listed: the worst one (at lo) goes to side.deep, lo moves past it,
+ * and the truncated entries are dropped once there are more than TRUNCATED.
+ */
+static int
+evict_worst(PyObject *side, PyObject *deep, PyObject *keys, PyObject *toks, PyObject *frags,
+            Py_ssize_t *lo)
+{
+    PyObject *tokens = PyList_GetItem(toks, *lo), *frag = PyList_GetItem(frags, *lo);
+    if (tokens == NULL || frag == NULL) {
+        return -1;
+    }
+    PyObject *value = PyTuple_Pack(2, tokens, frag);
+    if (value == NULL) {
+        return -1;
+    }
+    int failed = PyDict_SetItem(deep, PyList_GET_ITEM(keys, *lo), value);
+    Py_DECREF(value);
+    if (failed < 0 || set_ssize(side, A_LO, *lo + 1) < 0) {
+        return -1;
+    }
+    *lo += 1;
+    if (*lo > TRUNCATED) {
+        PyObject *none = PyObject_CallMethodNoArgs(side, s_compact);
+        if (none == NULL) {
+            return -1;
+        }
+        Py_DECREF(none);
+        *lo = 0;
+    }
+    return 0;
+}
+
+/* dirty |= book._settle_deep(side); *lo = side.lo */
+static int
+settle_deep(PyObject *book, PyObject *side, int *dirty, Py_ssize_t *lo)
+{
+    PyObject *entered = PyObject_CallMethodObjArgs(book, s_settle_deep, side, NULL);
+    if (entered == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(entered);
+    Py_DECREF(entered);
+    if (truth < 0) {
+        return -1;
+    }
+    *dirty |= truth;
+    return get_ssize(side, A_LO, lo);
+}
+
+/*
+ * book._settle_deep(side) while an error is set, as the Python loop's ``finally`` does: the
+ * error stays, unless settling fails too (then that error, with the first as its context).
+ */
+static void
+settle_deep_after_error(PyObject *book, PyObject *side)
+{
+    int dirty = 0;
+    Py_ssize_t lo;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *first = PyErr_GetRaisedException();
+    if (settle_deep(book, side, &dirty, &lo) < 0) {
+        PyObject *later = PyErr_GetRaisedException();
+        PyException_SetContext(later, first); /* steals first */
+        PyErr_SetRaisedException(later);
+        return;
+    }
+    PyErr_SetRaisedException(first);
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    if (settle_deep(book, side, &dirty, &lo) < 0) {
+        PyObject *later_type, *later, *later_traceback;
+        PyErr_Fetch(&later_type, &later, &later_traceback);
+        PyErr_NormalizeException(&later_type, &later, &later_traceback);
+        PyException_SetContext(later, value); /* steals value */
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        PyErr_Restore(later_type, later, later_traceback);
+        return;
+    }
+    PyErr_Restore(type, value, traceback);
+#endif
+}
+
 /* One side of an update: 1 if its top 10 moved (side.text rebuilt), 0 if not, -1 on error. */
 static int
 apply_side(PyObject *book, PyObject *side, PyObject *sequence)
 {
     PyObject *keys = NULL, *toks = NULL, *frags = NULL, *prices = NULL, *levels = NULL;
     PyObject *price = NULL, *qty = NULL, *entry = NULL, *frag = NULL, *pair = NULL;
-    PyObject *key = NULL;
+    PyObject *key = NULL, *deep = NULL, *deep_entry = NULL;
     Py_buffer pview, qview;
     int have_pview = 0, have_qview = 0;
     char pdigits[MAX_FAST_DIGITS + 1];
     int result = -1;
-    Py_ssize_t lo, depth, qdot_ssize, pdot_ssize, sign_ssize;
+    Py_ssize_t lo = 0, depth, listed, qdot_ssize, pdot_ssize, sign_ssize;
     int dirty = 0;
 
     if ((keys = get_list(side, A_KEYS)) == NULL || (toks = get_list(side, A_TOKS)) == NULL ||
@@ -427,9 +520,17 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
         PyErr_SetString(PyExc_TypeError, "side.prices must be a dict");
         goto done;
     }
+    if ((deep = get_attr(side, A_DEEP)) == NULL) {
+        goto done;
+    }
+    if (!PyDict_CheckExact(deep)) {
+        PyErr_SetString(PyExc_TypeError, "side.deep must be a dict");
+        Py_CLEAR(deep);
+        goto done;
+    }
     if (get_ssize(side, A_LO, &lo) < 0 || get_ssize(book, A_QDOT, &qdot_ssize) < 0 ||
         get_ssize(book, A_DEPTH, &depth) < 0 || get_ssize(book, A_PDOT, &pdot_ssize) < 0 ||
-        get_ssize(side, A_SIGN, &sign_ssize) < 0) {
+        get_ssize(side, A_SIGN, &sign_ssize) < 0 || get_ssize(book, A_LISTED, &listed) < 0) {
         goto done;
     }
     long long qdot = qdot_ssize, pdot = pdot_ssize, sign = sign_ssize;
@@ -582,6 +683,25 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
                 }
             }
         }
+        else if (i == lo && (PyDict_GET_SIZE(deep) || rank >= listed)) {
+            /* Worse than every listed level, which are too many or have deep ones below
+               them: the level is deep, if it is anywhere. */
+            if (frag == NULL) {
+                int held = PyDict_Contains(deep, key);
+                if (held < 0 || (held && PyDict_DelItem(deep, key) < 0)) {
+                    goto done;
+                }
+            }
+            else {
+                if ((pair = PyTuple_Pack(2, price, qty)) == NULL ||
+                    (deep_entry = PyTuple_Pack(2, pair, frag)) == NULL ||
+                    PyDict_SetItem(deep, key, deep_entry) < 0) {
+                    goto done;
+                }
+                Py_CLEAR(pair);
+                Py_CLEAR(deep_entry);
+            }
+        }
         else if (frag != NULL) {
             if ((pair = PyTuple_Pack(2, price, qty)) == NULL) {
                 goto done;
@@ -614,6 +734,11 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
                 }
                 Py_CLEAR(pair);
                 Py_CLEAR(frag);
+                /* One too many listed: the worst goes deep. */
+                if (PyList_GET_SIZE(keys) - lo > listed &&
+                    evict_worst(side, deep, keys, toks, frags, &lo) < 0) {
+                    goto done;
+                }
             }
             if (rank < TOP) {
                 dirty = 1;
@@ -626,6 +751,10 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
         Py_CLEAR(frag);
     }
 
+    if (PyDict_GET_SIZE(deep) && settle_deep(book, side, &dirty, &lo) < 0) {
+        Py_CLEAR(deep); /* settled (or tried to): not again below */
+        goto done;
+    }
     Py_ssize_t excess = PyList_GET_SIZE(keys) - lo - depth;
     if (excess > 0) {
         lo += excess;
@@ -647,6 +776,12 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
     result = dirty;
 
 done:
+    if (result < 0 && deep != NULL && PyDict_GET_SIZE(deep)) {
+        /* The levels before the error are applied, the deep ones too (as in book.py). */
+        settle_deep_after_error(book, side);
+    }
+    Py_XDECREF(deep);
+    Py_XDECREF(deep_entry);
     Py_XDECREF(keys);
     Py_XDECREF(toks);
     Py_XDECREF(frags);
@@ -738,6 +873,7 @@ checksum(PyObject *text, PyObject *start)
 static PyObject *
 apply_update(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    (void)module;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "apply_update(book, bids, asks) takes 3 arguments");
         return NULL;
@@ -811,7 +947,8 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if (intern(&s_price, "_price") < 0 || intern(&s_qty_fragment, "_qty_fragment") < 0 ||
-        intern(&s_fragment, "_fragment") < 0 || intern(&s_compact, "compact") < 0) {
+        intern(&s_fragment, "_fragment") < 0 || intern(&s_compact, "compact") < 0 ||
+        intern(&s_settle_deep, "_settle_deep") < 0) {
         return NULL;
     }
     for (int attr = 0; attr < N_ATTRS; attr++) {

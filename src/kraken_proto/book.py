@@ -28,6 +28,12 @@ Fragments are computed when a level is set by an update, or when it enters the t
 levels of a snapshot deeper than that (most of a depth-1000 book) are formatted only then.
 Levels truncated away are cut off logically at once and dropped from the lists in batches.
 
+One message costs time linear in its level count, however many levels it carries: during a
+message a side lists at most ``depth`` + :data:`_SPARE` levels (an insert into a list moves
+every better level); the levels worse than all listed ones wait in a dict, and after the
+message the best of them move into the lists as far as the depth has room (see
+:meth:`OrderBook._update_side_py`).
+
 The book does not compare checksums or resync by itself: :meth:`OrderBook.apply_snapshot`
 and :meth:`OrderBook.apply_update` return the computed CRC32, the caller compares it with
 the wire value and drives the state (:meth:`OrderBook.mark_resyncing` and friends).
@@ -38,6 +44,7 @@ Queries answer only while the book is :attr:`BookState.LIVE`; they build the
 from __future__ import annotations
 
 import enum
+import heapq
 import os
 import zlib
 from bisect import bisect_left
@@ -61,6 +68,7 @@ _NEVER = -(1 << 40)  # an index no token reaches: the fast path's check raises I
 _KNOWN_PRICES = 1024  # price tokens remembered per book side
 _TENS: list[int] = [10**k for k in range(_MAX_SCALE + 1)]
 _TRUNCATED = 64  # truncated entries a side keeps before dropping them in one go
+_SPARE = 64  # levels a side may list beyond the depth during a message; more wait in ``deep``
 
 _Tokens = tuple[bytes, bytes]
 _decode_decimal = msgspec.json.Decoder(Decimal).decode
@@ -161,10 +169,12 @@ class _Side:
 
     ``keys`` ascend towards the best level: a bid's key is its price, an ask's key its
     negated price. Entries before ``lo`` were truncated away; they are dropped in batches,
-    since deleting at the front of a depth-1000 list moves the whole list.
+    since deleting at the front of a depth-1000 list moves the whole list. ``deep`` holds,
+    during a message only, the levels worse than every listed one that did not fit in the
+    lists, by key: ``((price, qty), fragment)``.
     """
 
-    __slots__ = ("frags", "keys", "lo", "prices", "sign", "text", "toks")
+    __slots__ = ("deep", "frags", "keys", "lo", "prices", "sign", "text", "toks")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
@@ -173,6 +183,7 @@ class _Side:
         # b"" = not computed; never the case within the top 10 (the last 10 live entries).
         self.frags: list[bytes] = []
         self.lo = 0
+        self.deep: dict[int, tuple[_Tokens, bytes]] = {}
         # price token -> (key, T(price)) at the book's scale and precision: most updates
         # move prices near the spread, so most tokens were seen before.
         self.prices: dict[bytes, tuple[int, bytes]] = {}
@@ -279,7 +290,16 @@ class OrderBook(BookBase):
     checksum; ``None`` means the digits of each value as received.
     """
 
-    __slots__ = ("_ask_crc", "_asks", "_bids", "_pdot", "_qdot", "_scale", "_view_depth")
+    __slots__ = (
+        "_ask_crc",
+        "_asks",
+        "_bids",
+        "_listed",
+        "_pdot",
+        "_qdot",
+        "_scale",
+        "_view_depth",
+    )
 
     def __init__(
         self,
@@ -304,6 +324,8 @@ class OrderBook(BookBase):
             )
         super().__init__(symbol, depth, price_precision, qty_precision)
         self._view_depth = view_depth
+        # The most levels a side lists during a message (see _update_side_py).
+        self._listed = depth + _SPARE
         self._asks = _Side(-1)
         self._bids = _Side(1)
         self._ask_crc = 0
@@ -428,8 +450,11 @@ class OrderBook(BookBase):
                 raise InvalidOperation(f"a price of the {self._symbol} book has {d} decimals")
             factor = _TENS[d - scale]
             for side in (self._asks, self._bids):
-                # In place: the update loop holds these lists.
+                # In place: the update loop holds these lists and dicts.
                 side.keys[:] = [key * factor for key in side.keys]
+                deep = {key * factor: entry for key, entry in side.deep.items()}
+                side.deep.clear()
+                side.deep.update(deep)
             self._set_scale(d)
             return n
         return n * _TENS[scale - d]
@@ -478,12 +503,32 @@ class OrderBook(BookBase):
     # update gets one at once; when a delete in the top 10 lifts the 11th level in, that one
     # is formatted if it has none.
     #
+    # One message may carry any number of levels, and inserting into a list moves every
+    # level better than the new one, so the lists of a side hold at most ``_listed`` (depth
+    # + _SPARE) live levels during a message. The others wait in ``side.deep``, by key: a
+    # level worse than every listed one goes there when the lists are full or ``deep``
+    # already holds levels, and an insert that overfills the lists moves the worst listed
+    # level there. So every deep level is worse than every listed one, which makes the
+    # lists and ``deep`` together exactly the book the message would build in one list:
+    # a level's key is either listed (found by the search) or below the worst listed key
+    # (the search lands on ``lo``: then it is deep, if anywhere). Nothing is dropped during
+    # the message, so a delete can lift any deep level; a listed level's rank is its rank
+    # in the whole book, since all better levels are listed. After the message,
+    # ``_settle_deep`` moves the best deep levels into the lists, as many as the depth has
+    # room for: the truncation to depth would drop the rest; those entering the top 10 get
+    # their fragments there, and count as a change of the top 10. Each level costs a search
+    # and at most ``_listed`` moves (truncated entries are dropped during the message too,
+    # so the lists never exceed ``_listed + _TRUNCATED``), the settling a heap selection of
+    # at most depth out of ``deep``: the message costs time linear in its length. (A price
+    # with more decimals than the book rescales every key, the deep ones too; the scale
+    # only grows, to _MAX_SCALE at most.)
+    #
     # kraken_proto/_speedups.c is the same loop compiled, step for step, reading and writing
     # the same slots (``_Side``'s and these: ``_asks``, ``_bids``, ``_ask_crc``, ``_qdot``,
-    # ``_pdot``, ``_depth``). It parses the padded tokens itself instead of consulting
-    # ``_Side.prices`` and calls back into ``_price``, ``_qty_fragment``, ``_fragment`` and
-    # ``_Side.compact`` off the fast path. Change one, change both: tests/test_speedups.py
-    # compares them field by field.
+    # ``_pdot``, ``_depth``, ``_listed``). It parses the padded tokens itself instead of
+    # consulting ``_Side.prices`` and calls back into ``_price``, ``_qty_fragment``,
+    # ``_fragment``, ``_settle_deep`` and ``_Side.compact`` off the fast path. Change one,
+    # change both: tests/test_speedups.py compares them field by field.
 
     def _apply_update_py(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel]) -> int:
         """Apply an update to the live book, return the checksum (see :meth:`apply_update`).
@@ -501,54 +546,76 @@ class OrderBook(BookBase):
         keys = side.keys
         toks = side.toks
         frags = side.frags
+        deep = side.deep
         known = side.prices.get
         lo = side.lo
+        listed = self._listed
         qdot = self._qdot
         qend = qdot + 1
         dirty = False
-        for level in updates:
-            price = b"" + level.price_text
-            qty = b"" + level.qty_text
-            key, price_digits = known(price) or self._price(side, price)
-            qty_digits = qty.replace(b".", b"").lstrip(b"0")
-            if not qty_digits:
-                frag = None
-            elif qty_digits.isdigit() and (not qdot or qty[qdot:qend] == b"."):
-                frag = price_digits + qty_digits
-            else:
-                frag = self._qty_fragment(price_digits, qty)
-            i = bisect_left(keys, key, lo)
-            # How many levels are better than one inserted at i (0 = it would be the best);
-            # the level already at i, if any, has rank - 1 better ones.
-            rank = len(keys) - i
-            if rank and keys[i] == key:
-                if frag is not None:
-                    toks[i] = (price, qty)
-                    frags[i] = frag
-                    if rank <= _TOP:
-                        dirty = True
+        try:
+            for level in updates:
+                price = b"" + level.price_text
+                qty = b"" + level.qty_text
+                key, price_digits = known(price) or self._price(side, price)
+                qty_digits = qty.replace(b".", b"").lstrip(b"0")
+                if not qty_digits:
+                    frag = None
+                elif qty_digits.isdigit() and (not qdot or qty[qdot:qend] == b"."):
+                    frag = price_digits + qty_digits
                 else:
-                    del keys[i]
-                    del toks[i]
-                    del frags[i]
-                    if rank <= _TOP:
+                    frag = self._qty_fragment(price_digits, qty)
+                i = bisect_left(keys, key, lo)
+                # How many levels are better than one inserted at i (0 = it would be the
+                # best); the level already at i, if any, has rank - 1 better ones.
+                rank = len(keys) - i
+                if rank and keys[i] == key:
+                    if frag is not None:
+                        toks[i] = (price, qty)
+                        frags[i] = frag
+                        if rank <= _TOP:
+                            dirty = True
+                    else:
+                        del keys[i]
+                        del toks[i]
+                        del frags[i]
+                        if rank <= _TOP:
+                            dirty = True
+                            if len(frags) - lo >= _TOP and not frags[-_TOP]:
+                                frags[-_TOP] = self._fragment(*toks[-_TOP])
+                elif i == lo and (deep or rank >= listed):
+                    # Worse than every listed level, which are too many or have deep ones
+                    # below them: the level is deep, if it is anywhere.
+                    if frag is None:
+                        deep.pop(key, None)
+                    else:
+                        deep[key] = ((price, qty), frag)
+                elif frag is not None:
+                    if i == lo and lo:
+                        # The new worst level: it takes the last truncated slot, where
+                        # inserting would move every other entry.
+                        side.lo = lo = lo - 1
+                        keys[lo] = key
+                        toks[lo] = (price, qty)
+                        frags[lo] = frag
+                    else:
+                        keys.insert(i, key)
+                        toks.insert(i, (price, qty))
+                        frags.insert(i, frag)
+                        if len(keys) - lo > listed:
+                            # One too many listed: the worst goes deep.
+                            deep[keys[lo]] = (toks[lo], frags[lo])
+                            side.lo = lo = lo + 1
+                            if lo > _TRUNCATED:
+                                side.compact()
+                                lo = 0
+                    if rank < _TOP:
                         dirty = True
-                        if len(frags) - lo >= _TOP and not frags[-_TOP]:
-                            frags[-_TOP] = self._fragment(*toks[-_TOP])
-            elif frag is not None:
-                if i == lo and lo:
-                    # The new worst level: it takes the last truncated slot, where inserting
-                    # would move every other entry.
-                    side.lo = lo = lo - 1
-                    keys[lo] = key
-                    toks[lo] = (price, qty)
-                    frags[lo] = frag
-                else:
-                    keys.insert(i, key)
-                    toks.insert(i, (price, qty))
-                    frags.insert(i, frag)
-                if rank < _TOP:
-                    dirty = True
+        finally:
+            # Also when a token is refused: the levels before it are applied, none is lost.
+            if deep:
+                dirty = self._settle_deep(side) or dirty
+                lo = side.lo
         excess = len(keys) - lo - self._depth
         if excess > 0:
             lo += excess
@@ -559,6 +626,33 @@ class OrderBook(BookBase):
         if dirty:
             side.text = b"".join(frags[max(lo, len(frags) - _TOP) :][::-1])
         return dirty
+
+    def _settle_deep(self, side: _Side) -> bool:
+        """After a message: list the best deep levels the depth has room for, forget the rest.
+
+        They are worse than every listed level, so they take the slots before the listed
+        ones; True if one of them enters the top 10 (where each gets its fragment).
+        """
+        deep = side.deep
+        lo = side.lo
+        keys = side.keys
+        listed = len(keys) - lo
+        room = self._depth - listed
+        entered = False
+        if room > 0:
+            best = heapq.nlargest(room, deep)[::-1]
+            entries = [deep[key] for key in best]
+            keys[:lo] = best
+            toks, frags = side.toks, side.frags
+            toks[:lo] = [tokens for tokens, _ in entries]
+            frags[:lo] = [frag for _, frag in entries]
+            side.lo = 0
+            for index in range(max(0, len(keys) - _TOP), len(best)):
+                entered = True
+                if not frags[index]:
+                    frags[index] = self._fragment(*toks[index])
+        deep.clear()
+        return entered
 
     # -- queries ------------------------------------------------------------------------------
 

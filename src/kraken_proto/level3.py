@@ -12,7 +12,10 @@ sent (``0.00005100`` stays ``Decimal("0.00005100")``).
 first), a dict from key to price level, and each level an insertion-ordered dict from order
 id to order: its iteration order is the queue. An index maps every order id to its side and
 level. After every message each side is truncated to the subscribed depth; Kraken sends no
-deletes for levels that fall out of range.
+deletes for levels that fall out of range. As in :mod:`kraken_proto.book`, a side lists at
+most ``depth`` + ``_SPARE`` levels during a message, however many it carries: a level worse
+than all of them waits unlisted (in ``deep``) until the truncation, so that one message
+costs time linear in its length.
 
 The checksum (KRAKEN-V2.md section 6, "L3 checksum") covers the top 10 *price levels* per
 side, asks ascending then bids descending; every order of those levels contributes
@@ -25,6 +28,7 @@ caller.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import zlib
 from bisect import bisect_left, insort
 from collections.abc import Sequence
@@ -33,7 +37,7 @@ from typing import Literal
 
 import msgspec
 
-from kraken_proto.book import BookBase, BookState
+from kraken_proto.book import _SPARE, BookBase, BookState
 from kraken_proto.checksum import CHECKSUM_LEVELS, digits
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import L3Order, L3Update
@@ -109,14 +113,19 @@ class _Level:
 
 
 class _Side:
-    """One side of the book: sort keys ascending from the best level, and the levels."""
+    """One side of the book: sort keys ascending from the best level, and the levels.
 
-    __slots__ = ("count", "keys", "levels", "name", "negate")
+    ``levels`` holds every level; during a message, those that did not fit in ``keys`` are
+    in ``deep`` instead, and each of them is worse than every listed one.
+    """
+
+    __slots__ = ("count", "deep", "keys", "levels", "name", "negate")
 
     def __init__(self, name: str, *, negate: bool) -> None:
         self.name = name
         self.negate = negate
         self.keys: list[Decimal] = []  # the best level first
+        self.deep: set[Decimal] = set()
         self.levels: dict[Decimal, _Level] = {}
         self.count = 0  # orders on the side
 
@@ -138,7 +147,7 @@ class L3Book(BookBase):
     otherwise; ``side`` arguments are ``"bid"`` or ``"ask"``.
     """
 
-    __slots__ = ("_asks", "_bids", "_index")
+    __slots__ = ("_asks", "_bids", "_index", "_listed")
 
     def __init__(
         self,
@@ -151,6 +160,7 @@ class L3Book(BookBase):
         if isinstance(depth, bool) or depth not in _DEPTHS:
             raise LocalProtocolError(f"level3 depth must be one of {_DEPTHS}, got {depth!r}")
         super().__init__(symbol, depth, price_precision, qty_precision)
+        self._listed = depth + _SPARE  # the most levels a side lists during a message
         self._bids = _Side("bid", negate=True)
         self._asks = _Side("ask", negate=False)
         self._index: dict[str, tuple[_Side, _Level]] = {}
@@ -276,7 +286,7 @@ class L3Book(BookBase):
         level = side.levels.get(key)
         if level is None:
             side.levels[key] = level = _Level(key, price)
-            insort(side.keys, key)
+            self._list(side, key)
         level.orders[order.order_id] = order
         level.text = None
         self._index[order.order_id] = (side, level)
@@ -292,21 +302,51 @@ class L3Book(BookBase):
             return
         del side.levels[level.key]
         keys = side.keys
-        del keys[bisect_left(keys, level.key)]
+        if keys and level.key <= keys[-1]:
+            del keys[bisect_left(keys, level.key)]
+        else:
+            side.deep.remove(level.key)
+
+    def _list(self, side: _Side, key: Decimal) -> None:
+        """Add a new level's key to ``keys``, or to ``deep`` (see :meth:`_truncate`)."""
+        keys = side.keys
+        deep = side.deep
+        if (deep or len(keys) >= self._listed) and (not keys or key > keys[-1]):
+            deep.add(key)
+            return
+        insort(keys, key)
+        if len(keys) > self._listed:
+            deep.add(keys.pop())
 
     def _truncate(self, side: _Side) -> None:
-        """Drop the levels beyond ``depth`` and their orders."""
+        """Drop the levels beyond ``depth`` and their orders.
+
+        Inserting into ``keys`` moves every worse level, so during a message a side lists
+        at most ``_listed`` levels: a new level worse than all of them goes to ``deep``
+        when they are that many or ``deep`` holds levels already, and a level that
+        overfills ``keys`` moves its worst one there. So every deep level is worse than
+        every listed one: a level is found in ``keys`` if its key is at most the last one,
+        else it is deep, and ``keys`` with the best deep levels after it, as many as the
+        depth has room for, are the best levels of the side, as one sorted list would have
+        them. Nothing is dropped before this point, so any deep level may come back here.
+        """
         keys = side.keys
         depth = self._depth
-        if len(keys) <= depth:
+        deep = side.deep
+        if not deep and len(keys) <= depth:
             return
+        kept = heapq.nsmallest(depth - len(keys), deep) if len(keys) < depth else []
+        keys.extend(kept)
+        deep.difference_update(kept)
+        dropped = [*keys[depth:], *deep]
+        deep.clear()
+        del keys[depth:]
         index = self._index
-        for key in keys[depth:]:
+        for key in dropped:
             level = side.levels.pop(key)
             for order_id in level.orders:
                 del index[order_id]
             side.count -= len(level.orders)
-        del keys[depth:]
 
     def _side_text(self, side: _Side) -> str:
         """The checksum text of a side's top 10 levels, best first."""
