@@ -33,8 +33,12 @@ from kraken_proto.book import ACCELERATED
 
 
 def ready_protocol(stream: Stream) -> KrakenProtocol:
-    """A protocol with every subscription acknowledged and every snapshot applied."""
-    proto = KrakenProtocol(ClientConfig(ping_interval=None, stale_timeout=1e9))
+    """A protocol with every subscription acknowledged and every snapshot applied.
+
+    The stream is recorded frames fed without requests, so the protocol is in replay mode
+    (it adopts the recorded acks and snapshots, as a live connection never does).
+    """
+    proto = KrakenProtocol(ClientConfig(ping_interval=None, stale_timeout=1e9), replay=True)
     proto.connect(0.0)
     proto.connection_made(0.0)
     for frame in stream.setup:

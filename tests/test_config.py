@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from kraken_proto.config import (
+    MIN_PING_INTERVAL,
     BackpressureConfig,
     ClientConfig,
     DropPolicy,
@@ -139,6 +140,19 @@ def test_valid_non_default_values_are_kept() -> None:
     assert config.rng is rng
 
 
+def test_ping_interval_has_a_floor_of_one_second() -> None:
+    """Issue 9, item 4: an interval of 0.001 s once queued thousands of pings and starved
+    every other request. The floor is Kraken's own heartbeat period."""
+    assert MIN_PING_INTERVAL == 1.0
+    assert ClientConfig(ping_interval=1).ping_interval == 1.0
+    assert ClientConfig(ping_interval=None).ping_interval is None
+    with pytest.raises(ConfigurationError) as caught:
+        ClientConfig(ping_interval=0.001)
+    assert caught.value.field == "ping_interval"
+    message = str(caught.value)
+    assert "must be >= 1 s" in message and "0.001" in message and "None" in message
+
+
 def test_precision_bounds_inclusive() -> None:
     assert Precision(price=0, qty=18) == Precision(price=0, qty=18)
 
@@ -182,6 +196,8 @@ BAD_CLIENT_VALUES = [
     ("ping_interval", 0.0),
     ("ping_interval", -5),
     ("ping_interval", math.inf),
+    ("ping_interval", 0.001),  # below MIN_PING_INTERVAL (issue 9, item 4)
+    ("ping_interval", 0.999),
     # sizes and counts
     ("buffer_size", 1023),
     ("buffer_size", 65536.0),

@@ -7,7 +7,15 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from kraken_proto.events import BookLevel, Ticker
+from kraken_proto.events import (
+    MAX_NUMBER,
+    NON_NEGATIVE,
+    POSITIVE,
+    SIGNED,
+    BookLevel,
+    Ticker,
+    number_problem,
+)
 from kraken_proto.wire import decode_data_frame
 
 D = Decimal
@@ -143,3 +151,43 @@ def test_ticker_accepts_quoted_numbers_and_refuses_anything_else() -> None:
             decode_data_frame(bad)
     with pytest.raises(ValueError, match="`bid`"):
         Ticker("XRP/USD", msgspec.Raw(b'"x"'), *(msgspec.Raw(b"1") for _ in range(10)))
+
+
+def test_ticker_numbers_are_checked_when_it_is_made() -> None:
+    """Issue 9, item 6: a ticker holds finite numbers below 1E+256; only change and
+    change_pct may be negative; zero is fine anywhere (no volume in 24 h)."""
+    values = list(TICKER_VALUES)
+    Ticker.of("XRP/USD", *["0"] * 9, "-1.5", "-0.5")
+    for index, name in enumerate(
+        ["bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high"]
+    ):
+        bad = [*values[:index], "-0.1", *values[index + 1 :]]
+        with pytest.raises(
+            ValueError, match=rf"^ticker\.{name}: '-0\.1' is not a finite non-negative"
+        ):
+            Ticker.of("XRP/USD", *bad)
+    huge = msgspec.Raw(b"1e256")
+    with pytest.raises(ValueError, match=r"^ticker\.change: '1E\+256' is out of range"):
+        Ticker("XRP/USD", *(msgspec.Raw(b"1") for _ in range(9)), huge, msgspec.Raw(b"1"))
+    nan = msgspec.Raw(b'"NaN"')
+    with pytest.raises(ValueError, match=r"^ticker\.change_pct: 'NaN' is not a finite number$"):
+        Ticker("XRP/USD", *(msgspec.Raw(b"1") for _ in range(10)), nan)
+
+
+@pytest.mark.parametrize(
+    ("value", "sign", "problem"),
+    [
+        ("1", "positive", None),
+        ("0", "positive", "x.y: '0' is not a finite positive number"),
+        ("-0", "non-negative", None),
+        ("-1E-9", "non-negative", "x.y: '-1E-9' is not a finite non-negative number"),
+        ("-9.9E+255", "", None),
+        ("-1E+256", "", "x.y: '-1E+256' is out of range (not below 1E+256)"),
+        ("sNaN", "", "x.y: 'sNaN' is not a finite number"),
+        ("-Infinity", "non-negative", "x.y: '-Infinity' is not a finite non-negative number"),
+    ],
+)
+def test_number_problem(value: str, sign: str, problem: str | None) -> None:
+    assert number_problem("x.y", Decimal(value), sign) == problem
+    assert (POSITIVE, NON_NEGATIVE, SIGNED) == ("positive", "non-negative", "")
+    assert Decimal("1E+256") == MAX_NUMBER

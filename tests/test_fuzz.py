@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -450,7 +450,9 @@ def test_ticker_with_a_value_that_is_no_number_is_a_protocol_error(l2: L2, value
     )
     actions = feed_bad(proto, payload)
     (error,) = protocol_errors(actions)
-    assert error.error.startswith("invalid ticker frame: Expected a number for `high`")
+    assert error.error.startswith(
+        "Kraken sent an unusable ticker entry: data[0]: Expected a number for `high`"
+    )
     assert [
         a for a in actions if isinstance(a, Emit) and not isinstance(a.event, ProtocolError)
     ] == []
@@ -671,3 +673,203 @@ def test_response_shaped_json_never_raises(l2: L2, value: dict[str, Any]) -> Non
     proto = l2.live()
     feed_bad(proto, json.dumps(value))
     assert_keeps_working(proto)
+
+
+# ----------------------------------------------------------------------------- numbers
+
+# Issue 9, item 6: every number an event carries is finite, below 1E+256 and of the sign
+# Kraken's has; an entry breaking that is one ProtocolError naming its field, and the
+# message's other entries are still delivered.
+
+POSITIVE, NON_NEGATIVE, SIGNED = "positive", "non-negative", "signed"
+GOOD_ENTRIES: dict[str, dict[str, str]] = {
+    "trade": {
+        "side": '"buy"',
+        "price": "83744.3",
+        "qty": "0.00044780",
+        "ord_type": '"limit"',
+        "trade_id": "109116693",
+        "timestamp": '"2026-09-25T17:48:26.844359Z"',
+    },
+    "ticker": {
+        "bid": "0.10025",
+        "bid_qty": "740.0",
+        "ask": "0.10036",
+        "ask_qty": "1361.44813783",
+        "last": "0.10035",
+        "volume": "997038.98383185",
+        "vwap": "0.10148",
+        "low": "0.09979",
+        "high": "0.10285",
+        "change": "-0.00017",
+        "change_pct": "-0.17",
+        "timestamp": '"2023-09-25T09:04:31.742648Z"',
+        "trades": "135262",
+    },
+    "ohlc": {
+        "open": "83729.5",
+        "high": "83745.2",
+        "low": "83729.4",
+        "close": "83744.3",
+        "trades": "33",
+        "volume": "0.21155628",
+        "vwap": "83736.4",
+        "interval_begin": '"2026-09-25T17:48:00.000000000Z"',
+        "interval": "1",
+        "timestamp": '"2026-09-25T17:49:00.000000Z"',
+    },
+}
+DECIMAL_FIELDS: dict[str, dict[str, str]] = {
+    "trade": {"price": POSITIVE, "qty": POSITIVE},
+    "ticker": {
+        **dict.fromkeys(
+            ["bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high"],
+            NON_NEGATIVE,
+        ),
+        "change": SIGNED,
+        "change_pct": SIGNED,
+    },
+    "ohlc": {
+        **dict.fromkeys(["open", "high", "low", "close"], POSITIVE),
+        "volume": NON_NEGATIVE,
+        "vwap": NON_NEGATIVE,
+    },
+}
+INT_FIELDS: dict[str, dict[str, int]] = {  # the smallest value allowed
+    "trade": {"trade_id": 0},
+    "ticker": {"trades": 0},
+    "ohlc": {"trades": 0, "interval": 1},
+}
+NOT_FINITE = ['"NaN"', '"-NaN"', '"nan"', '"sNaN"', '"Infinity"', '"-Infinity"', '"inf"']
+OUT_OF_RANGE = [
+    "1e256",
+    "-1E+256",
+    '"1e999999"',
+    "9.5e299",
+    "1" + "0" * 256,
+    '"-1' + "0" * 300 + '"',
+]
+ZEROS = ["0", "0.0", '"0"', "-0", "0e3", "0.00000000", "-0.0"]
+
+
+def quoted_or_not(token: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([token, f'"{token}"'])
+
+
+negative_numbers = st.decimals(
+    min_value=Decimal("1e-12"), max_value=Decimal("1e30"), allow_nan=False, places=None
+).flatmap(lambda d: quoted_or_not("-" + format(d, "f")))
+
+
+def bad_tokens(sign: str) -> st.SearchStrategy[str]:
+    """Number tokens that break ``sign``'s rule (always: not finite or out of range)."""
+    bad = st.sampled_from(NOT_FINITE + OUT_OF_RANGE)
+    if sign != SIGNED:
+        bad = bad | negative_numbers
+    if sign == POSITIVE:
+        bad = bad | st.sampled_from(ZEROS)
+    return bad
+
+
+def render(channel: str, entries: list[dict[str, str]]) -> str:
+    data = ",".join("{" + ",".join(f'"{k}":{v}' for k, v in e.items()) + "}" for e in entries)
+    extra = ',"timestamp":"2026-09-25T17:48:26.844359566Z"' if channel == "ohlc" else ""
+    return f'{{"channel":"{channel}","type":"update","data":[{data}]{extra}}}'
+
+
+@st.composite
+def frames_with_one_bad_number(draw: st.DrawFn) -> tuple[str, str, int, str, str]:
+    """A trade, ticker or ohlc frame of 1-4 entries (symbols S0/USD, S1/USD...) where one
+    number of one entry is bad: (channel, field, index, bad token, frame)."""
+    channel = draw(st.sampled_from(sorted(GOOD_ENTRIES)))
+    count = draw(st.integers(1, 4))
+    index = draw(st.integers(0, count - 1))
+    field = draw(st.sampled_from(sorted(DECIMAL_FIELDS[channel]) + sorted(INT_FIELDS[channel])))
+    if field in DECIMAL_FIELDS[channel]:
+        token = draw(bad_tokens(DECIMAL_FIELDS[channel][field]))
+    else:
+        token = str(draw(st.integers(-(2**40), INT_FIELDS[channel][field] - 1)))
+    entries = [{"symbol": f'"S{n}/USD"', **GOOD_ENTRIES[channel]} for n in range(count)]
+    entries[index][field] = token
+    return channel, field, index, token, render(channel, entries)
+
+
+def fresh_protocol() -> KrakenProtocol:
+    proto = KrakenProtocol(ClientConfig(ping_interval=None))
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    return proto
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=frames_with_one_bad_number())
+def test_a_bad_number_costs_its_entry_alone(case: tuple[str, str, int, str, str]) -> None:
+    channel, field, index, _token, payload = case
+    proto = fresh_protocol()
+    actions = feed_bad(proto, payload)
+    (error,) = protocol_errors(actions)
+    assert error.error.startswith(f"Kraken sent an unusable {channel} entry: ")
+    if field in DECIMAL_FIELDS[channel]:
+        assert f"{channel}.{field}: " in error.error
+    else:
+        assert f"data[{index}]: " in error.error and f"`$.{field}`" in error.error
+    assert error.error.endswith("the message's other entries are delivered")
+    delivered = [e for e in events_of(actions) if not isinstance(e, ProtocolError)]
+    count = payload.count('"symbol"')
+    assert [e.symbol for e in delivered] == [f"S{n}/USD" for n in range(count) if n != index]
+    assert all(e.received_at == NOW for e in delivered)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    channel=st.sampled_from(sorted(GOOD_ENTRIES)),
+    data=st.data(),
+)
+def test_numbers_at_the_edges_of_their_rules_are_delivered(
+    channel: str, data: st.DataObject
+) -> None:
+    """Zero where zero is allowed, tiny and large-but-below-1E+256 numbers, negative signed
+    ones, quoted and exponent forms: all delivered, exact."""
+    entry = dict(GOOD_ENTRIES[channel], symbol='"S0/USD"')
+    field = data.draw(st.sampled_from(sorted(DECIMAL_FIELDS[channel])))
+    sign = DECIMAL_FIELDS[channel][field]
+    good = ["1e-30", '"0.00000001"', "9.99e255", "9" * 256, "1E+3"]
+    if sign != POSITIVE:
+        good += ZEROS
+    if sign == SIGNED:
+        good += ["-5.5", '"-0.17"', "-9.99e255", "-" + "9" * 256]
+    token = data.draw(st.sampled_from(good))
+    entry[field] = token
+    actions = fresh_protocol().receive_data(render(channel, [entry]), NOW)
+    (event,) = events_of(actions)
+    assert getattr(event, field) == Decimal(token.strip('"'))
+
+
+def test_bare_nan_is_no_json_and_loses_the_frame() -> None:
+    """msgspec refuses bare NaN/Infinity tokens (they are not JSON): the whole frame is one
+    malformed-JSON ProtocolError; quoted ones are numbers to msgspec, caught per entry."""
+    entries = [{"symbol": '"S0/USD"', **GOOD_ENTRIES["trade"]}] * 2
+    for token in ("NaN", "Infinity", "-Infinity"):
+        bad = [entries[0], dict(entries[1], qty=token)]
+        actions = fresh_protocol().receive_data(render("trade", bad), NOW)
+        (error,) = protocol_errors(actions)
+        assert error.error.startswith("malformed JSON")
+        assert len(events_of(actions)) == 1
+
+
+def test_numbers_are_checked_whatever_the_decimal_context_traps() -> None:
+    """With InvalidOperation untrapped, comparing a NaN gives False instead of raising: the
+    check must catch it all the same (and never raise when it is trapped)."""
+    payload = render("trade", [dict(GOOD_ENTRIES["trade"], symbol='"S0/USD"', qty='"NaN"')])
+    for trapped in (False, True):
+        with localcontext() as context:
+            context.traps[InvalidOperation] = trapped
+            (error,) = protocol_errors(fresh_protocol().receive_data(payload, NOW))
+        assert "trade.qty: 'NaN' is not a finite positive number" in error.error
+
+
+def test_a_huge_bad_number_is_shown_short() -> None:
+    entry = dict(GOOD_ENTRIES["ohlc"], symbol='"S0/USD"', volume="1" + "0" * 5000)
+    (error,) = protocol_errors(fresh_protocol().receive_data(render("ohlc", [entry]), NOW))
+    assert "ohlc.volume: '100000000000000000000000000000000000...' is out of range" in error.error
+    assert len(error.error) < 300 and len(error.payload) <= 200

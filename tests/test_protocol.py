@@ -11,6 +11,7 @@ import pytest
 from frames import HEARTBEAT, STATUS, NaiveBook, ack, error, instrument, ticker, trade
 
 from kraken_proto import (
+    OHLC,
     Action,
     BookNotLiveError,
     BookResync,
@@ -21,6 +22,7 @@ from kraken_proto import (
     ConnectionState,
     Emit,
     FetchToken,
+    Instrument,
     KrakenProtocol,
     LocalProtocolError,
     OpenConnection,
@@ -34,6 +36,7 @@ from kraken_proto import (
     Subscribed,
     SubscriptionFailed,
     SubscriptionStatus,
+    SubscriptionsView,
     SystemStatus,
     Ticker,
     Trade,
@@ -689,13 +692,92 @@ def test_ping_on_interval_and_pong_with_round_trip() -> None:
     assert unknown == [Pong(55, None, 21.0)]
 
 
+def drive(proto: KrakenProtocol, until: float) -> list[Action]:
+    """Fire every timer up to ``until`` as a driver would; return the actions, in order."""
+    actions: list[Action] = []
+    deadline = proto.next_deadline()
+    while deadline is not None and deadline <= until:
+        actions += proto.handle_timer(deadline)
+        deadline = proto.next_deadline()
+    return actions
+
+
+def pings(actions: list[Action]) -> list[int]:
+    return [r["req_id"] for r in sent(actions) if r["method"] == "ping"]
+
+
+def test_an_unanswered_ping_holds_the_next_back_for_ack_timeout_only() -> None:
+    """Issue 9, item 4: one ping at a time. Before, a ping left every interval whether or
+    not the last one was answered; now the next waits for the pong or for ack_timeout."""
+    proto = open_proto(cfg(ping_interval=1.0, ack_timeout=5.0))
+    assert pings(drive(proto, 1.0)) == [1]
+    assert pings(drive(proto, 5.9)) == []  # ping 1 is outstanding
+    assert pings(drive(proto, 6.0)) == [2]  # ping 1 timed out 5 s after it left
+    late = events(proto.receive_data('{"method":"pong","req_id":1}', 6.5), Pong)
+    assert late == [Pong(1, 5.5, 6.5)]  # a late pong still reports its round trip
+    assert pings(drive(proto, 10.0)) == []  # ping 2 is still outstanding
+    pong = events(proto.receive_data('{"method":"pong","req_id":2}', 10.25), Pong)
+    assert pong == [Pong(2, 4.25, 10.25)]
+    assert pings(drive(proto, 11.0)) == [3]  # answered: the next tick pings again
+
+
 def test_unanswered_pings_are_bounded() -> None:
-    proto = open_proto(cfg(ping_interval=1.0))
-    for t in range(1, 40):
-        proto.handle_timer(float(t))
+    proto = open_proto(cfg(ping_interval=1.0, ack_timeout=10.0))
+    assert pings(drive(proto, 60.0)) == [1, 2, 3, 4, 5, 6]  # one per ack_timeout
+    oldest = events(proto.receive_data('{"method":"pong","req_id":1}', 60.0), Pong)[0]
+    assert oldest.rtt == pytest.approx(59.0)
+    # With a short ack_timeout one ping leaves per interval; only the last 16 are tracked.
+    proto = open_proto(cfg(ping_interval=1.0, ack_timeout=1.0))
+    assert pings(drive(proto, 39.0)) == list(range(1, 40))
     first = events(proto.receive_data('{"method":"pong","req_id":1}', 40.0), Pong)[0]
     last = events(proto.receive_data('{"method":"pong","req_id":39}', 40.0), Pong)[0]
     assert first.rtt is None and last.rtt == pytest.approx(1.0)
+
+
+def test_pings_never_pile_up_ahead_of_other_requests() -> None:
+    """Issue 9, item 4: pings faster than the message budget grew the outbox without
+    bound, and a subscribe queued behind them never left. Now at most one ping waits."""
+    config = cfg(
+        ping_interval=1.0,
+        ack_timeout=1.5,
+        stale_timeout=1e9,
+        max_requests_per_second=0.25,
+        request_burst=1,
+    )
+    proto, _ = subscribed_book(config=config)
+    assert len(pings(drive(proto, 30.0))) <= 8  # one per 4 s at most: the budget's pace
+    actions = proto.subscribe("trade", ["ETH/USD"], 30.0)
+    actions += drive(proto, 38.0)  # behind at most one ping, at 4 s a message
+    assert [r["params"]["symbol"] for r in sent(actions) if r["method"] == "subscribe"] == [
+        ["ETH/USD"]
+    ]
+
+
+def test_a_pong_before_its_ping_left_does_not_end_it() -> None:
+    proto = open_proto(cfg(ping_interval=1.0, max_requests_per_second=0.5, request_burst=1))
+    assert [r["method"] for r in sent(proto.subscribe("trade", ["BTC/USD"], 0.5))] == ["subscribe"]
+    assert proto.handle_timer(1.0) == []  # the ping waits for the budget (until 2.5)
+    # An odd server answers the ping that has not left yet: that proves nothing, and the
+    # ping stays outstanding (no second one queues behind it).
+    early = events(proto.receive_data('{"method":"pong","req_id":2}', 1.5), Pong)
+    assert early == [Pong(2, None, 1.5)]
+    assert pings(drive(proto, 2.5)) == [2]
+    assert pings(drive(proto, 4.0)) == []
+    pong = events(proto.receive_data('{"method":"pong","req_id":2}', 4.0), Pong)
+    assert pong == [Pong(2, 1.5, 4.0)]
+    assert pings(drive(proto, 5.0)) == [3]
+
+
+def test_staleness_fires_while_a_ping_goes_unanswered() -> None:
+    """A pong that never comes must not keep the connection alive, nor hide staleness."""
+    proto, _ = subscribed_book(config=cfg(ping_interval=1.0, stale_timeout=5.0))
+    for t in (1.0, 2.0, 3.0):
+        proto.receive_data(HEARTBEAT, t)
+        drive(proto, t)
+    actions = drive(proto, 8.0)
+    close = next(a for a in actions if isinstance(a, CloseConnection))
+    assert close.reason == "stale: no message from Kraken for 5.0 s"
+    assert states(actions) == [("subscribed", "degraded")]
 
 
 def test_silent_subscription_while_others_flow_reconnects() -> None:
@@ -941,3 +1023,198 @@ def test_timer_before_the_retry_time_does_nothing_while_degraded() -> None:
     assert proto.handle_timer(retry_at - 0.01) == []
     assert proto.state is S.DEGRADED
     assert isinstance(proto.handle_timer(retry_at)[-1], OpenConnection)
+
+
+# --------------------------------------------------------------------------- unsolicited
+
+
+def test_live_connection_reports_unsolicited_acks_and_snapshots_and_keeps_nothing() -> None:
+    """Issue 9, item 7: on a live connection acks and snapshots nobody asked for became
+    subscriptions and books, without limit, and were all resubscribed after a reconnect.
+    Now each is a ProtocolError and nothing of it is kept."""
+    proto = open_proto(cfg(silent_subscription_timeout=30.0))
+    actions: list[Action] = []
+    for n in range(200):
+        symbol = f"S{n}/USD"
+        actions += proto.receive_data(ack("book", symbol, None, depth=10, snapshot=True), 1.0)
+        actions += proto.receive_data(NaiveBook(symbol).snapshot(), 1.0)
+        actions += proto.receive_data(ack("trade", symbol, 99), 1.0)
+        actions += proto.receive_data(trade(symbol, n + 1), 1.0)  # data of no subscription
+    errors = [e.error for e in events(actions, ProtocolError)]
+    assert len(errors) == 600
+    assert errors[:3] == [
+        "Kraken acknowledged a subscription to book S0/USD that this client never "
+        "requested; ignored",
+        "Kraken sent a book snapshot for S0/USD, which is not subscribed; ignored",
+        "Kraken acknowledged a subscription to trade S0/USD that this client never "
+        "requested; ignored",
+    ]
+    assert events(actions, Subscribed) == [] and events(actions, BookUpdate) == []
+    assert proto.subscriptions == SubscriptionsView((), (), (), ())
+    assert proto.book("S0/USD") is None and proto.book("S199/USD") is None
+    assert proto.next_deadline() is None  # no silence check armed for them either
+    # Nothing to resubscribe after a reconnect.
+    proto.connection_lost(2.0)
+    reconnect = drive(proto, 3.0)
+    assert any(isinstance(a, OpenConnection) for a in reconnect)
+    assert sent(proto.connection_made(3.0)) == []
+
+
+def test_a_late_ack_of_our_own_request_is_ignored_quietly() -> None:
+    proto = open_proto()
+    (request,) = sent(proto.subscribe("trade", ["BTC/USD"], 0.0))
+    (stop,) = sent(proto.unsubscribe("trade", ["BTC/USD"], 0.1))
+    # Kraken answers the unsubscribe first: the subscription is gone when its ack comes.
+    gone = proto.receive_data(ack("trade", "BTC/USD", stop["req_id"], method="unsubscribe"), 0.2)
+    assert events(gone, Unsubscribed) == [Unsubscribed("trade", "BTC/USD", stop["req_id"], 0.2)]
+    late = proto.receive_data(ack("trade", "BTC/USD", request["req_id"]), 0.3)
+    assert [a for a in late if isinstance(a, Emit)] == []
+    assert proto.subscriptions == SubscriptionsView((), (), (), ())
+
+
+def test_replay_mode_adopts_what_a_capture_acknowledges() -> None:
+    assert KrakenProtocol(cfg()).is_replay is False
+    proto = KrakenProtocol(cfg(), replay=True)
+    assert proto.is_replay
+    proto.connect(0.0)
+    proto.connection_made(0.0)
+    actions = proto.receive_data(NaiveBook("XRP/USD").snapshot(), 1.0)
+    assert events(actions, ProtocolError) == []
+    assert [e.symbol for e in events(actions, BookUpdate)] == ["XRP/USD"]
+    assert [s.symbol for s in proto.subscriptions.active] == ["XRP/USD"]
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def test_a_nan_trade_is_a_protocol_error_and_its_neighbours_are_delivered() -> None:
+    """Issue 9, item 6: a quoted "NaN" reached user code as Decimal('NaN'), where
+    ``qty > 0`` raises."""
+    proto = open_proto()
+    frame = (
+        '{"channel":"trade","type":"update","data":['
+        '{"symbol":"BTC/USD","side":"buy","price":100.5,"qty":0.5,"ord_type":"limit",'
+        '"trade_id":1,"timestamp":"t"},'
+        '{"symbol":"BTC/USD","side":"buy","price":100.5,"qty":"NaN","ord_type":"limit",'
+        '"trade_id":2,"timestamp":"t"},'
+        '{"symbol":"BTC/USD","side":"sell","price":-100.4,"qty":0.5,"ord_type":"limit",'
+        '"trade_id":3,"timestamp":"t"},'
+        '{"symbol":"BTC/USD","side":"sell","price":100.4,"qty":1.5,"ord_type":"limit",'
+        '"trade_id":4,"timestamp":"t"}]}'
+    )
+    actions = proto.receive_data(frame, 1.0)
+    assert [type(a.event).__name__ for a in actions if isinstance(a, Emit)] == [
+        "Trade",
+        "ProtocolError",
+        "ProtocolError",
+        "Trade",
+    ]
+    assert [t.trade_id for t in events(actions, Trade)] == [1, 4]
+    nan, negative = events(actions, ProtocolError)
+    assert nan.error == (
+        "Kraken sent an unusable trade entry: trade.qty: 'NaN' is not a finite positive "
+        "number; the message's other entries are delivered"
+    )
+    assert '"trade_id":2' in nan.payload and nan.received_at == 1.0
+    assert "trade.price: '-100.4' is not a finite positive number" in negative.error
+
+
+def test_an_instrument_pair_or_asset_with_bad_numbers_is_left_out() -> None:
+    proto = open_proto()
+    proto.subscribe("book", ["ETH/USD"], 0.0)
+    pair = {"base": "X", "quote": "USD", "status": "online", "qty_precision": 8}
+    frame = {
+        "channel": "instrument",
+        "type": "snapshot",
+        "data": {
+            "assets": [
+                {"id": "BTC", "status": "enabled", "precision": 10},
+                {"id": "AAPLx", "status": "enabled", "precision": 8, "multiplier": "-1.5"},
+            ],
+            "pairs": [
+                {**pair, "symbol": "BTC/USD", "price_precision": 1, "qty_increment": 1e-08},
+                {**pair, "symbol": "ETH/USD", "price_precision": 2, "qty_increment": "NaN"},
+                {**pair, "symbol": "XRP/USD", "price_precision": 5, "cost_min": -0.5},
+            ],
+        },
+    }
+    actions = proto.receive_data(json.dumps(frame), 1.0)
+    errors = [e.error for e in events(actions, ProtocolError)]
+    assert [e.split(": ", 1)[1].split(" is ")[0] for e in errors] == [
+        "instrument.asset.multiplier: '-1.5'",
+        "instrument.pair.qty_increment: 'NaN'",
+        "instrument.pair.cost_min: '-0.5'",
+    ]
+    (instrument_event,) = events(actions, Instrument)
+    assert [a.id for a in instrument_event.assets] == ["BTC"]
+    assert [p.symbol for p in instrument_event.pairs] == ["BTC/USD"]
+    assert instrument_event.snapshot
+    eth = proto.book("ETH/USD")
+    assert eth is not None and eth.price_precision is None  # the bad pair's is not used
+
+
+def test_an_instrument_pair_that_does_not_decode_costs_only_itself() -> None:
+    proto = open_proto()
+    good = json.loads(instrument("BTC/USD", 1, 8))["data"]["pairs"][0]
+    frame = {
+        "channel": "instrument",
+        "type": "update",
+        "data": {
+            "assets": [{"id": "BTC", "status": "enabled", "precision": -1}],
+            "pairs": [{**good, "symbol": "ETH/USD", "price_precision": 19}, good],
+        },
+    }
+    actions = proto.receive_data(json.dumps(frame), 1.0)
+    errors = [e.error for e in events(actions, ProtocolError)]
+    assert len(errors) == 2
+    assert "data.assets[0]: Expected `int` >= 0 - at `$.precision`" in errors[0]
+    assert "data.pairs[0]: Expected `int` <= 18 - at `$.price_precision`" in errors[1]
+    (instrument_event,) = events(actions, Instrument)
+    assert instrument_event.assets == () and not instrument_event.snapshot
+    assert [p.symbol for p in instrument_event.pairs] == ["BTC/USD"]
+
+
+def test_a_frame_that_is_broken_itself_is_not_salvaged() -> None:
+    proto = open_proto()
+    for payload in (
+        '{"channel":"trade","type":"update","data":{"symbol":"BTC/USD"}}',
+        '{"channel":"instrument","type":"update","data":[]}',
+    ):
+        (error,) = events(proto.receive_data(payload, 1.0), ProtocolError)
+        assert error.error.startswith("invalid ")
+
+
+def test_silence_check_hears_salvaged_entries() -> None:
+    proto = open_proto(cfg(silent_subscription_timeout=8.0, stale_timeout=100.0))
+    proto.subscribe("ticker", ["BTC/USD", "ETH/USD"], 0.0)
+    proto.receive_data(ack("ticker", "BTC/USD", 1), 0.0)
+    proto.receive_data(ack("ticker", "ETH/USD", 1), 0.0)
+    bad_eth = ticker("ETH/USD", bid='"NaN"').replace('"data":[', '"data":[' + ticker_entry())
+    assert len(events(proto.receive_data(ticker("ETH/USD"), 0.5), Ticker)) == 1
+    for t in range(1, 11):
+        actions = proto.receive_data(bad_eth, float(t))
+        assert len(events(actions, Ticker)) == 1 and len(events(actions, ProtocolError)) == 1
+        actions = proto.handle_timer(float(t))
+    # BTC/USD was heard; ETH/USD only sent unusable entries and counts as silent.
+    close = next(a for a in actions if isinstance(a, CloseConnection))
+    assert close.reason == "stale: ticker ETH/USD silent for 9.5 s"
+
+
+def ticker_entry(symbol: str = "BTC/USD") -> str:
+    """One good ticker entry followed by a comma, to splice into a frame's data."""
+    frame = ticker(symbol)
+    return frame[frame.index("[") + 1 : frame.rindex("]")] + ","
+
+
+def test_candles_keep_their_subscription_from_counting_as_silent() -> None:
+    proto = open_proto(cfg(silent_subscription_timeout=4.0, stale_timeout=100.0))
+    proto.subscribe("ohlc", ["BTC/USD"], 0.0, interval=1)
+    proto.receive_data(ack("ohlc", "BTC/USD", 1, interval=1), 0.0)
+    candle = (
+        '{"channel":"ohlc","type":"update","data":[{"symbol":"BTC/USD","open":1.5,"high":2,'
+        '"low":1,"close":1.5,"trades":3,"volume":0,"vwap":0,"interval_begin":"b",'
+        '"interval":1}]}'
+    )
+    for t in range(1, 12):
+        assert len(events(proto.receive_data(candle, float(t)), OHLC)) == 1
+        assert not any(isinstance(a, CloseConnection) for a in proto.handle_timer(float(t)))

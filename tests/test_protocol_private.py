@@ -85,9 +85,13 @@ def states(actions: list[Action]) -> list[tuple[str, str]]:
 
 
 def authenticated(
-    config: ClientConfig | None = None, *, level3: bool = False, now: float = 0.0
+    config: ClientConfig | None = None,
+    *,
+    level3: bool = False,
+    now: float = 0.0,
+    replay: bool = False,
 ) -> KrakenProtocol:
-    proto = KrakenProtocol(config or cfg(), private=not level3, level3=level3)
+    proto = KrakenProtocol(config or cfg(), private=not level3, level3=level3, replay=replay)
     proto.connect(now)
     proto.connection_made(now)
     proto.token_received(TOKEN, now)
@@ -311,6 +315,93 @@ def test_gap_under_resync_resubscribes_for_a_fresh_snapshot() -> None:
         executions_frame(1, {"exec_type": "new", "order_id": "B"}, snapshot=True), 1.4
     )
     assert [e.order_id for e in events(fresh, Execution)] == ["B"]
+
+
+@pytest.mark.parametrize(
+    ("report", "field"),
+    [
+        ({"exec_type": "trade", "order_id": "B", "last_qty": -0.5}, "execution.last_qty"),
+        ({"exec_type": "trade", "order_id": "B", "avg_price": "NaN"}, "execution.avg_price"),
+        ({"exec_type": "new", "order_id": "B", "limit_price": "Infinity"}, "execution.limit_price"),
+        (
+            {"exec_type": "trade", "order_id": "B", "fees": [{"asset": "USD", "qty": "-Inf"}]},
+            "execution.fees[0].qty",
+        ),
+        (
+            {"exec_type": "status", "order_id": "B", "triggers": {"peak_price": -1}},
+            "execution.triggers.peak_price",
+        ),
+        (
+            {"exec_type": "new", "order_id": "B", "contingent": {"limit_price": "1e300"}},
+            "execution.contingent.limit_price",
+        ),
+    ],
+)
+def test_an_execution_with_a_bad_number_drops_its_message_and_the_gap_resyncs(
+    report: dict[str, Any], field: str
+) -> None:
+    """Issue 9, item 6, on a sequenced stream: delivering the message's other reports would
+    hide a hole, so the whole message goes and the sequence check sees it missing."""
+    proto = authenticated(cfg(gap_policy=GapPolicy.RESYNC))
+    subscribe_executions(proto)
+    proto.receive_data(executions_frame(1, snapshot=True), 1.0)
+    good = {"exec_type": "new", "order_id": "A"}
+    actions = proto.receive_data(executions_frame(2, good, report), 1.1)
+    (error,) = events(actions, ProtocolError)
+    assert error.error.startswith(
+        f"Kraken sent an unusable executions message (sequence 2, data[1]): {field}: "
+    )
+    assert error.error.endswith("; the message is dropped")
+    assert not events(actions, Execution)
+    actions = proto.receive_data(executions_frame(3, {"exec_type": "new", "order_id": "C"}), 1.2)
+    assert events(actions, GapDetected) == [GapDetected("executions", 2, 3, "resync", 1.2)]
+    assert [r["method"] for r in sent(actions)] == ["unsubscribe", "subscribe"]
+
+
+def test_executions_with_signed_offsets_and_rebates_are_delivered() -> None:
+    proto = authenticated()
+    subscribe_executions(proto)
+    report = {
+        "exec_type": "trade",
+        "order_id": "A",
+        "order_qty": 0,
+        "limit_price": -2.5,
+        "limit_price_type": "pct",
+        "fees": [{"asset": "USD", "qty": -0.01}],
+        "triggers": {"price": -1.5, "price_type": "quote", "actual_price": 100.0},
+        "contingent": {"trigger_price": -3, "limit_price": 0},
+    }
+    (execution,) = events(
+        proto.receive_data(executions_frame(1, report, snapshot=True), 1.0), Execution
+    )
+    assert execution.limit_price == Decimal("-2.5") and execution.fees is not None
+    assert execution.fees[0].qty == Decimal("-0.01")
+
+
+def test_a_balance_with_a_bad_number_drops_its_message() -> None:
+    proto = authenticated()
+    (request,) = sent(proto.subscribe("balances", None, 0.0))
+    proto.receive_data(ack("balances", None, request["req_id"]), 0.0)
+    for sequence, row, field in (
+        (1, {"asset": "USD", "balance": "NaN"}, "balance.balance"),
+        (2, {"asset": "USD", "amount": "-Infinity"}, "balance.amount"),
+        (
+            3,
+            {"asset": "USD", "wallets": [{"type": "spot", "id": "main", "balance": "1e300"}]},
+            "balance.wallets[0].balance",
+        ),
+    ):
+        frame = {"channel": "balances", "type": "update", "sequence": sequence, "data": [row]}
+        (error,) = events(proto.receive_data(json.dumps(frame), 1.0), ProtocolError)
+        assert f"(sequence {sequence}, data[0]): {field}: " in error.error
+    frame = {
+        "channel": "balances",
+        "type": "update",
+        "sequence": 4,
+        "data": [{"asset": "USD", "amount": -5, "fee": -0.1, "balance": -1, "wallets": []}],
+    }
+    (row,) = events(proto.receive_data(json.dumps(frame), 1.1), Balance)
+    assert (row.amount, row.fee, row.balance) == (Decimal(-5), Decimal("-0.1"), Decimal(-1))
 
 
 def test_gap_under_ignore_reports_and_carries_on() -> None:
@@ -698,10 +789,39 @@ def _sides(snapshot: str) -> tuple[tuple[L3Order, ...], tuple[L3Order, ...]]:
     return frame.bids, frame.asks
 
 
-def test_level3_ack_without_a_request_is_adopted_and_unsubscribe_forgets(
+@pytest.mark.parametrize(
+    ("level3", "channel", "symbol"),
+    [(False, "executions", None), (False, "balances", None), (True, "level3", "ETH/USD")],
+)
+def test_unsolicited_acks_on_a_live_private_connection_keep_nothing(
+    level3: bool, channel: str, symbol: str | None
+) -> None:
+    """Issue 9, item 7, on the auth and level3 hosts: an ack nobody asked for is a
+    ProtocolError; no subscription, no book, nothing resubscribed after a reconnect."""
+    proto = authenticated(level3=level3)
+    actions = proto.receive_data(ack(channel, symbol, None, depth=100), 0.5)
+    what = channel if symbol is None else f"{channel} {symbol}"
+    assert events(actions, ProtocolError) == [
+        ProtocolError(
+            f"Kraken acknowledged a subscription to {what} that this client never requested; "
+            "ignored",
+            "",
+            0.5,
+        )
+    ]
+    assert events(actions, Subscribed) == []
+    assert not proto.subscriptions.active and not proto.subscriptions.pending
+    assert proto.l3_book("ETH/USD") is None
+    proto.connection_lost(1.0)
+    proto.handle_timer(proto.next_deadline() or 1.0)
+    proto.connection_made(2.0)
+    assert sent(proto.token_received(TOKEN, 2.0)) == []
+
+
+def test_level3_ack_without_a_request_is_adopted_in_replay_and_unsubscribe_forgets(
     data_dir: Path,
 ) -> None:
-    proto = authenticated(level3=True)
+    proto = authenticated(level3=True, replay=True)
     proto.receive_data(ack("level3", "ETH/USD", None, depth=100), 0.0)
     adopted = proto.l3_book("ETH/USD")
     assert adopted is not None and adopted.depth == 100

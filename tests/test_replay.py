@@ -23,7 +23,7 @@ import pytest
 
 from kraken_proto.actions import Action, CloseConnection, Emit, OpenConnection, ReconnectAfter, Send
 from kraken_proto.config import ClientConfig, Precision
-from kraken_proto.errors import ParseError
+from kraken_proto.errors import LocalProtocolError, ParseError
 from kraken_proto.events import (
     BookResync,
     BookUpdate,
@@ -715,13 +715,23 @@ def test_replay_result_views_are_consistent(replays: dict[str, ReplayResult]) ->
 
 
 def test_replay_into_a_given_protocol(real_capture_paths: dict[str, Path]) -> None:
-    protocol = KrakenProtocol(ClientConfig(ping_interval=None, precisions=PRECISIONS))
+    protocol = KrakenProtocol(ClientConfig(ping_interval=None, precisions=PRECISIONS), replay=True)
     result = replay(real_capture_paths["xrpusd_sample"], protocol=protocol)
     assert result.protocol is protocol
     book = protocol.book("XRP/USD")
     assert book is not None
     assert book.price_precision == 5
     assert len(result.of_type(BookUpdate)) == 1147
+
+
+def test_replay_needs_a_protocol_in_replay_mode(real_capture_paths: dict[str, Path]) -> None:
+    """Issue 9, item 7: adopting unsolicited subscriptions is replay-only; a live-mode
+    protocol would refuse every ack of the capture, so replay() refuses it up front."""
+    live = KrakenProtocol(ClientConfig(ping_interval=None))
+    with pytest.raises(LocalProtocolError, match="replay=True"):
+        replay(real_capture_paths["xrpusd_sample"], protocol=live)
+    assert live.state is ConnectionState.DISCONNECTED
+    assert replay([]).protocol.is_replay
 
 
 def test_replay_of_an_iterator_and_of_nothing(real_capture_paths: dict[str, Path]) -> None:
@@ -813,7 +823,7 @@ def test_replay_stops_firing_a_deadline_that_does_not_move(
             return []
 
     lines = lines_of(real_capture_paths["btcusd_l2"])[:20]
-    result = replay(lines, protocol=Stuck(ClientConfig(ping_interval=None)))
+    result = replay(lines, protocol=Stuck(ClientConfig(ping_interval=None), replay=True))
     assert result.of_type(BookUpdate)
     assert 0 < Stuck.fired <= len(lines)
 
@@ -835,7 +845,7 @@ def test_a_private_capture_replays_with_a_stand_in_token() -> None:
     config = ClientConfig(
         ping_interval=None, api_key="KEY123", api_secret="c2VjcmV0c2VjcmV0", rng=random.Random(0)
     )
-    result = replay(lines, protocol=KrakenProtocol(config, private=True))
+    result = replay(lines, protocol=KrakenProtocol(config, private=True, replay=True))
     assert [e.order_id for e in result.of_type(Execution)] == ["A"]
     assert [(g.expected, g.received) for g in result.of_type(GapDetected)] == [(3, 4)]
     assert [json.loads(text)["method"] for text in result.sent] == ["unsubscribe", "subscribe"]

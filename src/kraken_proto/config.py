@@ -32,6 +32,7 @@ __all__ = [
     "ClientConfig",
     "DropPolicy",
     "GapPolicy",
+    "MIN_PING_INTERVAL",
     "Precision",
     "RateTier",
     "ReconnectConfig",
@@ -39,6 +40,17 @@ __all__ = [
 ]
 
 _MAX_PRECISION = 18
+
+MIN_PING_INTERVAL = 1.0
+"""The shortest ``ClientConfig.ping_interval`` accepted, in seconds.
+
+A ping exists to keep Kraken's idle close (about 60 s without a client message) away and to
+measure the round trip; Kraken itself proves it is alive with a heartbeat every second.
+Pinging more often than that heartbeat tells nothing new about the connection, while each
+ping spends a slot of the outgoing message budget (``max_requests_per_second``) that
+subscribes, unsubscribes and resyncs need: an interval of a millisecond once queued
+thousands of pings in front of a subscribe that never left.
+"""
 _SYMBOL_RE = re.compile(r"[^/\s]+/[^/\s]+")
 _E = TypeVar("_E", bound=enum.Enum)
 _N = TypeVar("_N")
@@ -378,8 +390,10 @@ class ClientConfig:
             and is replaced, float seconds > 0. Default 10.0.
         silent_subscription_timeout: one subscription silent this long while others flow
             is treated as stale, float seconds > 0; ``None`` (default) disables the check.
-        ping_interval: period of application-level pings, float seconds > 0; ``None``
-            disables them. Default 20.0.
+        ping_interval: period of application-level pings, float seconds >=
+            :data:`MIN_PING_INTERVAL` (1.0, Kraken's own heartbeat period); ``None`` disables
+            them. A ping is never queued while the previous one is outstanding (no pong yet,
+            and sent less than ``ack_timeout`` ago). Default 20.0.
         buffer_size: socket read size for drivers, bytes, >= 1024. Default 65_536.
         max_message_size: larger frames are rejected as a ``ProtocolError``, bytes, >= 1024.
             Default 8 MiB (8_388_608).
@@ -476,8 +490,22 @@ class ClientConfig:
             "request_timeout",
         ):
             _set(self, name, _check_float(name, getattr(self, name), gt=0.0))
-        for name in ("silent_subscription_timeout", "ping_interval"):
-            _set(self, name, _check_optional_float(name, getattr(self, name), gt=0.0))
+        _set(
+            self,
+            "silent_subscription_timeout",
+            _check_optional_float(
+                "silent_subscription_timeout", self.silent_subscription_timeout, gt=0.0
+            ),
+        )
+        ping_interval = _check_optional_float("ping_interval", self.ping_interval, gt=0.0)
+        if ping_interval is not None and ping_interval < MIN_PING_INTERVAL:
+            raise _fail(
+                "ping_interval",
+                f"must be >= {MIN_PING_INTERVAL:g} s (Kraken's own heartbeat period; more "
+                f"frequent pings only crowd out other requests), got {ping_interval!r}; "
+                "use None to disable pings",
+            )
+        _set(self, "ping_interval", ping_interval)
         _check_int("buffer_size", self.buffer_size, minimum=1024)
         _check_int("max_message_size", self.max_message_size, minimum=1024)
         _set(self, "reconnect", _check_nested("reconnect", self.reconnect, ReconnectConfig))

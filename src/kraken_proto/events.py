@@ -9,6 +9,12 @@ available through :func:`parse_timestamp`. Prices and quantities are exact ``Dec
 tokens as Kraken sent them and make their Decimals on access (parsing every number of every
 message into a ``Decimal`` cost more than the rest of the core path); build them from values
 with their ``of`` class methods.
+
+Every number in a ticker, trade, candle, instrument, execution or balance event the protocol
+emits is finite, below :data:`MAX_NUMBER` in magnitude and of the sign Kraken's has (prices
+and quantities are never negative; :mod:`kraken_proto.wire` has the rules field by field):
+an entry Kraken sent otherwise becomes a ``ProtocolError`` naming the field instead. Book
+and level3 numbers are checked by the books that apply them.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ __all__ = [
     "GapDetected",
     "InstrumentPair",
     "Instrument",
+    "MAX_NUMBER",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "SIGNED",
     "L3Order",
     "L3Update",
     "OrderOutcome",
@@ -62,6 +72,7 @@ __all__ = [
     "Ticker",
     "Trade",
     "Unsubscribed",
+    "number_problem",
     "parse_timestamp",
 ]
 
@@ -96,33 +107,76 @@ def _shown(token: msgspec.Raw) -> str:
         return repr(bytes(token))
 
 
-_NUMBER_CHARS = b"0123456789.-+eE"
+POSITIVE = "positive"
+"""Sign rule of :func:`number_problem`: the number must be > 0 (a trade's price, say)."""
+NON_NEGATIVE = "non-negative"
+"""Sign rule of :func:`number_problem`: the number must be >= 0 (a 24-hour volume, say)."""
+SIGNED = ""
+"""Sign rule of :func:`number_problem`: either sign will do (a 24-hour change, say)."""
+
+_ZERO = Decimal(0)
+_MAX_DIGITS = 256
+MAX_NUMBER = Decimal(f"1E+{_MAX_DIGITS}")
+"""Every number an event carries is below this (``1E+256``) in magnitude.
+
+No price or quantity comes near it; what it stops is ``1e999999``, which msgspec decodes
+as a finite ``Decimal`` on which ordinary arithmetic overflows the default context (its
+exponents stop at 999999). The bound is loose so that it costs nothing to check on the
+number tokens a ticker keeps: plain tokens totalling at most 256 characters cannot reach
+it.
+"""
+
+
+def number_problem(field: str, value: Decimal, sign: str) -> str | None:
+    """What is wrong with ``value`` as the ``field`` of an event (``"trade.qty"``), or
+    ``None`` if it is usable.
+
+    Usable means finite, below :data:`MAX_NUMBER` in magnitude, and of the right sign:
+    > 0 for :data:`POSITIVE`, >= 0 for :data:`NON_NEGATIVE`, any for :data:`SIGNED`.
+    Never raises, whatever the thread's decimal context traps.
+    """
+    if value.is_finite():
+        if value.copy_abs() >= MAX_NUMBER:
+            return f"{field}: {_shown_number(value)} is out of range (not below 1E+256)"
+        if sign == SIGNED or (value > _ZERO if sign == POSITIVE else value >= _ZERO):
+            return None
+    what = f"finite {sign} number" if sign else "finite number"
+    return f"{field}: {_shown_number(value)} is not a {what}"
+
+
+def _shown_number(value: Decimal) -> str:
+    """The value as quoted text for an error message, at most about 40 characters."""
+    text = str(value)
+    return repr(text if len(text) <= 40 else f"{text[:36]}...")
+
+
 _TICKER_NUMBERS = (
-    "bid",
-    "bid_qty",
-    "ask",
-    "ask_qty",
-    "last",
-    "volume",
-    "vwap",
-    "low",
-    "high",
-    "change",
-    "change_pct",
+    # change and change_pct first: they alone may be negative.
+    ("change", SIGNED),
+    ("change_pct", SIGNED),
+    ("bid", NON_NEGATIVE),
+    ("bid_qty", NON_NEGATIVE),
+    ("ask", NON_NEGATIVE),
+    ("ask_qty", NON_NEGATIVE),
+    ("last", NON_NEGATIVE),
+    ("volume", NON_NEGATIVE),
+    ("vwap", NON_NEGATIVE),
+    ("low", NON_NEGATIVE),
+    ("high", NON_NEGATIVE),
 )
+_PLAIN_NUMBER_CHARS = b"0123456789.-"
 
 
-def _check_numbers(tokens: tuple[msgspec.Raw, ...], names: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` naming the first token that is no number (nor a quoted one)."""
-    # A JSON value spelt only with these characters is a number; the rest (quoted numbers,
-    # or garbage) is rare enough to be decoded one by one.
-    if not b"".join(tokens).translate(None, _NUMBER_CHARS):
-        return
-    for name, token in zip(names, tokens, strict=True):
+def _check_ticker_numbers(tokens: tuple[msgspec.Raw, ...]) -> None:
+    """Raise ``ValueError`` naming the first ticker token that is no usable number."""
+    for (name, sign), token in zip(_TICKER_NUMBERS, tokens, strict=True):
         try:
-            _decode_decimal(token)
+            value = _decode_decimal(token)
         except msgspec.ValidationError:
             raise ValueError(f"Expected a number for `{name}`, got {bytes(token)[:40]!r}") from None
+        problem = number_problem(f"ticker.{name}", value, sign)
+        if problem is not None:
+            raise ValueError(problem)
 
 
 def _raw_fields(obj: msgspec.Struct) -> Iterator[tuple[str, Any]]:
@@ -213,9 +267,12 @@ class Ticker(msgspec.Struct, frozen=True, gc=False):
 
     The numbers (``bid``, ``ask``, ``volume``, ...) are exact ``Decimal`` values made on
     each access from the tokens Kraken sent, kept as ``<name>_text``: decoding eleven
-    Decimals per message would cost twice the rest of it. The tokens are checked to be
-    numbers when the ticker is made. Build one from values with :meth:`Ticker.of`;
-    tickers compare and hash by value, like :class:`BookLevel`.
+    Decimals per message would cost twice the rest of it. The tokens are checked when the
+    ticker is made (``ValueError`` otherwise, naming the field): numbers (quoted ones too),
+    finite, below :data:`MAX_NUMBER` in magnitude, and never negative except ``change``
+    and ``change_pct``. Zero is allowed everywhere (no volume, or an empty side, in 24 h).
+    Build one from values with :meth:`Ticker.of`; tickers compare and hash by value, like
+    :class:`BookLevel`.
     """
 
     symbol: str
@@ -231,26 +288,36 @@ class Ticker(msgspec.Struct, frozen=True, gc=False):
     change_text: msgspec.Raw = msgspec.field(name="change")
     change_pct_text: msgspec.Raw = msgspec.field(name="change_pct")
     timestamp: str | None = None
-    trades: int | None = None
+    trades: Annotated[int, msgspec.Meta(ge=0)] | None = None
     received_at: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_numbers(
-            (
-                self.bid_text,
-                self.bid_qty_text,
-                self.ask_text,
-                self.ask_qty_text,
-                self.last_text,
-                self.volume_text,
-                self.vwap_text,
-                self.low_text,
-                self.high_text,
-                self.change_text,
-                self.change_pct_text,
-            ),
-            _TICKER_NUMBERS,
+        change = self.change_text
+        tokens = (
+            change,
+            self.change_pct_text,
+            self.bid_text,
+            self.bid_qty_text,
+            self.ask_text,
+            self.ask_qty_text,
+            self.last_text,
+            self.volume_text,
+            self.vwap_text,
+            self.low_text,
+            self.high_text,
         )
+        # The quick check: plain JSON numbers only (no quotes, no exponent: so finite), a
+        # minus sign only at the start of change or change_pct (the two that come first),
+        # too short to reach MAX_NUMBER. Anything else is decoded token by token.
+        text = b"".join(tokens)
+        minus = text.rfind(b"-")
+        if (
+            not text.translate(None, _PLAIN_NUMBER_CHARS)
+            and (minus <= 0 or minus == len(change))
+            and len(text) <= _MAX_DIGITS
+        ):
+            return
+        _check_ticker_numbers(tokens)
 
     @classmethod
     def of(
@@ -352,31 +419,40 @@ class Ticker(msgspec.Struct, frozen=True, gc=False):
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
-    """One public trade. ``side`` is the taker's side, ``ord_type`` the taker's order type."""
+    """One public trade. ``side`` is the taker's side, ``ord_type`` the taker's order type.
+
+    A trade the protocol emits has a finite, positive ``price`` and ``qty`` (below
+    :data:`MAX_NUMBER`); one Kraken sent otherwise becomes a ``ProtocolError``.
+    """
 
     symbol: str
     side: str
     price: Decimal
     qty: Decimal
     ord_type: str
-    trade_id: int
+    trade_id: Annotated[int, msgspec.Meta(ge=0)]
     timestamp: str
     received_at: float = 0.0
 
 
 class OHLC(msgspec.Struct, frozen=True, gc=False):
-    """One candle. ``interval`` is in minutes; ``interval_begin`` is the candle's start."""
+    """One candle. ``interval`` is in minutes; ``interval_begin`` is the candle's start.
+
+    A candle the protocol emits has finite numbers below :data:`MAX_NUMBER`: positive
+    prices (``open``, ``high``, ``low``, ``close``) and a non-negative ``volume`` and
+    ``vwap``; one Kraken sent otherwise becomes a ``ProtocolError``.
+    """
 
     symbol: str
     open: Decimal
     high: Decimal
     low: Decimal
     close: Decimal
-    trades: int
+    trades: Annotated[int, msgspec.Meta(ge=0)]
     volume: Decimal
     vwap: Decimal
     interval_begin: str
-    interval: int
+    interval: Annotated[int, msgspec.Meta(ge=1)]
     timestamp: str | None = None
     received_at: float = 0.0
 
@@ -431,12 +507,17 @@ class L3Update(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class InstrumentAsset(msgspec.Struct, frozen=True):
-    """An asset of the instrument channel (``precision`` = its ledger decimals)."""
+    """An asset of the instrument channel (``precision`` = its ledger decimals).
+
+    Emitted with finite numbers: ``multiplier`` positive, ``collateral_value`` and
+    ``margin_rate`` non-negative (an asset Kraken sent otherwise is left out of the
+    :class:`Instrument` event and reported as a ``ProtocolError``).
+    """
 
     id: str
     status: str
-    precision: int
-    precision_display: int | None = None
+    precision: Annotated[int, msgspec.Meta(ge=0)]
+    precision_display: Annotated[int, msgspec.Meta(ge=0)] | None = None
     borrowable: bool | None = None
     collateral_value: Decimal | None = None
     margin_rate: Decimal | None = None
@@ -444,7 +525,13 @@ class InstrumentAsset(msgspec.Struct, frozen=True):
 
 
 class InstrumentPair(msgspec.Struct, frozen=True):
-    """A tradable pair of the instrument channel; its precisions drive the book checksum."""
+    """A tradable pair of the instrument channel; its precisions drive the book checksum.
+
+    Emitted with finite numbers: the increments (``price_increment``, ``qty_increment``,
+    ``tick_size``) positive, ``qty_min``, ``cost_min`` and ``margin_initial``
+    non-negative (a pair Kraken sent otherwise is left out of the :class:`Instrument`
+    event, its precision unused, and reported as a ``ProtocolError``).
+    """
 
     symbol: str
     base: str
@@ -455,13 +542,13 @@ class InstrumentPair(msgspec.Struct, frozen=True):
     qty_increment: Decimal | None = None
     qty_min: Decimal | None = None
     price_increment: Decimal | None = None
-    cost_precision: int | None = None
+    cost_precision: Annotated[int, msgspec.Meta(ge=0)] | None = None
     cost_min: Decimal | None = None
     marginable: bool | None = None
     has_index: bool | None = None
     margin_initial: Decimal | None = None
-    position_limit_long: int | None = None
-    position_limit_short: int | None = None
+    position_limit_long: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    position_limit_short: Annotated[int, msgspec.Meta(ge=0)] | None = None
     tick_size: Decimal | None = None
 
 

@@ -7,6 +7,10 @@ themselves. Field names are Kraken's. Every number is an exact ``Decimal`` (JSON
 plain or exponent form, ``8.528e-05``, and quoted numbers are all accepted); unknown fields
 are ignored, so new fields Kraken adds do not break decoding; a field of the wrong type
 raises ``msgspec.ValidationError`` (the protocol turns that into a ``ProtocolError``).
+Numbers are checked before the protocol emits an entry (finite, and not negative where
+Kraken's never are: see :mod:`kraken_proto.wire`); a frame holding one that is not is
+dropped whole, so the sequence check sees the hole and the stream is resynced under
+``GapPolicy.RESYNC``.
 
 Execution reports are sparse: only ``exec_type`` is always present, every other field is
 ``None`` when Kraken did not send it. ``sequence``, ``snapshot`` and ``received_at`` are not
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
 
@@ -123,7 +128,7 @@ class Execution(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
     cl_ord_id: str | None = None
     order_userref: int | None = None
     exec_id: str | None = None
-    trade_id: int | None = None
+    trade_id: Annotated[int, msgspec.Meta(ge=0)] | None = None
     ext_ord_id: str | None = None
     ext_exec_id: str | None = None
     ord_ref_id: str | None = None
@@ -246,7 +251,7 @@ class ExecutionsFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="exe
 
     type: str
     data: tuple[Execution, ...]
-    sequence: int
+    sequence: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class BalancesFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="balances"):
@@ -254,4 +259,4 @@ class BalancesFrame(msgspec.Struct, frozen=True, tag_field="channel", tag="balan
 
     type: str
     data: tuple[Balance, ...]
-    sequence: int
+    sequence: Annotated[int, msgspec.Meta(ge=0)]

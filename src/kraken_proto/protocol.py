@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -31,6 +32,7 @@ from kraken_proto.book import BookState, OrderBook, apply_live_update
 from kraken_proto.config import ClientConfig, Precision
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import (
+    MAX_NUMBER,
     Balance,
     BookResync,
     Execution,
@@ -71,26 +73,38 @@ from kraken_proto.wire import (
     AckResult,
     BookFrame,
     HeartbeatFrame,
+    InstrumentData,
     InstrumentFrame,
     OHLCFrame,
     Response,
+    Salvaged,
     StatusFrame,
     TickerFrame,
     TradeFrame,
     ack_result,
+    asset_problem,
+    balance_problem,
     decode_data_frame,
+    decode_entries,
     decode_generic,
+    decode_instrument_entries,
     decode_response,
     encode_request,
+    execution_problem,
+    ohlc_problem,
+    pair_problem,
+    trade_problem,
 )
 
 __all__ = ["KrakenProtocol"]
 
 _S = ConnectionState
+_E = TypeVar("_E", bound=msgspec.Struct)
 _OPEN = frozenset({_S.AUTHENTICATING, _S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCING})
 _SUBSCRIBABLE = frozenset({_S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCING})
 _AFTER_FAILURE = frozenset({_S.DEGRADED, _S.CLOSED})
 _EXCERPT = 200
+_ZERO = Decimal(0)
 _NEVER = float("inf")
 _MAX_PINGS_TRACKED = 16
 _set = msgspec.structs.force_setattr
@@ -159,12 +173,25 @@ class KrakenProtocol:
 
     The last two need ``api_key``/``api_secret``: after the socket opens, the protocol asks
     for a fresh WebSocket token (``FetchToken``) before subscribing, on every connection.
+
+    ``replay=True`` is for feeding a recorded capture back (:func:`kraken_proto.replay.replay`
+    sets it): a capture holds Kraken's side only, so a subscription Kraken acknowledges and a
+    book snapshot it sends are adopted although this protocol never asked for them (and are
+    resubscribed after a reconnect, like the user's own). On a live connection (the default)
+    anything unsolicited is reported as a ``ProtocolError`` and nothing of it is kept: a
+    server cannot make the client hold books or subscriptions it never asked for.
     """
 
     def __init__(
-        self, config: ClientConfig | None = None, *, private: bool = False, level3: bool = False
+        self,
+        config: ClientConfig | None = None,
+        *,
+        private: bool = False,
+        level3: bool = False,
+        replay: bool = False,
     ) -> None:
         self._config = config = config if config is not None else ClientConfig()
+        self._replay = replay
         if private and level3:
             raise LocalProtocolError(
                 "choose one host: private=True (executions, balances, trading) "
@@ -205,7 +232,11 @@ class KrakenProtocol:
         self._last_message_at = 0.0
         self._stale_armed = False
         self._next_ping_at: float | None = None
-        self._pings: dict[int, float] = {}
+        self._pings: dict[int, float] = {}  # req_id -> when it left, for Pong.rtt (bounded)
+        # The ping in flight: its req_id and when it left (None while it waits in the
+        # outbox). It is outstanding until its pong, or until ack_timeout after it left.
+        self._ping_req_id: int | None = None
+        self._ping_sent_at: float | None = None
         # A str of n characters holds at most 4n bytes: only long ones need counting.
         self._size_check_from = config.max_message_size // 4
         self._silence_timeout = config.silent_subscription_timeout
@@ -213,9 +244,9 @@ class KrakenProtocol:
         self._next_silence_check: float | None = None
         self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
             BookFrame: self._on_book,
-            TradeFrame: self._on_entries,
-            TickerFrame: self._on_entries,
-            OHLCFrame: self._on_entries,
+            TradeFrame: self._on_trades,
+            TickerFrame: self._on_entries,  # its numbers are checked as it is decoded
+            OHLCFrame: self._on_candles,
             HeartbeatFrame: self._on_heartbeat,
             StatusFrame: self._on_status,
             InstrumentFrame: self._on_instrument,
@@ -240,6 +271,12 @@ class KrakenProtocol:
     def url(self) -> str:
         """The WebSocket URL this protocol connects to."""
         return self._url
+
+    @property
+    def is_replay(self) -> bool:
+        """Whether this protocol replays a capture (``replay=True``): only then does it adopt
+        subscriptions and books it never asked for."""
+        return self._replay
 
     @property
     def host(self) -> str:
@@ -393,7 +430,11 @@ class KrakenProtocol:
     def receive_data(self, payload: bytes | str, now: float) -> list[Action]:
         """One complete WebSocket message from the server.
 
-        Never raises for bad remote input: that becomes a ``ProtocolError`` event.
+        Never raises for bad remote input: that becomes a ``ProtocolError`` event. An entry
+        whose numbers are unusable (not finite, out of range, negative where Kraken's never
+        are: see :mod:`kraken_proto.wire`) becomes a ``ProtocolError`` in its place and the
+        message's other entries are delivered; a private (sequenced) message holding one is
+        dropped whole, so the sequence check sees the hole.
         """
         if not self._open:
             state = self._state
@@ -701,6 +742,7 @@ class KrakenProtocol:
         self._outbox.clear()
         self._outbox_ready_at = None
         self._pings.clear()
+        self._ping_req_id = self._ping_sent_at = None
         self._token = None
         self._connect_deadline = self._auth_deadline = self._retry_at = None
         self._next_ping_at = self._next_silence_check = None
@@ -802,7 +844,14 @@ class KrakenProtocol:
         bucket = self._bucket
         while outbox and bucket.try_acquire(now):
             text, req_id = outbox.popleft()
-            if req_id is not None:
+            if req_id is None:  # the ping: its round trip and timeout count from here
+                ping = self._ping_req_id
+                assert ping is not None  # only a pong to a ping that left ends it
+                self._ping_sent_at = now
+                if len(self._pings) >= _MAX_PINGS_TRACKED:
+                    self._pings.pop(next(iter(self._pings)))
+                self._pings[ping] = now
+            else:
                 request = self._requests.get(req_id)
                 if request is not None:
                     request.deadline = now + self._config.ack_timeout
@@ -812,13 +861,24 @@ class KrakenProtocol:
         self._outbox_ready_at = bucket.next_available(now) if outbox else None
 
     def _send_ping(self, actions: list[Action], now: float) -> None:
-        req_id = self._new_req_id()
-        if len(self._pings) >= _MAX_PINGS_TRACKED:
-            self._pings.pop(next(iter(self._pings)))
-        self._pings[req_id] = now
+        """Queue a ping, unless the previous one is still outstanding.
+
+        Outstanding means queued and not yet sent, or sent less than ``ack_timeout`` ago
+        with no pong: at most one ping ever waits in the outbox, so pings can neither grow
+        it nor starve the requests behind them. A pong that never comes holds the next
+        ping back for ``ack_timeout`` only; it never stops the liveness rules (staleness
+        counts Kraken's messages, not pongs).
+        """
         interval = self._config.ping_interval
         assert interval is not None
         self._next_ping_at = now + interval
+        if self._ping_req_id is not None and (
+            self._ping_sent_at is None or now < self._ping_sent_at + self._config.ack_timeout
+        ):
+            return
+        req_id = self._new_req_id()
+        self._ping_req_id = req_id
+        self._ping_sent_at = None
         self._queue(encode_request("ping", None, req_id), None, actions, now)
 
     # ------------------------------------------------------------------ timers
@@ -892,14 +952,71 @@ class KrakenProtocol:
 
     # ------------------------------------------------------------------ receiving
 
-    def _on_entries(self, frame: TradeFrame | TickerFrame | OHLCFrame, now: float) -> list[Action]:
+    def _on_entries(self, frame: TickerFrame, now: float) -> list[Action]:
         actions: list[Action] = []
         append = actions.append
         for entry in frame.data:
             _set(entry, "received_at", now)
             append(Emit(entry))
         if self._silence_timeout is not None:
-            self._heard(_CHANNEL_OF[type(frame)], frame.data, now)
+            self._heard("ticker", frame.data, now)
+        return actions
+
+    def _on_trades(self, frame: TradeFrame, now: float) -> list[Action]:
+        """Trades: one whose price or quantity is unusable becomes a ``ProtocolError`` in
+        its place; the message's other trades are delivered."""
+        actions: list[Action] = []
+        append = actions.append
+        zero = _ZERO
+        limit = MAX_NUMBER
+        for entry in frame.data:
+            # trade_problem's quick check, inlined: this runs for every trade.
+            try:
+                usable = zero < entry.price < limit and zero < entry.qty < limit
+            except ArithmeticError:  # a NaN compared while InvalidOperation is trapped
+                usable = False
+            if usable:
+                _set(entry, "received_at", now)
+                append(Emit(entry))
+            else:
+                problem = trade_problem(entry)
+                assert problem is not None  # the same check, spelt out
+                append(_unusable_entry("trade", problem, _entry_excerpt(entry), now))
+        if self._silence_timeout is not None:
+            self._heard("trade", frame.data, now)
+        return actions
+
+    def _on_candles(self, frame: OHLCFrame, now: float) -> list[Action]:
+        """Candles: one with an unusable number becomes a ``ProtocolError`` in its place; the
+        message's other candles are delivered."""
+        actions: list[Action] = []
+        for entry in frame.data:
+            problem = ohlc_problem(entry)
+            if problem is None:
+                _set(entry, "received_at", now)
+                actions.append(Emit(entry))
+            else:
+                actions.append(_unusable_entry("ohlc", problem, _entry_excerpt(entry), now))
+        if self._silence_timeout is not None:
+            self._heard("ohlc", frame.data, now)
+        return actions
+
+    def _salvage_entries(self, channel: str, salvaged: Salvaged, now: float) -> list[Action]:
+        """A ticker, trade or ohlc frame that did not decode whole: deliver the entries that
+        decode and hold usable numbers, a ``ProtocolError`` in place of each other one."""
+        actions: list[Action] = []
+        delivered = []
+        problem_of = _PROBLEM_OF[channel]
+        for entry, raw in salvaged:
+            problem = entry if isinstance(entry, str) else problem_of(entry)
+            if problem is not None:
+                actions.append(_unusable_entry(channel, problem, _raw_excerpt(raw), now))
+                continue
+            _set(entry, "received_at", now)
+            actions.append(Emit(entry))
+            delivered.append(entry)
+        if self._silence_timeout is not None:
+            self._heard(channel, delivered, now)
         return actions
 
     def _on_heartbeat(self, frame: HeartbeatFrame, now: float) -> list[Action]:
@@ -912,14 +1029,29 @@ class KrakenProtocol:
         ]
 
     def _on_instrument(self, frame: InstrumentFrame, now: float) -> list[Action]:
-        for pair in frame.data.pairs:
+        actions: list[Action] = []
+        assets = _usable(frame.data.assets, asset_problem, actions, now)
+        pairs = _usable(frame.data.pairs, pair_problem, actions, now)
+        for pair in pairs:
             precision = Precision(price=pair.price_precision, qty=pair.qty_precision)
             self._instrument_precisions[pair.symbol] = precision
             book = self._books.get(pair.symbol)
             if book is not None:
                 book.set_precision(precision.price, precision.qty)
-        event = Instrument(frame.data.assets, frame.data.pairs, frame.type == "snapshot", now)
-        return [Emit(event)]
+        actions.append(Emit(Instrument(assets, pairs, frame.type == "snapshot", now)))
+        return actions
+
+    def _salvage_instrument(
+        self, instrument: tuple[str, Salvaged, Salvaged], now: float
+    ) -> list[Action]:
+        """An instrument frame that did not decode whole: the assets and pairs that decode
+        are handled as usual, a ``ProtocolError`` stands for each other one."""
+        kind, asset_entries, pair_entries = instrument
+        actions: list[Action] = []
+        assets = _decoded(asset_entries, actions, now)
+        pairs = _decoded(pair_entries, actions, now)
+        frame = InstrumentFrame(kind, InstrumentData(assets, pairs))
+        return actions + self._on_instrument(frame, now)
 
     def _on_book(self, frame: BookFrame, now: float) -> list[Action]:
         if frame.type == "snapshot":
@@ -957,6 +1089,10 @@ class KrakenProtocol:
             symbol = update.symbol
             book = self._books.get(symbol)
             if book is None:
+                if not self._replay:
+                    problem = f"Kraken sent a book snapshot for {symbol}, which is not subscribed"
+                    actions.append(Emit(ProtocolError(f"{problem}; ignored", "", now)))
+                    continue
                 book = self._adopt_book(symbol, max(len(update.bids), len(update.asks)), now)
             resyncing = book.state is BookState.RESYNCING
             try:
@@ -977,9 +1113,16 @@ class KrakenProtocol:
         return actions
 
     def _heard(self, channel: str, entries: Sequence[Any], now: float) -> None:
-        """Note data for each entry's symbol on ``channel`` (the silent-subscription check)."""
+        """Note data for each entry's symbol on ``channel`` (the silent-subscription check).
+
+        Only subscriptions already acknowledged are noted: data for anything else must not
+        grow the table.
+        """
+        last_data = self._last_data
         for entry in entries:
-            self._last_data[(channel, entry.symbol)] = now
+            key = (channel, entry.symbol)
+            if key in last_data:
+                last_data[key] = now
 
     def _unusable_book(
         self, symbol: str, exc: Exception, actions: list[Action], now: float
@@ -996,6 +1139,19 @@ class KrakenProtocol:
 
     def _on_private(self, frame: PrivateFrame, now: float) -> list[Action]:
         channel = "executions" if type(frame) is ExecutionsFrame else "balances"
+        problem_of: Callable[[Any], str | None] = (
+            execution_problem if channel == "executions" else balance_problem
+        )
+        for index, entry in enumerate(frame.data):
+            problem = problem_of(entry)
+            if problem is not None:
+                # Dropped whole, like a frame that does not decode: delivering the rest
+                # would hide a hole in the sequenced stream; the gate sees this one.
+                problem = (
+                    f"Kraken sent an unusable {channel} message (sequence {frame.sequence}, "
+                    f"data[{index}]): {problem}; the message is dropped"
+                )
+                return [Emit(ProtocolError(problem, "", now))]
         gate = self._gates.get(channel)
         if gate is None:
             config = self._config
@@ -1121,6 +1277,14 @@ class KrakenProtocol:
         if channel not in _KNOWN_CHANNELS:
             problem = f"unknown channel {channel!r}"
             return [Emit(ProtocolError(problem, _excerpt(payload), now))]
+        if channel in _PROBLEM_OF:
+            salvaged = decode_entries(channel, payload)
+            if salvaged is not None:
+                return self._salvage_entries(channel, salvaged, now)
+        elif channel == "instrument":
+            instrument = decode_instrument_entries(payload)
+            if instrument is not None:
+                return self._salvage_instrument(instrument, now)
         actions: list[Action] = [
             Emit(ProtocolError(f"invalid {channel} frame: {error}", _excerpt(payload), now))
         ]
@@ -1139,7 +1303,12 @@ class KrakenProtocol:
     def _on_response(self, response: Response, now: float) -> list[Action]:
         method = response.method
         if method == "pong":
-            sent = self._pings.pop(response.req_id, None) if response.req_id is not None else None
+            req_id = response.req_id
+            sent = self._pings.pop(req_id, None) if req_id is not None else None
+            if sent is not None and req_id == self._ping_req_id:
+                # Only a ping that left can be answered: a pong for one still waiting in
+                # the outbox proves nothing and must not let another queue behind it.
+                self._ping_req_id = self._ping_sent_at = None
             rtt = None if sent is None else now - sent
             return [Emit(Pong(response.req_id, rtt, now))]
         self._last_message_at = now
@@ -1181,6 +1350,7 @@ class KrakenProtocol:
             else:
                 keys = [(channel, response.symbol)]
         internal = request is not None and request.internal
+        asked = request is not None and not request.keys.isdisjoint(keys)
         if request is not None:
             request.keys.difference_update(keys)
             if not request.keys:
@@ -1205,6 +1375,15 @@ class KrakenProtocol:
                 actions.append(Emit(Unsubscribed(key[0], key[1], req_id, now)))
             else:
                 if record is None:
+                    if not self._replay:
+                        if not asked:  # a late answer to our own request is no one's fault
+                            what = f"{key[0]} {key[1]}" if key[1] is not None else key[0]
+                            problem = (
+                                f"Kraken acknowledged a subscription to {what} that this "
+                                "client never requested; ignored"
+                            )
+                            actions.append(Emit(ProtocolError(problem, "", now)))
+                        continue
                     record = self._adopt_subscription(key[0], key[1], ack)
                 record.status = SubscriptionStatus.ACTIVE
                 record.error = None
@@ -1257,7 +1436,7 @@ class KrakenProtocol:
         )
 
     def _adopt_subscription(self, channel: str, symbol: str | None, ack: AckResult) -> Subscription:
-        """Record a subscription acknowledged without our request (replayed captures)."""
+        """Record a subscription acknowledged without our request (replay mode only)."""
         params: dict[str, Any] = {}
         for name in ("depth", "interval", "event_trigger"):
             value = getattr(ack, name)
@@ -1273,7 +1452,8 @@ class KrakenProtocol:
         return record
 
     def _adopt_book(self, symbol: str, levels: int, now: float) -> OrderBook:
-        """A snapshot for a symbol we never subscribed (a capture starting mid-stream)."""
+        """A snapshot for a symbol we never subscribed (replay mode only: a capture that
+        starts mid-stream)."""
         depth = book_depth_for(max(levels, 1), 0)
         record = self._adopt_subscription("book", symbol, AckResult("book", symbol, depth))
         record.status = SubscriptionStatus.ACTIVE
@@ -1355,7 +1535,57 @@ class KrakenProtocol:
             self._l3books.pop(record.symbol, None)
 
 
-_CHANNEL_OF: dict[type, str] = {TradeFrame: "trade", TickerFrame: "ticker", OHLCFrame: "ohlc"}
+# The channels whose entries stand alone (a bad one costs only itself), and the check of
+# an entry's numbers once decoded (a ticker's are checked as it is decoded).
+_PROBLEM_OF: dict[str, Callable[[Any], str | None]] = {
+    "trade": trade_problem,
+    "ohlc": ohlc_problem,
+    "ticker": lambda entry: None,
+}
+
+
+def _unusable_entry(channel: str, problem: str, payload: str, now: float) -> Emit:
+    """The ``ProtocolError`` standing for one entry of a message that could not be used."""
+    error = (
+        f"Kraken sent an unusable {channel} entry: {problem}; "
+        "the message's other entries are delivered"
+    )
+    return Emit(ProtocolError(error, payload, now))
+
+
+def _raw_excerpt(raw: msgspec.Raw) -> str:
+    return bytes(raw)[:_EXCERPT].decode("utf-8", "replace")
+
+
+def _entry_excerpt(entry: msgspec.Struct) -> str:
+    return msgspec.json.encode(entry)[:_EXCERPT].decode("utf-8", "replace")
+
+
+def _decoded(salvaged: Salvaged, actions: list[Action], now: float) -> tuple[Any, ...]:
+    """The entries that decoded; a ``ProtocolError`` for each other one."""
+    decoded = []
+    for entry, raw in salvaged:
+        if isinstance(entry, str):
+            actions.append(_unusable_entry("instrument", entry, _raw_excerpt(raw), now))
+        else:
+            decoded.append(entry)
+    return tuple(decoded)
+
+
+def _usable(
+    entries: Sequence[_E], problem_of: Callable[[_E], str | None], actions: list[Action], now: float
+) -> tuple[_E, ...]:
+    """The ``entries`` whose numbers are usable; a ``ProtocolError`` for each other one."""
+    usable = []
+    for entry in entries:
+        problem = problem_of(entry)
+        if problem is None:
+            usable.append(entry)
+        else:
+            actions.append(_unusable_entry("instrument", problem, _entry_excerpt(entry), now))
+    return tuple(usable)
+
+
 _KNOWN_CHANNELS = frozenset(
     {
         "book",

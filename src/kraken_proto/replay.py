@@ -2,8 +2,9 @@
 
 A capture is JSON Lines, one object per WebSocket message:
 ``{"t": <seconds>, "dir": "in" | "out", "text": "<the exact frame>"}``. Replaying feeds
-every ``in`` frame to a fresh :class:`KrakenProtocol` at its recorded time, so the same
-capture always yields the same events::
+every ``in`` frame to a fresh :class:`KrakenProtocol` in replay mode (it adopts the
+subscriptions the capture acknowledges, which a live protocol never does) at its recorded
+time, so the same capture always yields the same events::
 
     result = replay("capture.jsonl")
     assert not result.of_type(ProtocolError)
@@ -23,7 +24,7 @@ import msgspec
 from kraken_proto.actions import Action, Emit, FetchToken, OpenConnection, Send
 from kraken_proto.auth import redact_token
 from kraken_proto.config import ClientConfig
-from kraken_proto.errors import ParseError
+from kraken_proto.errors import LocalProtocolError, ParseError
 from kraken_proto.events import Event
 from kraken_proto.protocol import KrakenProtocol
 
@@ -117,14 +118,27 @@ def replay(
     :attr:`ReplayResult.sent`. The default config turns pings off (a capture cannot answer
     them) and seeds the backoff jitter, so even a replay with reconnects is deterministic.
 
-    For a capture of a private or level3 connection, pass ``protocol=KrakenProtocol(config,
-    private=True)`` (any well-formed credentials will do: nothing is fetched); token
-    requests are answered with :data:`REPLAY_TOKEN`.
+    The protocol runs in replay mode (``KrakenProtocol(..., replay=True)``): a capture
+    holds Kraken's side only, so subscriptions it acknowledges and books it snapshots are
+    adopted without a request. A ``protocol`` passed in must have been built that way, e.g.
+    ``protocol=KrakenProtocol(config, private=True, replay=True)`` for a capture of a
+    private or level3 connection (any well-formed credentials will do: nothing is
+    fetched); token requests are answered with :data:`REPLAY_TOKEN`.
+
+    Raises:
+        LocalProtocolError: ``protocol`` is not in replay mode (a live-mode protocol would
+            refuse every acknowledgement of the capture as unsolicited).
     """
     if protocol is None:
         if config is None:
             config = ClientConfig(ping_interval=None, rng=random.Random(0))
-        protocol = KrakenProtocol(config)
+        protocol = KrakenProtocol(config, replay=True)
+    elif not protocol.is_replay:
+        raise LocalProtocolError(
+            "replay() needs a protocol built with replay=True (KrakenProtocol(config, "
+            "replay=True)): only a replaying protocol adopts the subscriptions a capture "
+            "acknowledges"
+        )
     actions: list[Action] = []
     started = False
 
