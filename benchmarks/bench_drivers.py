@@ -117,7 +117,7 @@ def run_sockets(port: int, clock: Clock) -> None:
     with SocketClient(config(port)) as client:
         client.on(None, clock.produced)
         for channel, params in SUBSCRIPTIONS:
-            client.subscribe(channel, SYMBOLS, **params)
+            client.subscribe(channel, SYMBOLS, wait=False, **params)
         for event in client.events():
             if clock.see(event):
                 break

@@ -40,6 +40,7 @@ from kraken_proto.errors import (
     SubscriptionError,
     TradingRateLimitError,
     UnknownOutcomeError,
+    WaitTimeoutError,
 )
 from kraken_proto.events import (
     OHLC,
@@ -169,6 +170,7 @@ __all__ = [
     "TradingRateLimitError",
     "TradingRequest",
     "UnknownOutcomeError",
+    "WaitTimeoutError",
     "Unsubscribed",
     "__version__",
     "new_cl_ord_id",

@@ -24,6 +24,7 @@ __all__ = [
     "SubscriptionError",
     "TradingRateLimitError",
     "UnknownOutcomeError",
+    "WaitTimeoutError",
 ]
 
 
@@ -167,3 +168,19 @@ class UnknownOutcomeError(KrakenError):
         self.method = method
         self.req_id = req_id
         self.reason = reason
+
+
+class WaitTimeoutError(KrakenError, TimeoutError):
+    """A driver's wait ran out of time: ``subscribe``/``unsubscribe`` with ``wait=True``, a
+    trading call, ``wait_until``. Also a ``TimeoutError``.
+
+    The message says what was waited for, for how long, the connection's state and, when
+    the connection has been failing, its last failure (``last_failure``: for example
+    ``"connection refused to ws://127.0.0.1:1/v2 after 3 attempts"``; ``""`` otherwise).
+    ``state`` is the connection state's value when the wait ended.
+    """
+
+    def __init__(self, message: str, *, state: str, last_failure: str = "") -> None:
+        super().__init__(message)
+        self.state = state
+        self.last_failure = last_failure

@@ -173,6 +173,9 @@ def book_depth_for(user_depth: int, headroom: int) -> int:
     return BOOK_DEPTHS[-1]
 
 
+_SYMBOLS_TYPES = "a str or an iterable of str (like 'BTC/USD' or ['BTC/USD', 'ETH/USD'])"
+
+
 def _check_symbols(channel: str, symbols: Sequence[str] | str | None) -> tuple[str | None, ...]:
     if channel not in SYMBOL_CHANNELS:
         if symbols:
@@ -180,11 +183,19 @@ def _check_symbols(channel: str, symbols: Sequence[str] | str | None) -> tuple[s
         return (None,)
     if isinstance(symbols, str):
         symbols = [symbols]
+    elif isinstance(symbols, bytes | bytearray) or not isinstance(symbols, Iterable | None):
+        kind = type(symbols).__name__
+        raise LocalProtocolError(f"symbols must be {_SYMBOLS_TYPES}, not {kind} {symbols!r}")
     if not symbols:
         raise LocalProtocolError(f"channel {channel!r} needs at least one symbol like 'BTC/USD'")
     seen: list[str] = []
     for symbol in symbols:
-        if not isinstance(symbol, str) or symbol.count("/") != 1 or symbol.strip() != symbol:
+        if not isinstance(symbol, str):
+            kind = type(symbol).__name__
+            raise LocalProtocolError(
+                f"symbols must be {_SYMBOLS_TYPES}; got {kind} {symbol!r} in it"
+            )
+        if symbol.count("/") != 1 or symbol.strip() != symbol:
             raise LocalProtocolError(
                 f"symbol {symbol!r} is not a v2 pair name like 'BTC/USD' (BASE/QUOTE)"
             )

@@ -7,7 +7,11 @@
 - :func:`run_simulator`: the fake Kraken exchange on a loopback port, for tests and demos.
 
 Every driver only translates the protocol's actions into IO; reconnects, resubscribes,
-staleness, backoff, pacing and book resyncs all come from the core.
+staleness, backoff, pacing and book resyncs all come from the core. Every wait (subscribe,
+trading calls, ``wait_until``) gives up after :data:`DEFAULT_TIMEOUT` seconds unless given
+``timeout=``, with a :class:`~kraken_proto.errors.WaitTimeoutError` that names the last
+connection failure; connection failures are logged at WARNING on
+``kraken_transports.connection``.
 
 Each takes ``private=True`` (the auth host: executions, balances and trading through
 ``submit``, ``add_order``, ``cancel_order``, ...) or ``level3=True`` (the level3 host), with
@@ -16,12 +20,14 @@ token is fetched by the driver (:mod:`kraken_transports.tokens`) on every connec
 """
 
 from kraken_transports.aio import AsyncClient, FrameHook, connect
+from kraken_transports.base import DEFAULT_TIMEOUT
 from kraken_transports.router import ClientStats
 from kraken_transports.simserver import SimConnection, SimServer, run_simulator, serve
 from kraken_transports.sockets import SocketClient
 from kraken_transports.threaded import ThreadedClient
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "AsyncClient",
     "ClientStats",
     "FrameHook",

@@ -52,7 +52,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -65,12 +65,11 @@ from kraken_proto.actions import (
     Emit,
     FetchToken,
     OpenConnection,
-    ReconnectAfter,
     Send,
 )
 from kraken_proto.auth import TokenRequest
 from kraken_proto.config import ClientConfig
-from kraken_proto.errors import AuthenticationError, KrakenConnectionError, LocalProtocolError
+from kraken_proto.errors import AuthenticationError, LocalProtocolError
 from kraken_proto.events import (
     OHLC,
     BookUpdate,
@@ -84,9 +83,7 @@ from kraken_proto.events import (
     Trade,
     Unsubscribed,
 )
-from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
-from kraken_proto.subscriptions import validate_unsubscription
 from kraken_proto.trading import (
     AddOrder,
     AddOrderResult,
@@ -107,15 +104,21 @@ from kraken_proto.trading import (
     TradingRequest,
 )
 from kraken_transports.base import (
+    DEFAULT_TIMEOUT,
+    IN_FLIGHT,
     TRADABLE_STATES,
     ClientBase,
+    Deadline,
+    as_state,
     build_batch_add,
     build_cancel_order,
     cancel_results,
+    check_symbols,
     expect_result,
     redact_frame,
+    request_label,
 )
-from kraken_transports.router import AckWaiter, EventRouter
+from kraken_transports.router import AckWaiter
 from kraken_transports.tokens import fetch_token_async
 
 __all__ = ["AsyncClient", "FrameHook", "connect"]
@@ -205,10 +208,7 @@ class AsyncClient(ClientBase):
         buffer_events: bool = True,
         frame_hook: FrameHook | None = None,
     ) -> None:
-        self._config = config = config if config is not None else ClientConfig()
-        self._proto = KrakenProtocol(config, private=private, level3=level3)
-        self._router = EventRouter(config.backpressure, buffer_events=buffer_events)
-        self._buffer_events = buffer_events
+        super().__init__(config, private=private, level3=level3, buffer_events=buffer_events)
         self._frame_hook = frame_hook
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -221,12 +221,10 @@ class AsyncClient(ClientBase):
         self._closed_signal: asyncio.Future[None] | None = None
         self._readable = asyncio.Event()
         self._done = False  # closed and shut down: iteration ends once the buffer is empty
-        self._reconnecting = False  # the coming OpenConnection replaces a failed connection
         self._acks: list[tuple[AckWaiter, asyncio.Future[None]]] = []
         self._state_waiters: list[tuple[ConnectionState, asyncio.Future[None]]] = []
         self._orders: dict[int, asyncio.Future[OrderResponse]] = {}
         self._token_task: asyncio.Task[None] | None = None
-        self._last_reason = ""
 
     # ------------------------------------------------------------------ queries
 
@@ -244,8 +242,10 @@ class AsyncClient(ClientBase):
     async def start(self) -> None:
         """Start connecting in the background (no-op if already running).
 
-        Returns at once; use :meth:`wait_until` to wait for a state. A client that reached
-        ``CLOSED`` may be started again.
+        Returns at once; use :meth:`wait_until` to wait for a state. A client that was
+        closed may be started again (``async with client:`` once more): it reconnects and
+        resubscribes what was subscribed when it closed, as the protocol keeps subscriptions
+        (subscribing one of them again raises ``LocalProtocolError``: already subscribed).
         """
         if self.running:
             return
@@ -254,8 +254,17 @@ class AsyncClient(ClientBase):
             self._readable = asyncio.Event()  # an asyncio.Event binds to its first loop
         self._loop = loop
         self._done = False
-        self._reconnecting = False
         self._closed_signal = loop.create_future()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self._config.timeout, sock_read=None
+            ),
+            headers={"User-Agent": f"kraken-ws-sdk/{__version__} (aiohttp)"},
+        )
+        # Connecting now, not in the task: a subscribe or close() right after start() sees
+        # the connection coming up, never the CLOSED state of a previous run.
+        now = loop.time()
+        self._perform(self._proto.connect(now), now)
         self._task = loop.create_task(self._run(), name="kraken-aio-client")
 
     async def close(self) -> None:
@@ -295,29 +304,30 @@ class AsyncClient(ClientBase):
         """Close the client (see :meth:`close`)."""
         await self.close()
 
-    async def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
-        """Wait until the connection enters ``state``.
+    async def wait_until(
+        self, state: ConnectionState | str, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> None:
+        """Wait until the connection enters ``state`` (a :class:`ConnectionState` or its
+        value, ``"subscribed"``).
 
-        Returns at once if it is in ``state`` now. Raises :class:`TimeoutError` after
-        ``timeout`` seconds, and :class:`~kraken_proto.errors.KrakenConnectionError` if the
-        client closes first.
+        Returns at once if it is in ``state`` now. Raises
+        :class:`~kraken_proto.errors.WaitTimeoutError` (a ``TimeoutError`` naming the last
+        connection failure) after ``timeout`` seconds (``None``: no limit), and
+        :class:`~kraken_proto.errors.KrakenConnectionError` if the client closes first.
         """
-        if self._proto.state is state:
+        wanted = as_state(state)
+        if self._proto.state is wanted:
             return
         if self._proto.state is _CLOSED and not self.running:
-            raise KrakenConnectionError(
-                f"the client is closed; it will not become {state.value!r} ({self._last_reason})",
-                terminal=True,
-            )
+            raise self._closed_error(f"the client is closed; it will not become {wanted.value!r}")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (state, future)
+        entry = (wanted, future)
         self._state_waiters.append(entry)
         try:
             await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(
-                f"the connection did not become {state.value!r} within {timeout:g} s; "
-                f"it is {self._proto.state.value!r}"
+            raise self._timed_out(
+                f"the connection did not become {wanted.value!r}", timeout
             ) from None
         finally:
             with contextlib.suppress(ValueError):
@@ -328,22 +338,24 @@ class AsyncClient(ClientBase):
     async def subscribe(
         self,
         channel: str,
-        symbols: Sequence[str] | str | None = None,
+        symbols: Iterable[str] | str | None = None,
         *,
         wait: bool = True,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **params: Any,
     ) -> list[Subscribed | Unsubscribed]:
-        """Subscribe ``symbols`` to ``channel`` (``depth=``, ``interval=``, ... as Kraken names
-        them). Remembered and replayed after every reconnect.
+        """Subscribe ``symbols`` (a str or an iterable of str) to ``channel`` (``depth=``,
+        ``interval=``, ... as Kraken names them). Remembered and replayed after every reconnect.
 
         With ``wait=True`` (default) returns the per-symbol :class:`Subscribed` acks, waiting
         for the connection if it is not up yet; raises
         :class:`~kraken_proto.errors.SubscriptionError` (Kraken's text in ``error``) if a
-        symbol is refused, :class:`TimeoutError` after ``timeout`` seconds (the subscription
-        stays requested), :class:`~kraken_proto.errors.KrakenConnectionError` if the client
-        closes first. With ``wait=False`` returns ``[]`` once the request is handed to the
-        protocol (allowed before :meth:`start`). Bad arguments raise
+        symbol is refused, :class:`~kraken_proto.errors.WaitTimeoutError` (a
+        ``TimeoutError`` naming the last connection failure) after ``timeout`` seconds (the
+        subscription stays requested; ``None``: no limit),
+        :class:`~kraken_proto.errors.KrakenConnectionError` if the client closes first.
+        With ``wait=False`` returns ``[]`` once the request is handed to the protocol
+        (allowed before :meth:`start`). Bad arguments raise
         :class:`~kraken_proto.errors.LocalProtocolError` at once.
         """
         return await self._request("subscribe", channel, symbols, wait, timeout, params)
@@ -351,10 +363,10 @@ class AsyncClient(ClientBase):
     async def unsubscribe(
         self,
         channel: str,
-        symbols: Sequence[str] | str | None = None,
+        symbols: Iterable[str] | str | None = None,
         *,
         wait: bool = True,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **params: Any,
     ) -> list[Subscribed | Unsubscribed]:
         """Stop a subscription; with ``wait=True`` returns the :class:`Unsubscribed` acks.
@@ -368,11 +380,12 @@ class AsyncClient(ClientBase):
         self,
         method: str,
         channel: str,
-        symbols: Sequence[str] | str | None,
+        symbols: Iterable[str] | str | None,
         wait: bool,
         timeout: float | None,
         params: dict[str, Any],
     ) -> list[Subscribed | Unsubscribed]:
+        names, checked = check_symbols(channel, symbols, self._proto.host)
         if wait and not self.running:
             raise LocalProtocolError(
                 f"{method} with wait=True needs a running client: use "
@@ -382,14 +395,13 @@ class AsyncClient(ClientBase):
         loop = asyncio.get_running_loop()
         now = loop.time()
         if method == "subscribe":
-            actions = self._proto.subscribe(channel, symbols, now, **params)
+            actions = self._proto.subscribe(channel, names, now, **params)
         else:
-            actions = self._proto.unsubscribe(channel, symbols, now, **params)
+            actions = self._proto.unsubscribe(channel, names, now, **params)
         if not wait:
             self._perform(actions, now)
             return []
-        symbols_ = validate_unsubscription(channel, symbols, {}, self._proto.host)
-        waiter = AckWaiter(method, channel, symbols_)
+        waiter = AckWaiter(method, channel, checked)
         future: asyncio.Future[None] = loop.create_future()
         entry = (waiter, future)
         self._acks.append(entry)
@@ -397,8 +409,8 @@ class AsyncClient(ClientBase):
             self._perform(actions, now)
             await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
-            what = f"{channel} {symbols}" if symbols else channel
-            raise TimeoutError(f"no answer to {method} {what} within {timeout:g} s") from None
+            label = request_label(method, channel, checked)
+            raise self._timed_out(f"no answer to {label}", timeout) from None
         finally:
             with contextlib.suppress(ValueError):
                 self._acks.remove(entry)
@@ -406,7 +418,9 @@ class AsyncClient(ClientBase):
 
     # ------------------------------------------------------------------ trading
 
-    async def submit(self, request: TradingRequest, timeout: float | None = None) -> OrderResponse:
+    async def submit(
+        self, request: TradingRequest, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> OrderResponse:
         """Send a trading request (``AddOrder``, ``CancelOrder``, ...) and return its settled
         :class:`~kraken_proto.trading.OrderResponse` once Kraken accepted it.
 
@@ -420,9 +434,10 @@ class AsyncClient(ClientBase):
         Raises :class:`~kraken_proto.errors.OrderError` (Kraken refused it),
         :class:`~kraken_proto.errors.UnknownOutcomeError` (no answer: reconcile through
         ``executions``), :class:`~kraken_proto.errors.KrakenConnectionError` (not sent, or
-        the client closed while waiting to send), ``TimeoutError`` after ``timeout`` seconds
-        (if it was sent it stays in flight and its ``OrderResponse`` still arrives as an
-        event), and at once :class:`~kraken_proto.errors.InvalidRequestError`,
+        the client closed while waiting to send),
+        :class:`~kraken_proto.errors.WaitTimeoutError` after ``timeout`` seconds (if it was
+        sent it stays in flight and its ``OrderResponse`` still arrives as an event), and
+        at once :class:`~kraken_proto.errors.InvalidRequestError`,
         :class:`~kraken_proto.errors.TradingRateLimitError` or
         :class:`~kraken_proto.errors.LocalProtocolError` for local misuse.
         """
@@ -431,28 +446,24 @@ class AsyncClient(ClientBase):
             raise LocalProtocolError(
                 "trading needs a private client: connect(config, private=True)"
             )
+        method = request.method
         if not self.running:
             if self._task is not None:
-                raise KrakenConnectionError(
-                    f"{request.method} not sent: the client is closed ({self._last_reason})",
-                    terminal=True,
-                )
+                raise self._closed_error(f"{method} not sent: the client is closed")
             raise LocalProtocolError(
-                f"{request.method} needs a running client: use 'async with "
+                f"{method} needs a running client: use 'async with "
                 "connect(config, private=True) as client' (or await client.start())"
             )
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = Deadline(timeout, loop.time)
         while proto.state not in TRADABLE_STATES:
-            remaining = None if deadline is None else deadline - loop.time()
             try:
-                if remaining is not None and remaining <= 0:
+                if deadline.expired:
                     raise TimeoutError
-                await self.wait_until(ConnectionState.SUBSCRIBED, remaining)
+                await self.wait_until(ConnectionState.SUBSCRIBED, deadline.remaining())
             except TimeoutError:
-                raise TimeoutError(
-                    f"{request.method} not sent: the connection did not become 'subscribed' "
-                    f"within {timeout:g} s (it is {proto.state.value!r})"
+                raise self._timed_out(
+                    f"{method} not sent: the connection did not become 'subscribed'", timeout
                 ) from None
         now = loop.time()
         req_id, actions = proto.submit(request, now)
@@ -460,29 +471,32 @@ class AsyncClient(ClientBase):
         self._orders[req_id] = future
         try:
             self._perform(actions, now)
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            response = await asyncio.wait_for(future, remaining)
+            response = await asyncio.wait_for(future, deadline.remaining())
         except asyncio.TimeoutError:
-            raise TimeoutError(
-                f"no answer to {request.method} (req_id {req_id}) within {timeout:g} s; it "
-                "is still in flight and its OrderResponse will arrive as an event"
-            ) from None
+            what = f"no answer to {method} (req_id {req_id})"
+            raise self._timed_out(what, timeout, IN_FLIGHT) from None
         finally:
             if self._orders.get(req_id) is future:
                 del self._orders[req_id]
         response.raise_for_outcome()
         return response
 
-    async def add_order(self, *, timeout: float | None = None, **fields: Any) -> AddOrderResult:
+    async def add_order(
+        self, *, timeout: float | None = DEFAULT_TIMEOUT, **fields: Any
+    ) -> AddOrderResult:
         """Place one order (the fields of :class:`~kraken_proto.trading.AddOrder`); see
         :meth:`submit` for waiting and errors."""
         return expect_result(await self.submit(AddOrder(**fields), timeout), AddOrderResult)
 
-    async def amend_order(self, *, timeout: float | None = None, **fields: Any) -> AmendOrderResult:
+    async def amend_order(
+        self, *, timeout: float | None = DEFAULT_TIMEOUT, **fields: Any
+    ) -> AmendOrderResult:
         """Amend an order in place (the fields of :class:`~kraken_proto.trading.AmendOrder`)."""
         return expect_result(await self.submit(AmendOrder(**fields), timeout), AmendOrderResult)
 
-    async def edit_order(self, *, timeout: float | None = None, **fields: Any) -> EditOrderResult:
+    async def edit_order(
+        self, *, timeout: float | None = DEFAULT_TIMEOUT, **fields: Any
+    ) -> EditOrderResult:
         """Replace an order (the fields of :class:`~kraken_proto.trading.EditOrder`)."""
         return expect_result(await self.submit(EditOrder(**fields), timeout), EditOrderResult)
 
@@ -492,18 +506,18 @@ class AsyncClient(ClientBase):
         order_id: str | Iterable[str] | None = None,
         cl_ord_id: str | Iterable[str] | None = None,
         order_userref: int | Iterable[int] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> tuple[CancelOrderResult, ...]:
         """Cancel orders by id (one or several of each kind); one result per cancelled order."""
         request = build_cancel_order(order_id, cl_ord_id, order_userref)
         return cancel_results(await self.submit(request, timeout))
 
-    async def cancel_all(self, *, timeout: float | None = None) -> CancelAllResult:
+    async def cancel_all(self, *, timeout: float | None = DEFAULT_TIMEOUT) -> CancelAllResult:
         """Cancel every open order of the account."""
         return expect_result(await self.submit(CancelAll(), timeout), CancelAllResult)
 
     async def cancel_all_orders_after(
-        self, timeout: int, *, wait_timeout: float | None = None
+        self, timeout: int, *, wait_timeout: float | None = DEFAULT_TIMEOUT
     ) -> CancelAllOrdersAfterResult:
         """Set Kraken's dead man's switch once to ``timeout`` seconds (0 disarms it);
         :meth:`arm_dead_man_switch` keeps it refreshed. ``wait_timeout`` bounds the wait."""
@@ -515,7 +529,7 @@ class AsyncClient(ClientBase):
         symbol: str,
         orders: Iterable[BatchOrder | Mapping[str, Any]],
         *,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **fields: Any,
     ) -> BatchAddResult:
         """Place 2 to 15 orders on ``symbol`` in one message (``deadline=``, ``validate=``)."""
@@ -527,7 +541,7 @@ class AsyncClient(ClientBase):
         orders: Iterable[str | int] = (),
         cl_ord_id: Iterable[str] = (),
         *,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> BatchCancelResult:
         """Cancel 2 to 50 orders (Kraken ids or user references, and client ids) at once."""
         request = BatchCancel(orders=tuple(orders), cl_ord_id=tuple(cl_ord_id))  # type: ignore[arg-type]
@@ -601,8 +615,6 @@ class AsyncClient(ClientBase):
                     self._open(action.url)
                 elif isinstance(action, CloseConnection):
                     self._close_connection(action)
-                elif isinstance(action, ReconnectAfter):
-                    log.info("reconnecting in %.2f s: %s", action.delay, action.reason)
                 elif isinstance(action, FetchToken):
                     self._fetch_token(action.request)
             except Exception:
@@ -633,9 +645,7 @@ class AsyncClient(ClientBase):
 
     def _on_state_changed(self, event: StateChanged) -> None:
         log.debug("state %s -> %s: %s", event.old, event.new, event.reason)
-        self._last_reason = event.reason
-        if event.new == ConnectionState.CONNECTING.value:
-            self._reconnecting = event.old == ConnectionState.DEGRADED.value
+        self._state_changed(event)
         if self._state_waiters:
             new = ConnectionState(event.new)
             for entry in list(self._state_waiters):
@@ -675,9 +685,6 @@ class AsyncClient(ClientBase):
             log.debug("send failed: %s: %s", type(exc).__name__, exc)
 
     def _open(self, url: str) -> None:
-        if self._reconnecting:
-            self._router.reconnects += 1
-            self._reconnecting = False
         old = self._conn
         if old is not None and old.task is not None:  # defensive: never two current sockets
             old.task.cancel()
@@ -787,19 +794,9 @@ class AsyncClient(ClientBase):
 
     async def _run(self) -> None:
         """The client's life: connect, then wait for ``CLOSED``; shut down on the way out."""
-        loop = self._require_loop()
         signal = self._closed_signal
         assert signal is not None
         try:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self._config.timeout, sock_read=None
-                ),
-                headers={"User-Agent": f"kraken-ws-sdk/{__version__} (aiohttp)"},
-            )
-            if not signal.done():  # close() may have come before this task ran
-                now = loop.time()
-                self._perform(self._proto.connect(now), now)
             await signal
         finally:
             await self._shutdown()
@@ -826,8 +823,7 @@ class AsyncClient(ClientBase):
                 log.debug("connect to %s failed: %s: %s", conn.url, type(exc).__name__, exc)
                 if self._conn is conn:
                     self._conn = None
-                    now = loop.time()
-                    self._perform(proto.connection_lost(now, exc), now)
+                    self._connection_lost(loop.time(), exc)
                 return
             conn.ws = ws
             if self._conn is not conn:
@@ -841,8 +837,7 @@ class AsyncClient(ClientBase):
             log.exception("connection task failed")
             if self._conn is conn:
                 self._conn = None
-                now = loop.time()
-                self._perform(proto.connection_lost(now, exc), now)
+                self._connection_lost(loop.time(), exc)
         finally:
             if conn.token_task is not None:
                 conn.token_task.cancel()  # its answer is for this socket only
@@ -915,9 +910,7 @@ class AsyncClient(ClientBase):
                 # hold an unrelated failure of aiohttp's own close reply.
                 error = msg.data if isinstance(msg.data, BaseException) else None
                 self._conn = None
-                self._perform(
-                    self._proto.connection_lost(now, error, close_code=ws.close_code), now
-                )
+                self._connection_lost(now, error, ws.close_code)
                 return
 
     async def _shutdown(self) -> None:
@@ -955,31 +948,21 @@ class AsyncClient(ClientBase):
         """The client is closed: fail pending waits and let iterators end."""
         self._done = True
         self._readable.set()
-        reason = self._last_reason or "closed"
         for waiter, future in self._acks:
             if not future.done():
+                label = request_label(waiter.method, waiter.channel, waiter.symbols)
                 future.set_exception(
-                    KrakenConnectionError(
-                        f"the client closed before Kraken answered {waiter.method} "
-                        f"{waiter.channel} ({reason})",
-                        terminal=True,
-                    )
+                    self._closed_error(f"the client closed before Kraken answered {label}")
                 )
         self._acks.clear()
         for req_id, order in list(self._orders.items()):  # the core settles them on close
             if not order.done():  # pragma: no cover - a backstop
                 order.set_exception(
-                    KrakenConnectionError(
-                        f"the client closed before request {req_id} was settled ({reason})",
-                        terminal=True,
-                    )
+                    self._closed_error(f"the client closed before request {req_id} was settled")
                 )
         self._orders.clear()
         for state, future in self._state_waiters:
             if not future.done():
                 future.set_exception(
-                    KrakenConnectionError(
-                        f"the client closed before becoming {state.value!r} ({reason})",
-                        terminal=True,
-                    )
+                    self._closed_error(f"the client closed before becoming {state.value!r}")
                 )

@@ -11,6 +11,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,7 +23,7 @@ from kraken_proto.events import Event, Subscribed, SubscriptionFailed, Unsubscri
 
 __all__ = ["AckWaiter", "ClientStats", "EventRouter"]
 
-log = logging.getLogger("kraken_transports")
+log = logging.getLogger("kraken_transports.callbacks")
 
 E = TypeVar("E")
 _Callback = Callable[[Any], object]
@@ -52,11 +53,21 @@ class EventRouter:
     Callbacks run in the driver's IO context as events are produced, before any
     backpressure applies, so they see every event. With ``buffer_events=False`` events go
     to callbacks only (for callback-only users, whose unread buffer would otherwise fill).
+
+    A callback that raises is counted in ``callback_errors`` every time; its first
+    exception is logged with the traceback (logger ``kraken_transports.callbacks``), then
+    only its 2nd, 4th, 8th, ... as a count, so a callback broken for every event cannot
+    flood the log.
+
+    ``callback_guard``, if set, is entered around the callbacks of each event: the threaded
+    client uses it to release its lock while user code runs.
     """
 
     def __init__(self, config: BackpressureConfig, *, buffer_events: bool = True) -> None:
         self.buffer = EventBuffer(config)
         self._buffer_events = buffer_events
+        self.callback_guard: Callable[[], AbstractContextManager[object]] | None = None
+        self._raised: dict[int, int] = {}  # id(callback) -> exceptions raised so far
         self._callbacks: dict[type | None, list[_Callback]] = {}
         # What dispatch reads: per registered type its callbacks then the catch-all ones, and
         # the catch-all ones for every other type. Rebuilt (under the lock) and swapped in
@@ -93,6 +104,8 @@ class EventRouter:
                 if callback in entries:
                     entries.remove(callback)
                     self._rebuild()
+                    if not any(callback in group for group in self._callbacks.values()):
+                        self._raised.pop(id(callback), None)
 
         return remove
 
@@ -112,14 +125,41 @@ class EventRouter:
         removed by a callback takes effect from the next event.
         """
         typed, catch_all = self._routes
-        for callback in typed.get(type(event), catch_all):
-            try:
-                callback(event)
-            except Exception:
-                self.callback_errors += 1
-                log.exception("callback %r raised on %s", callback, type(event).__name__)
+        callbacks = typed.get(type(event), catch_all)
+        if callbacks:
+            guard = self.callback_guard
+            if guard is None:
+                self._call(callbacks, event)
+            else:
+                with guard():
+                    self._call(callbacks, event)
         if self._buffer_events:
             self.buffer.push(event, now)
+
+    def _call(self, callbacks: tuple[_Callback, ...], event: Event) -> None:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception as exc:
+                self._failed(callback, event, exc)
+
+    def _failed(self, callback: _Callback, event: Event, exc: Exception) -> None:
+        """Count a callback's exception; log the first in full, then on a doubling schedule."""
+        self.callback_errors += 1
+        count = self._raised[id(callback)] = self._raised.get(id(callback), 0) + 1
+        kind = type(event).__name__
+        if count == 1:
+            log.error("callback %r raised on %s", callback, kind, exc_info=exc)
+        elif count & (count - 1) == 0:  # 2, 4, 8, ...: a count, not a traceback per event
+            log.error(
+                "callback %r has raised %d times (latest on %s: %s: %s); "
+                "only its first traceback was logged",
+                callback,
+                count,
+                kind,
+                type(exc).__name__,
+                exc,
+            )
 
     def stats(self) -> ClientStats:
         """The counters now."""
@@ -145,6 +185,8 @@ class AckWaiter:
             raise ValueError(f"method must be 'subscribe' or 'unsubscribe', not {method!r}")
         self.method = method
         self.channel = channel
+        self.symbols = tuple(symbols)
+        """The symbols waited for (``(None,)`` for a channel without symbols)."""
         self._waiting = set(symbols)
         self._answers: list[Subscribed | Unsubscribed] = []
         self._failure: SubscriptionFailed | None = None

@@ -13,13 +13,14 @@ Blocking use::
     from kraken_transports.sockets import SocketClient
 
     with SocketClient(ClientConfig()) as client:            # connects
-        client.subscribe("book", ["BTC/USD"], depth=10, wait=True)
+        client.subscribe("book", ["BTC/USD"], depth=10)     # drives the loop until acked
         for event in client.events():
             if isinstance(event, BookUpdate):
                 print(client.book("BTC/USD").best_bid())
 
 Inside your own loop (``select``, ``selectors``, a GUI's socket notifier, ...)::
 
+    client.subscribe("ticker", ["BTC/USD"], wait=False)   # sent once connected
     client.connect()
     while client.state is not ConnectionState.CLOSED:
         fd = client.fileno()              # -1 while there is no socket (backoff)
@@ -31,6 +32,8 @@ Inside your own loop (``select``, ``selectors``, a GUI's socket notifier, ...)::
 
 Everything runs on the thread that calls :meth:`~SocketClient.step` (callbacks included); the
 object is not thread-safe. For a background thread see :mod:`kraken_transports.threaded`.
+One :meth:`~SocketClient.step` handles at most 256 messages, so a backlog cannot hold the
+loop; :meth:`~SocketClient.next_deadline` is then "now" until it is worked off.
 
 Private and level3 connections (``SocketClient(config, private=True)`` / ``level3=True``):
 the token request (``FetchToken``) is a blocking HTTPS POST, so it runs on a short-lived
@@ -57,7 +60,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -82,7 +85,6 @@ from kraken_proto.actions import (
     Emit,
     FetchToken,
     OpenConnection,
-    ReconnectAfter,
     Send,
 )
 from kraken_proto.auth import TokenRequest
@@ -103,20 +105,30 @@ from kraken_proto.events import (
 from kraken_proto.http import HttpRequest
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
-from kraken_proto.subscriptions import validate_unsubscription
 from kraken_proto.trading import OrderResponse, TradingRequest
-from kraken_transports.base import TRADABLE_STATES, ClientBase, SyncTradingMixin
-from kraken_transports.router import AckWaiter, EventRouter
+from kraken_transports.base import (
+    DEFAULT_TIMEOUT,
+    IN_FLIGHT,
+    TRADABLE_STATES,
+    ClientBase,
+    Deadline,
+    SyncTradingMixin,
+    as_state,
+    check_symbols,
+    request_label,
+)
+from kraken_transports.router import AckWaiter
 from kraken_transports.tokens import fetch_token_blocking
 
 __all__ = ["SocketClient"]
 
-log = logging.getLogger("kraken_transports")
+log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
 _CLOSE_LINGER = 1.0  # seconds a closing socket may wait for the server's close reply and EOF
 _MAX_READS = 16  # reads per socket per step before yielding (fairness); more is served next step
+_MAX_MESSAGES = 256  # messages handled per step; the rest waits in wsproto's buffer
 _SEND_CHUNK = 256 * 1024
 _RESOLVE_POLL = 0.005  # while a host name is being resolved on its helper thread
 _TOKEN_POLL = 0.005  # while a token is being fetched on its helper thread
@@ -212,7 +224,7 @@ class _Conn:
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.out = bytearray()
         self.tls_wants_write = False
-        self.more = False  # the read budget ran out with data possibly left
+        self.more = False  # a step's budget ran out with data or messages possibly left
         self.parts: list[Any] = []  # fragments of the message being reassembled
         self.size = 0
         self.oversized = False
@@ -267,10 +279,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._config = config = config if config is not None else ClientConfig()
-        self._proto = KrakenProtocol(config, private=private, level3=level3)
-        self._router = EventRouter(config.backpressure, buffer_events=buffer_events)
-        self._buffer_events = buffer_events
+        super().__init__(config, private=private, level3=level3, buffer_events=buffer_events)
         self._clock = clock
         self._ssl_context = ssl_context
         self._conn: _Conn | None = None
@@ -285,36 +294,38 @@ class SocketClient(SyncTradingMixin, ClientBase):
         # Held around everything that touches the protocol or the router (never while
         # waiting for IO); ThreadedClient swaps in its Condition so other threads can read.
         self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        # Asked after every message: true ends the step early (ThreadedClient: close() or a
+        # command is waiting). Each step also stops after _MAX_MESSAGES messages.
+        self._pause: Callable[[], bool] | None = None
+        self._budget = _MAX_MESSAGES
 
     # ------------------------------------------------------------------ queries
 
     def _now(self) -> float:
         return self._clock()
 
-    def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
+    def wait_until(
+        self, state: ConnectionState | str, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> None:
         """Drive the loop until the connection is in ``state`` (returns at once if it is).
 
-        Raises ``TimeoutError`` after ``timeout`` seconds, and
-        :class:`~kraken_proto.KrakenConnectionError` if the client closes first.
+        ``state`` is a :class:`~kraken_proto.ConnectionState` or its value
+        (``"subscribed"``). Raises :class:`~kraken_proto.errors.WaitTimeoutError` (a
+        ``TimeoutError`` naming the last connection failure) after ``timeout`` seconds
+        (``None``: no limit), and :class:`~kraken_proto.KrakenConnectionError` if the
+        client closes first.
         """
-        deadline = None if timeout is None else self._clock() + timeout
-        while self._proto.state is not state:
+        wanted = as_state(state)
+        what = f"the connection did not become {wanted.value!r}"
+        deadline = Deadline(timeout, self._clock)
+        while self._proto.state is not wanted:
             if self._proto.state is ConnectionState.DISCONNECTED:
                 raise LocalProtocolError("wait_until() needs a connection: call connect() first")
             if self._proto.state is ConnectionState.CLOSED:
-                raise KrakenConnectionError(
-                    f"the client is closed; it will not become {state.value!r}", terminal=True
+                raise self._closed_error(
+                    f"the client is closed; it will not become {wanted.value!r}"
                 )
-            wait = _WAIT_SLICE
-            if deadline is not None:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"the connection did not become {state.value!r} within {timeout:g} s; "
-                        f"it is {self._proto.state.value!r}"
-                    )
-                wait = min(wait, remaining)
-            self.step(wait)
+            self.step(self._slice(deadline, what))
 
     def fileno(self) -> int:
         """The socket to watch in your own loop, or -1 when there is none (e.g. in backoff).
@@ -334,7 +345,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
 
         The earliest of the protocol's timers and the driver's own (a lingering close, a
         host name being resolved or a token fetched on a helper thread: polled every 5 ms,
-        data already read into TLS buffers).
+        data already read into TLS buffers or messages a step left for the next one).
         """
         deadline = self._proto.next_deadline()
         candidates = [] if deadline is None else [deadline]
@@ -354,7 +365,8 @@ class SocketClient(SyncTradingMixin, ClientBase):
     def connect(self) -> None:
         """Start connecting (non-blocking): the socket opens during later :meth:`step` calls.
 
-        Also restarts a client that was closed. Calling it while connected is an error.
+        Also restarts a client that was closed: it resubscribes what was subscribed when it
+        closed (the protocol keeps subscriptions). Calling it while connected is an error.
         """
         with self._lock:
             now = self._clock()
@@ -398,30 +410,33 @@ class SocketClient(SyncTradingMixin, ClientBase):
     def subscribe(
         self,
         channel: str,
-        symbols: Sequence[str] | str | None = None,
+        symbols: Iterable[str] | str | None = None,
         *,
-        wait: bool = False,
-        timeout: float | None = None,
+        wait: bool = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **params: Any,
     ) -> list[Subscribed | Unsubscribed]:
-        """Subscribe ``symbols`` to ``channel`` (remembered and replayed after reconnects).
+        """Subscribe ``symbols`` (a str or an iterable of str) to ``channel``; remembered and
+        replayed after reconnects.
 
-        With ``wait=True`` the loop is driven until every symbol is acknowledged and the
-        ``Subscribed`` events are returned; a refusal raises
-        :class:`~kraken_proto.SubscriptionError` with Kraken's text, ``timeout`` seconds
-        without all answers raise ``TimeoutError``, and a connection closed for good raises
-        :class:`~kraken_proto.KrakenConnectionError`. Without ``wait`` it returns ``[]``
-        and the answers arrive as events. Bad arguments raise ``LocalProtocolError``.
+        With ``wait=True`` (default; needs :meth:`connect` first) the loop is driven until
+        every symbol is acknowledged and the ``Subscribed`` events are returned; a refusal
+        raises :class:`~kraken_proto.SubscriptionError` with Kraken's text, ``timeout``
+        seconds without all answers raise :class:`~kraken_proto.errors.WaitTimeoutError`
+        (the subscription stays requested), and a connection closed for good raises
+        :class:`~kraken_proto.KrakenConnectionError`. ``wait=False`` (the choice inside
+        your own loop, and before :meth:`connect`) returns ``[]`` at once and the answers
+        arrive as events. Bad arguments raise ``LocalProtocolError``.
         """
         return self._request("subscribe", channel, symbols, params, wait, timeout)
 
     def unsubscribe(
         self,
         channel: str,
-        symbols: Sequence[str] | str | None = None,
+        symbols: Iterable[str] | str | None = None,
         *,
-        wait: bool = False,
-        timeout: float | None = None,
+        wait: bool = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **params: Any,
     ) -> list[Subscribed | Unsubscribed]:
         """Stop a subscription; like :meth:`subscribe`, ``wait=True`` returns the acks."""
@@ -455,11 +470,11 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 return
             self.step(_WAIT_SLICE)
 
-    def events(self, timeout: float | None = None) -> Iterator[Event]:
+    def events(self, idle_timeout: float | None = None) -> Iterator[Event]:
         """Drive the loop and yield events as they arrive (connects first if needed).
 
         Ends once the client is closed and every queued event was yielded, or after
-        ``timeout`` seconds without an event.
+        ``idle_timeout`` seconds without an event (``None``: never).
         """
         if not self._buffer_events:
             raise LocalProtocolError(
@@ -480,8 +495,8 @@ class SocketClient(SyncTradingMixin, ClientBase):
             if ready is None and self._finished():
                 return
             wait = _WAIT_SLICE
-            if timeout is not None:
-                remaining = idle_since + timeout - now
+            if idle_timeout is not None:
+                remaining = idle_since + idle_timeout - now
                 if remaining <= 0:
                     return
                 wait = min(wait, remaining)
@@ -495,7 +510,9 @@ class SocketClient(SyncTradingMixin, ClientBase):
 
     # ------------------------------------------------------------------ trading
 
-    def submit(self, request: TradingRequest, timeout: float | None = None) -> OrderResponse:
+    def submit(
+        self, request: TradingRequest, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> OrderResponse:
         """Send a trading request (``AddOrder``, ``CancelOrder``, ...) and return its settled
         :class:`~kraken_proto.trading.OrderResponse` once Kraken accepted it.
 
@@ -509,8 +526,8 @@ class SocketClient(SyncTradingMixin, ClientBase):
         Raises :class:`~kraken_proto.OrderError` (refused),
         :class:`~kraken_proto.UnknownOutcomeError` (no answer: reconcile through
         ``executions``), :class:`~kraken_proto.KrakenConnectionError` (not sent, or closed),
-        ``TimeoutError`` after ``timeout`` seconds (a sent request stays in flight; its
-        ``OrderResponse`` arrives as an event later), and at once
+        :class:`~kraken_proto.errors.WaitTimeoutError` after ``timeout`` seconds (a sent
+        request stays in flight; its ``OrderResponse`` arrives as an event later), and at once
         :class:`~kraken_proto.InvalidRequestError`, ``TradingRateLimitError`` or
         ``LocalProtocolError`` for local misuse.
         """
@@ -521,21 +538,16 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 "call it after step() returns"
             )
         proto = self._proto
-        deadline = None if timeout is None else self._clock() + timeout
+        method = request.method
+        deadline = Deadline(timeout, self._clock)
         while proto.state not in TRADABLE_STATES:
             if proto.state is ConnectionState.DISCONNECTED:
-                raise LocalProtocolError(
-                    f"{request.method} needs a connection: call connect() first"
-                )
+                raise LocalProtocolError(f"{method} needs a connection: call connect() first")
             if proto.state is ConnectionState.CLOSED:
-                raise KrakenConnectionError(
-                    f"{request.method} not sent: the client is closed", terminal=True
-                )
+                raise self._closed_error(f"{method} not sent: the client is closed")
             self.step(
                 self._slice(
-                    deadline,
-                    f"{request.method} not sent: the connection did "
-                    f"not become 'subscribed' within {timeout} s",
+                    deadline, f"{method} not sent: the connection did not become 'subscribed'"
                 )
             )
         answers: list[OrderResponse] = []
@@ -543,16 +555,11 @@ class SocketClient(SyncTradingMixin, ClientBase):
         try:
             while not answers:
                 if proto.state is ConnectionState.CLOSED:  # pragma: no cover - close settles it
-                    raise KrakenConnectionError(
-                        f"the client closed before request {req_id} was settled", terminal=True
+                    raise self._closed_error(
+                        f"the client closed before request {req_id} was settled"
                     )
-                self.step(
-                    self._slice(
-                        deadline,
-                        f"no answer to {request.method} (req_id {req_id}) within {timeout} s; "
-                        "it is still in flight and its OrderResponse will arrive as an event",
-                    )
-                )
+                what = f"no answer to {method} (req_id {req_id})"
+                self.step(self._slice(deadline, what, IN_FLIGHT))
         finally:
             self._end_submit(req_id)
         response = answers[0]
@@ -576,13 +583,13 @@ class SocketClient(SyncTradingMixin, ClientBase):
             self._perform(self._proto.disarm_dead_man_switch(now), now)
             self._flush_all(now)
 
-    def _slice(self, deadline: float | None, expired: str) -> float:
-        """How long the next step may wait; raises ``TimeoutError(expired)`` past ``deadline``."""
-        if deadline is None:
+    def _slice(self, deadline: Deadline, what: str, note: str = "") -> float:
+        """How long the next step may wait; past ``deadline`` raises the timeout of ``what``."""
+        remaining = deadline.remaining()
+        if remaining is None:
             return _WAIT_SLICE
-        remaining = deadline - self._clock()
         if remaining <= 0:
-            raise TimeoutError(expired)
+            raise self._timed_out(what, deadline.timeout, note)
         return min(_WAIT_SLICE, remaining)
 
     def _begin_submit(
@@ -607,11 +614,12 @@ class SocketClient(SyncTradingMixin, ClientBase):
         self,
         method: str,
         channel: str,
-        symbols: Sequence[str] | str | None,
+        symbols: Iterable[str] | str | None,
         params: dict[str, Any],
         wait: bool,
         timeout: float | None,
     ) -> list[Subscribed | Unsubscribed]:
+        names, checked = check_symbols(channel, symbols, self._proto.host)
         if wait:
             if self._stepping:
                 raise LocalProtocolError(
@@ -625,24 +633,16 @@ class SocketClient(SyncTradingMixin, ClientBase):
                     f"{method}(wait=True) needs a connection: call connect() first, "
                     "or pass wait=False to queue the request until connect()"
                 )
-        waiter = self._begin_request(method, channel, symbols, params)
+        waiter = self._begin_request(method, channel, names, checked, params)
         try:
             if not wait:
                 return []
-            deadline = None if timeout is None else self._clock() + timeout
+            deadline = Deadline(timeout, self._clock)
+            label = request_label(method, channel, waiter.symbols)
             while not waiter.done:
                 if self._proto.state is ConnectionState.CLOSED:
-                    raise KrakenConnectionError(
-                        f"the connection was closed before {method} {channel} was answered",
-                        terminal=True,
-                    )
-                wait_for = _WAIT_SLICE
-                if deadline is not None:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
-                        raise TimeoutError(f"{method} {channel}: no answer within {timeout:g} s")
-                    wait_for = min(wait_for, remaining)
-                self.step(wait_for)
+                    raise self._closed_error(f"the client closed before Kraken answered {label}")
+                self.step(self._slice(deadline, f"no answer to {label}"))
             return waiter.result()
         finally:
             self._end_request(waiter)
@@ -651,18 +651,19 @@ class SocketClient(SyncTradingMixin, ClientBase):
         self,
         method: str,
         channel: str,
-        symbols: Sequence[str] | str | None,
+        names: Sequence[str] | str | None,
+        checked: tuple[str | None, ...],
         params: dict[str, Any],
     ) -> AckWaiter:
-        """Send a subscribe/unsubscribe and register the waiter that collects its answers."""
-        symbols_ = validate_unsubscription(channel, symbols, {}, self._proto.host)
-        waiter = AckWaiter(method, channel, symbols_)
+        """Send a subscribe/unsubscribe and register the waiter that collects its answers
+        (``names`` and ``checked`` as :func:`~kraken_transports.base.check_symbols` gives)."""
+        waiter = AckWaiter(method, channel, checked)
         with self._lock:
             self._waiters.append(waiter)
             try:
                 now = self._clock()
                 call = self._proto.subscribe if method == "subscribe" else self._proto.unsubscribe
-                self._perform(call(channel, symbols, now, **params), now)
+                self._perform(call(channel, names, now, **params), now)
                 self._flush_all(now)
             except BaseException:
                 self._waiters.remove(waiter)
@@ -697,6 +698,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
             self._stepping = False
 
     def _step_inner(self, timeout: float, wake: socket.socket | None) -> bool:
+        self._budget = _MAX_MESSAGES
         now = self._clock()
         wait = max(0.0, timeout)
         deadline = self.next_deadline()
@@ -793,20 +795,14 @@ class SocketClient(SyncTradingMixin, ClientBase):
                     self._open(action.url, now)
                 elif isinstance(action, CloseConnection):
                     self._close_current(action.code, action.reason, now)
-                elif isinstance(action, ReconnectAfter):
-                    log.info("reconnecting in %.3f s: %s", action.delay, action.reason)
                 elif isinstance(action, FetchToken):
                     self._fetch_token(action.request)
             except Exception:
                 log.exception("driver error while performing %s", type(action).__name__)
 
     def _emit(self, event: Event, now: float) -> None:
-        if (
-            isinstance(event, StateChanged)
-            and event.old == "degraded"
-            and event.new == "connecting"
-        ):
-            self._router.reconnects += 1
+        if type(event) is StateChanged:
+            self._state_changed(event)
         self._router.dispatch(event, now)
         for waiter in self._waiters:
             if not waiter.done:
@@ -1005,45 +1001,59 @@ class SocketClient(SyncTradingMixin, ClientBase):
     # ------------------------------------------------------------------ reading
 
     def _read(self, conn: _Conn, now: float) -> None:
+        """Handle what wsproto holds, then read and handle more, within the step's budgets.
+
+        Nothing is read while messages already received wait (a slow consumer leaves the
+        backlog in the kernel, where TCP flow control bounds it).
+        """
         sock = conn.sock
         assert sock is not None
         size = self._config.buffer_size
-        conn.more = False
-        for _ in range(_MAX_READS):
+        conn.more = True  # until a read finds nothing more
+        for reads in range(_MAX_READS + 1):
             try:
-                data = sock.recv(size)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                return
-            except ssl.SSLWantWriteError:
-                conn.tls_wants_write = True
-                return
-            except OSError as exc:
-                self._failed(conn, now, exc)
-                return
-            if not data:
-                self._eof(conn, now)
-                return
-            try:
+                if not self._handle_ws_events(conn, now):
+                    return  # the message budget ran out or a pause was asked for
+                if conn.sock is None or conn.phase in ("closing", "closed") or reads == _MAX_READS:
+                    return
+                try:
+                    data = sock.recv(size)
+                except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                    conn.more = False
+                    return
+                except ssl.SSLWantWriteError:
+                    conn.more = False
+                    conn.tls_wants_write = True
+                    return
+                except OSError as exc:
+                    self._failed(conn, now, exc)
+                    return
+                if not data:
+                    self._eof(conn, now)
+                    return
                 conn.ws.receive_data(data)
-                self._handle_ws_events(conn, now)
             except (WsLocalProtocolError, WsRemoteProtocolError) as exc:
                 self._failed(conn, now, NetworkError(f"WebSocket protocol error: {exc}"))
                 return
-            if conn.sock is None or conn.phase in ("closing", "closed"):
-                return
-        conn.more = True
 
-    def _handle_ws_events(self, conn: _Conn, now: float) -> None:
+    def _handle_ws_events(self, conn: _Conn, now: float) -> bool:
+        """Handle the events wsproto has parsed; False if the step's budget or a pause
+        stopped it first (the rest stays in wsproto's buffer for the next step)."""
+        pause = self._pause
         for event in conn.ws.events():
             if conn is not self._conn:
-                return  # closed while handling an earlier event of this read
+                return True  # closed while handling an earlier event of this read
             if isinstance(event, (TextMessage, BytesMessage)):
                 self._on_message(conn, event.data, event.message_finished, now)
+                if event.message_finished:
+                    self._budget -= 1
+                    if self._budget <= 0 or (pause is not None and pause()):
+                        return False
             elif isinstance(event, Ping):
                 conn.out += conn.ws.send(event.response())
             elif isinstance(event, WsClose):
                 self._on_close_frame(conn, event, now)
-                return
+                return True
             elif isinstance(event, AcceptConnection):
                 conn.phase = "open"
                 self._perform(self._proto.connection_made(now), now)
@@ -1051,14 +1061,15 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 conn.reject_status = event.status_code
                 if not event.has_body:
                     self._rejected(conn, now)
-                    return
+                    return True
             elif isinstance(event, RejectData):
                 room = _EXCERPT - len(conn.reject_body)
                 if room > 0:
                     conn.reject_body += event.data[:room]
                 if event.body_finished:
                     self._rejected(conn, now)
-                    return
+                    return True
+        return True
 
     def _on_message(
         self, conn: _Conn, data: str | bytes | bytearray, finished: bool, now: float
@@ -1114,7 +1125,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
             conn.out += conn.ws.send(event.response())
             conn.remote_closed = True
             self._linger(conn, now)
-            self._perform(self._proto.connection_lost(now, close_code=event.code), now)
+            self._connection_lost(now, None, event.code)
             return
         # wsproto could not parse the stream (it reports that as a close event of its own).
         error = KrakenConnectionError(
@@ -1125,7 +1136,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 WsClose(code=event.code, reason=_close_reason(event.reason or ""))
             )
         self._linger(conn, now)
-        self._perform(self._proto.connection_lost(now, error), now)
+        self._connection_lost(now, error)
 
     def _rejected(self, conn: _Conn, now: float) -> None:
         body = bytes(conn.reject_body).decode("utf-8", "replace").strip()
@@ -1153,7 +1164,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
         self._drop_conn(conn)
         if current:
             log.debug("connection lost: %s: %s", type(exc).__name__, exc)
-            self._perform(self._proto.connection_lost(now, exc), now)
+            self._connection_lost(now, exc)
 
     # ------------------------------------------------------------------ closing connections
 

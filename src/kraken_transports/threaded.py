@@ -7,7 +7,7 @@
 
     with ThreadedClient(ClientConfig()) as client:          # starts the thread
         client.subscribe("book", ["BTC/USD", "ETH/USD"], depth=10)   # blocks until acked
-        for event in client.events(timeout=30):
+        for event in client.events(idle_timeout=30):
             if isinstance(event, BookUpdate):
                 bids, asks = client.book_snapshot(event.symbol)
                 print(event.symbol, bids[0].price, asks[0].price)
@@ -21,10 +21,16 @@ through the bounded buffer under the client's lock (a ``threading.Condition``).
 
 Threading rules:
 
-- Callbacks registered with :meth:`ThreadedClient.on` run **on the IO thread**, with the
-  client's lock held: keep them short (a slow callback delays the IO and every reader).
-  They may call non-blocking methods (``subscribe(..., wait=False)``, ``book()``,
-  ``close()``); blocking ones (``wait=True``, ``get()``, ``events()``) raise there.
+- Callbacks registered with :meth:`ThreadedClient.on` run **on the IO thread**, one event at
+  a time, without the client's lock: other threads keep reading, subscribing and trading
+  while a callback runs, and :meth:`~ThreadedClient.close` returns within about a second
+  even with slow callbacks. A slow callback still delays the stream (the IO thread does
+  nothing else meanwhile). Callbacks may call non-blocking methods (``subscribe(...,
+  wait=False)``, ``book()``, ``close()``); blocking ones (``wait=True``, ``get()``,
+  ``events()``) raise there.
+- The IO thread's work per step is bounded (at most 256 messages) and it stops early, after
+  the message in hand, when ``close()`` or a command from another thread is waiting, so a
+  backlog never starves them.
 - Everything else is safe from any thread.
 
 Private and level3 clients (``ThreadedClient(config, private=True)`` / ``level3=True``) work
@@ -45,25 +51,34 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from kraken_proto.book import OrderBook
 from kraken_proto.config import ClientConfig
-from kraken_proto.errors import KrakenConnectionError, LocalProtocolError
+from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import BookLevel, Event, Subscribed, Unsubscribed
 from kraken_proto.level3 import L3Book
 from kraken_proto.ratecounter import RateCounterState
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import SubscriptionsView
 from kraken_proto.trading import OrderResponse, TradingRequest
-from kraken_transports.base import TRADABLE_STATES, SyncTradingMixin
+from kraken_transports.base import (
+    DEFAULT_TIMEOUT,
+    IN_FLIGHT,
+    TRADABLE_STATES,
+    Deadline,
+    SyncTradingMixin,
+    as_state,
+    check_symbols,
+    request_label,
+)
 from kraken_transports.router import AckWaiter, ClientStats
 from kraken_transports.sockets import SocketClient
 
 __all__ = ["ThreadedClient"]
 
-log = logging.getLogger("kraken_transports")
+log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -73,13 +88,36 @@ _THREAD_NAME = "kraken-ws"
 _Acks = list[Subscribed | Unsubscribed]
 
 
+class _Unlocked:
+    """Entered around the callbacks of each event on the IO thread, which holds the client's
+    lock once there: wakes the waiting threads, then releases the lock until the callbacks
+    return, so slow user code never holds it. (Where a thread holds it twice, as before
+    :meth:`ThreadedClient.start`, the callbacks simply run with it held.)"""
+
+    __slots__ = ("_cond",)
+
+    def __init__(self, cond: threading.Condition) -> None:
+        self._cond = cond
+
+    def __call__(self) -> _Unlocked:
+        return self
+
+    def __enter__(self) -> None:
+        self._cond.notify_all()
+        self._cond.release()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._cond.acquire()
+
+
 class ThreadedClient(SyncTradingMixin):
     """A Kraken v2 WebSocket client whose IO runs on a background thread.
 
     Use it as a context manager (``with ThreadedClient(config) as client:``) or call
     :meth:`start` and :meth:`close`. ``buffer_events=False`` makes a callback-only client.
     ``ssl_context`` replaces the default verifying TLS context (e.g. for a private CA).
-    A closed client cannot be started again; create a new one.
+    A closed client may be started again (:meth:`start`, or ``with client:`` once more); it
+    resubscribes what was subscribed when it closed.
 
     ``private=True`` connects to the auth host (executions, balances, trading with
     :meth:`submit`, ``add_order``, ...); ``level3=True`` to the level3 host. Both need
@@ -105,6 +143,8 @@ class ThreadedClient(SyncTradingMixin):
         self._buffer_events = buffer_events
         self._cond = threading.Condition(threading.RLock())
         self._client._lock = self._cond
+        self._client._router.callback_guard = _Unlocked(self._cond)
+        self._client._pause = self._should_pause
         self._commands: queue.SimpleQueue[
             tuple[Callable[[], Any], concurrent.futures.Future[Any]]
         ] = queue.SimpleQueue()
@@ -120,14 +160,23 @@ class ThreadedClient(SyncTradingMixin):
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """Start connecting and the IO thread. No-op if running; a closed client refuses."""
+        """Start connecting and the IO thread. No-op if running.
+
+        A closed client starts again: it reconnects and resubscribes what was subscribed
+        when it closed (the protocol keeps subscriptions; subscribing one of them again
+        raises ``LocalProtocolError``: already subscribed). Events still queued from the
+        previous run stay readable.
+        """
         with self._cond:
-            if self._closing:
-                raise LocalProtocolError(
-                    "this ThreadedClient was closed; create a new one to connect again"
-                )
-            if self._thread is not None:
+            if self._running():
                 return
+            if self._thread is not None and not self._finished:
+                raise LocalProtocolError(
+                    "this ThreadedClient is still closing (is a callback blocking its IO "
+                    "thread?); start it again once close() has returned"
+                )
+            self._closing = self._finished = False
+            self._close_budget = 0.5
             self._wake_r, self._wake_w = socket.socketpair()
             self._wake_r.setblocking(False)
             self._wake_w.setblocking(False)
@@ -138,10 +187,12 @@ class ThreadedClient(SyncTradingMixin):
     def close(self, timeout: float = 1.0) -> None:
         """Close the connection and stop the IO thread; returns within about ``timeout`` s.
 
-        From any state (connecting, subscribed, stalled, in backoff): about half of the
-        time goes to the WebSocket close handshake, then the socket is closed hard and the
-        thread joined. Idempotent. Waiting subscribe calls fail with
-        :class:`~kraken_proto.KrakenConnectionError`; queued events stay readable.
+        From any state (connecting, subscribed, stalled, in backoff, behind a backlog with
+        slow callbacks: the IO thread stops after the callbacks of the event in hand):
+        about half of the time goes to the WebSocket close handshake, then the socket is
+        closed hard and the thread joined. Idempotent. Waiting subscribe calls fail with
+        :class:`~kraken_proto.KrakenConnectionError`; queued events stay readable. A
+        closed client may be started again.
         """
         with self._cond:
             thread = self._thread
@@ -240,8 +291,9 @@ class ThreadedClient(SyncTradingMixin):
     def on(self, event_type: type[E] | None, callback: Callable[[E], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event of ``event_type`` (``None``: all events).
 
-        Callbacks run **on the IO thread** with the client's lock held, as events are
-        produced and before backpressure applies; exceptions are logged and counted.
+        Callbacks run **on the IO thread**, as events are produced and before backpressure
+        applies, without the client's lock (other threads are not held up while they run);
+        exceptions are counted, the first of each callback logged with its traceback.
         Returns a function that removes the callback (safe from any thread).
         """
         with self._cond:
@@ -258,30 +310,34 @@ class ThreadedClient(SyncTradingMixin):
     def subscribe(
         self,
         channel: str,
-        symbols: Sequence[str] | str | None = None,
+        symbols: Iterable[str] | str | None = None,
         *,
         wait: bool = True,
-        timeout: float | None = 10.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **params: Any,
     ) -> list[Subscribed | Unsubscribed]:
-        """Subscribe ``symbols`` to ``channel`` from any thread (replayed after reconnects).
+        """Subscribe ``symbols`` (a str or an iterable of str) to ``channel`` from any thread
+        (replayed after reconnects).
 
         With ``wait=True`` (default) blocks until every symbol is acknowledged and returns
         the ``Subscribed`` events; raises :class:`~kraken_proto.SubscriptionError` with
-        Kraken's text on a refusal, ``TimeoutError`` after ``timeout`` seconds (the
-        subscription stays requested) and :class:`~kraken_proto.KrakenConnectionError` if
-        the client closes first. ``wait=False`` returns ``[]`` once the request is queued
-        (also before :meth:`start`). Bad arguments raise ``LocalProtocolError``.
+        Kraken's text on a refusal, :class:`~kraken_proto.errors.WaitTimeoutError` (a
+        ``TimeoutError`` naming the last connection failure) after ``timeout`` seconds (the
+        subscription stays requested; ``None``: no limit) and
+        :class:`~kraken_proto.KrakenConnectionError` if the client closes first.
+        ``wait=False`` returns ``[]`` once the request is queued (also before :meth:`start`
+        and after :meth:`close`: it is sent on the next start). Bad arguments raise
+        ``LocalProtocolError``.
         """
         return self._request("subscribe", channel, symbols, params, wait, timeout)
 
     def unsubscribe(
         self,
         channel: str,
-        symbols: Sequence[str] | str | None = None,
+        symbols: Iterable[str] | str | None = None,
         *,
         wait: bool = True,
-        timeout: float | None = 10.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **params: Any,
     ) -> list[Subscribed | Unsubscribed]:
         """Stop a subscription; like :meth:`subscribe`, ``wait=True`` returns the acks."""
@@ -291,35 +347,39 @@ class ThreadedClient(SyncTradingMixin):
         self,
         method: str,
         channel: str,
-        symbols: Sequence[str] | str | None,
+        symbols: Iterable[str] | str | None,
         params: dict[str, Any],
         wait: bool,
         timeout: float | None,
     ) -> list[Subscribed | Unsubscribed]:
         client = self._client
+        names, checked = check_symbols(channel, symbols, client.protocol.host)
+
+        def register() -> None:
+            client._end_request(client._begin_request(method, channel, names, checked, params))
+
         if self._on_io_thread():
             if wait:
                 raise LocalProtocolError(
                     f"{method}(wait=True) cannot run inside a callback; pass wait=False"
                 )
-            waiter = client._begin_request(method, channel, symbols, params)
-            client._end_request(waiter)
+            register()
             return []
         with self._cond:
-            if self._closing:
-                raise LocalProtocolError("this ThreadedClient is closed")
-            if self._thread is None:
+            if not self._running():
                 if wait:
+                    closed = "this one is closed: " if self._closing else ""
                     raise LocalProtocolError(
-                        f"{method}(wait=True) needs a started client: use 'with "
-                        "ThreadedClient(...)' or start(), or pass wait=False"
+                        f"{method}(wait=True) needs a running client; {closed}use 'with "
+                        "ThreadedClient(...)' or start(), or pass wait=False to register it"
                     )
-                waiter = client._begin_request(method, channel, symbols, params)
-                client._end_request(waiter)
+                if self._thread is not None and not self._finished:
+                    raise LocalProtocolError("this ThreadedClient is closing")
+                register()
                 return []
 
         def command() -> concurrent.futures.Future[_Acks] | None:
-            waiter = client._begin_request(method, channel, symbols, params)
+            waiter = client._begin_request(method, channel, names, checked, params)
             if not wait:
                 client._end_request(waiter)
                 return None
@@ -327,56 +387,59 @@ class ThreadedClient(SyncTradingMixin):
             self._acks.append((waiter, acked))
             return acked
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        what = f"{method} {channel}" + (f" {symbols}" if symbols else "")
-        accepted = self._submit(command)
-        acked = self._result(accepted, deadline, what, timeout)
+        deadline = Deadline(timeout, time.monotonic)
+        what = f"no answer to {request_label(method, channel, checked)}"
+        acked = self._result(self._submit(command), deadline, what)
         if acked is None:
             return []
-        return self._result(acked, deadline, what, timeout)
+        return self._result(acked, deadline, what)
 
-    @staticmethod
     def _result(
+        self,
         future: concurrent.futures.Future[T],
-        deadline: float | None,
+        deadline: Deadline,
         what: str,
-        timeout: float | None,
+        note: str = "",
     ) -> T:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            return future.result(remaining)
+            return future.result(deadline.remaining())
         except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
             future.cancel()  # the request stays made; nobody waits for its answer any more
-            raise TimeoutError(f"no answer to {what} within {timeout:g} s") from None
+            with self._cond:
+                raise self._client._timed_out(what, deadline.timeout, note) from None
 
     # ------------------------------------------------------------------ trading
 
-    def submit(self, request: TradingRequest, timeout: float | None = None) -> OrderResponse:
+    def submit(
+        self, request: TradingRequest, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> OrderResponse:
         """Send a trading request from any thread and return its settled, successful
         :class:`~kraken_proto.trading.OrderResponse` (see ``SocketClient.submit``).
 
         Waits until the connection is open and authenticated (state ``subscribed``) if it
         is not yet, then the IO thread sends the request and this call waits for its
         answer. Raises ``OrderError``, ``UnknownOutcomeError``, ``KrakenConnectionError``
-        (not sent, or the client is or gets closed), ``TimeoutError`` after ``timeout``
-        seconds (a sent request stays in flight; its ``OrderResponse`` arrives as an event),
-        and ``InvalidRequestError``/``TradingRateLimitError``/``LocalProtocolError`` for
-        local misuse (also when called from a callback or before :meth:`start`).
+        (not sent, or the client is or gets closed),
+        :class:`~kraken_proto.errors.WaitTimeoutError` after ``timeout`` seconds (a sent
+        request stays in flight; its ``OrderResponse`` arrives as an event), and
+        ``InvalidRequestError``/``TradingRateLimitError``/``LocalProtocolError`` for local
+        misuse (also when called from a callback or before :meth:`start`).
         """
         client = self._client
+        method = request.method
         if client.protocol.host != "auth":
             raise LocalProtocolError(
                 "trading needs a private client: ThreadedClient(config, private=True)"
             )
         if self._on_io_thread():
             raise LocalProtocolError(
-                f"{request.method} cannot run inside a callback: it blocks until Kraken answers"
+                f"{method} cannot run inside a callback: it blocks until Kraken answers"
             )
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout, time.monotonic)
         with self._cond:
             if self._thread is None and not self._closing:
                 raise LocalProtocolError(
-                    f"{request.method} needs a started client: use 'with ThreadedClient(...)'"
+                    f"{method} needs a started client: use 'with ThreadedClient(...)'"
                 )
         settled: concurrent.futures.Future[OrderResponse] = concurrent.futures.Future()
 
@@ -385,31 +448,30 @@ class ThreadedClient(SyncTradingMixin):
                 settled.set_result(response)
 
         def command() -> int | None:
+            # On the IO thread, which alone changes the state: no lock needed to read it,
+            # and none held while _begin_submit runs the callbacks of what it emits.
+            if client.state not in TRADABLE_STATES:  # pragma: no cover - a race
+                return None  # the connection went away meanwhile: wait for it again
             with self._cond:
-                if client.state not in TRADABLE_STATES:  # pragma: no cover - a race
-                    return None  # the connection went away meanwhile: wait for it again
                 self._orders.append(settled)
-                return client._begin_submit(request, deliver)
+            return client._begin_submit(request, deliver)
 
         while True:
-            self._wait_tradable(request.method, deadline, timeout)
+            self._wait_tradable(method, deadline)
             try:
                 accepted = self._submit(command)
             except LocalProtocolError:  # pragma: no cover - closed between wait and send
-                raise KrakenConnectionError(
-                    f"{request.method} not sent: the client is closed", terminal=True
-                ) from None
-            req_id = self._result(accepted, deadline, request.method, timeout)
+                with self._cond:
+                    raise client._closed_error(f"{method} not sent: the client is closed") from None
+            req_id = self._result(
+                accepted, deadline, f"{method} not sent: the connection did not become 'subscribed'"
+            )
             if req_id is not None:
                 break
         try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            response = settled.result(remaining)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"no answer to {request.method} (req_id {req_id}) within {timeout:g} s; it is "
-                "still in flight and its OrderResponse will arrive as an event"
-            ) from None
+            response = self._result(
+                settled, deadline, f"no answer to {method} (req_id {req_id})", IN_FLIGHT
+            )
         finally:
             with self._cond:
                 if settled in self._orders:
@@ -417,19 +479,38 @@ class ThreadedClient(SyncTradingMixin):
         response.raise_for_outcome()
         return response
 
-    def _wait_tradable(self, method: str, deadline: float | None, timeout: float | None) -> None:
+    def _wait_tradable(self, method: str, deadline: Deadline) -> None:
+        self._await(
+            lambda: self._client.state in TRADABLE_STATES,
+            deadline,
+            f"{method} not sent: the connection did not become 'subscribed'",
+            f"{method} not sent: the client is closed",
+            closing_ends=True,
+        )
+
+    def _await(
+        self,
+        done: Callable[[], bool],
+        deadline: Deadline,
+        what: str,
+        closed: str,
+        *,
+        closing_ends: bool = False,
+    ) -> None:
+        """Wait (woken by the IO thread) until ``done()``; raise the timeout of ``what`` past
+        ``deadline``, or the error ``closed`` once the client is closed."""
+        client = self._client
         with self._cond:
-            while self._client.state not in TRADABLE_STATES:
-                if self._closing or self._finished or self._client.state is ConnectionState.CLOSED:
-                    raise KrakenConnectionError(
-                        f"{method} not sent: the client is closed", terminal=True
-                    )
-                wait = None if deadline is None else deadline - time.monotonic()
+            while not done():
+                if (
+                    self._finished
+                    or client.state is ConnectionState.CLOSED
+                    or (closing_ends and self._closing)
+                ):
+                    raise client._closed_error(closed)
+                wait = deadline.remaining()
                 if wait is not None and wait <= 0:
-                    raise TimeoutError(
-                        f"{method} not sent: the connection did not become 'subscribed' "
-                        f"within {timeout:g} s (it is {self._client.state.value!r})"
-                    )
+                    raise client._timed_out(what, deadline.timeout)
                 self._cond.wait(wait)
 
     def arm_dead_man_switch(self, timeout: int, interval: float | None = None) -> None:
@@ -442,9 +523,12 @@ class ThreadedClient(SyncTradingMixin):
         self._call(self._client.disarm_dead_man_switch)
 
     def _call(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the IO thread (directly if this is it, or before start) and wait."""
+        """Run ``fn`` on the IO thread (directly if this is it, or while none runs) and wait."""
+        if self._on_io_thread():
+            fn()
+            return
         with self._cond:
-            if self._on_io_thread() or self._thread is None:
+            if not self._running():
                 fn()
                 return
         self._submit(fn).result()
@@ -476,12 +560,12 @@ class ThreadedClient(SyncTradingMixin):
                     wait = ready - now if wait is None else min(wait, ready - now)
                 self._cond.wait(wait)
 
-    def events(self, timeout: float | None = None) -> Iterator[Event]:
+    def events(self, idle_timeout: float | None = None) -> Iterator[Event]:
         """Yield events as they arrive; ends once the client is closed and drained, or
-        after ``timeout`` seconds without an event."""
+        after ``idle_timeout`` seconds without an event (``None``: never)."""
         self._check_reader()
         while True:
-            event = self.get(timeout)
+            event = self.get(idle_timeout)
             if event is None:
                 return
             yield event
@@ -490,27 +574,25 @@ class ThreadedClient(SyncTradingMixin):
         """``for event in client:`` is ``client.events()``."""
         return self.events()
 
-    def wait_until(self, state: ConnectionState, timeout: float | None = None) -> None:
-        """Block until the connection is in ``state`` (returns at once if it is).
+    def wait_until(
+        self, state: ConnectionState | str, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> None:
+        """Block until the connection is in ``state`` (a :class:`ConnectionState` or its
+        value, ``"subscribed"``); returns at once if it is.
 
-        Raises ``TimeoutError`` after ``timeout`` seconds and
+        Raises :class:`~kraken_proto.errors.WaitTimeoutError` (a ``TimeoutError`` naming
+        the last connection failure) after ``timeout`` seconds (``None``: no limit) and
         :class:`~kraken_proto.KrakenConnectionError` if the client closes first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._client.state is not state:
-                if self._client.state is ConnectionState.CLOSED or self._finished:
-                    raise KrakenConnectionError(
-                        f"the client is closed; it will not become {state.value!r}",
-                        terminal=True,
-                    )
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    raise TimeoutError(
-                        f"the connection did not become {state.value!r} within {timeout:g} s; "
-                        f"it is {self._client.state.value!r}"
-                    )
-                self._cond.wait(wait)
+        wanted = as_state(state)
+        if self._on_io_thread():
+            raise LocalProtocolError("wait_until() cannot run inside a callback: it blocks")
+        self._await(
+            lambda: self._client.state is wanted,
+            Deadline(timeout, time.monotonic),
+            f"the connection did not become {wanted.value!r}",
+            f"the client is closed; it will not become {wanted.value!r}",
+        )
 
     def _check_reader(self) -> None:
         if not self._buffer_events:
@@ -529,6 +611,19 @@ class ThreadedClient(SyncTradingMixin):
 
     def _on_io_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
+
+    def _running(self) -> bool:
+        """Whether the IO thread runs and takes commands (started, not closing)."""
+        return self._thread is not None and not self._closing and not self._finished
+
+    def _should_pause(self) -> bool:
+        """Asked by the IO thread after each message: end the step now, to close, run a
+        command or settle an answered subscribe, instead of working off a backlog first."""
+        return (
+            self._closing
+            or not self._commands.empty()
+            or any(waiter.done for waiter, _ in self._acks)
+        )
 
     def _wake(self) -> None:
         sock = self._wake_w
@@ -563,7 +658,7 @@ class ThreadedClient(SyncTradingMixin):
                 log.exception("closing the connection failed")
             with self._cond:
                 self._finished = True
-                self._fail_all(KrakenConnectionError("the client was closed", terminal=True))
+                self._fail_all()
                 for sock in (self._wake_r, self._wake_w):
                     if sock is not None:
                         sock.close()
@@ -600,23 +695,22 @@ class ThreadedClient(SyncTradingMixin):
                     except Exception as exc:
                         future.set_exception(exc)
             if self._acks and self._client.state is ConnectionState.CLOSED:
-                self._fail_all(
-                    KrakenConnectionError(
-                        "the connection was closed before the request was answered",
-                        terminal=True,
-                    )
-                )
+                self._fail_all()
             self._cond.notify_all()
 
-    def _fail_all(self, error: Exception) -> None:
+    def _fail_all(self) -> None:
+        """The connection is closed: fail every waiting call (under the lock)."""
+        client = self._client
         for waiter, future in self._acks:
-            self._client._end_request(waiter)
+            client._end_request(waiter)
             if not future.done():
+                label = request_label(waiter.method, waiter.channel, waiter.symbols)
+                error = client._closed_error(f"the client closed before Kraken answered {label}")
                 future.set_exception(error)
         self._acks.clear()
         for order in self._orders:  # the core settles them on close; this is a backstop
             if not order.done():  # pragma: no cover
-                order.set_exception(error)
+                order.set_exception(client._closed_error("the client closed first"))
         self._orders.clear()
         while True:
             try:

@@ -671,7 +671,7 @@ def test_pings_are_sent_and_answered() -> None:
     async def main() -> None:
         async with (
             fake_kraken() as server,
-            connect(config(server.url, ping_interval=0.1)) as client,
+            connect(config(server.url, ping_interval=1.0)) as client,
         ):
             events = await collect(client, lambda seen: any(isinstance(e, Pong) for e in seen))
             pong = next(e for e in events if isinstance(e, Pong))
@@ -757,6 +757,19 @@ def test_closed_client_can_start_again() -> None:
                 await client.wait_until(S.SUBSCRIBED, timeout=3)
                 assert server.received[-1]["params"]["symbol"] == ["BTC/USD"]
                 assert client.stats.reconnects == 0
+            # Issue 9, item 5: subscribing at once in a second run used to fail with
+            # "the client closed before Kraken answered" (the task saw the old CLOSED state).
+            async with client:
+                acks = await client.subscribe("trade", "ETH/USD", timeout=3)
+                assert [(a.channel, a.symbol) for a in acks] == [("trade", "ETH/USD")]
+                with pytest.raises(LocalProtocolError, match="already subscribed"):
+                    await client.subscribe("ticker", "BTC/USD")  # kept from the first run
+                await client.wait_until("subscribed", timeout=3)
+                assert sorted((i.channel, i.symbol) for i in client.subscriptions.active) == [
+                    ("ticker", "BTC/USD"),
+                    ("trade", "ETH/USD"),
+                ]
+            assert server.accepted == 3
 
     run(main())
 
@@ -769,7 +782,7 @@ def test_close_right_after_start_never_connects() -> None:
             await client.close()
             assert client.state is S.CLOSED and not client.running
             events = await collect(client, lambda seen: False, timeout=1)
-            assert states(events) == ["closed"]
+            assert states(events) == ["connecting", "closed"]  # start() starts connecting
             await asyncio.sleep(0.05)
             assert server.accepted == 0
 

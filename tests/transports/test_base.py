@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import ssl
+
 import pytest
 
-from kraken_proto.errors import InvalidRequestError, UnknownOutcomeError
+from kraken_proto.errors import InvalidRequestError, LocalProtocolError, UnknownOutcomeError
+from kraken_proto.events import StateChanged
+from kraken_proto.state import ConnectionState
 from kraken_proto.trading import (
     AddOrderResult,
     CancelAllResult,
@@ -13,12 +19,20 @@ from kraken_proto.trading import (
     OrderResponse,
 )
 from kraken_transports.base import (
+    ConnectionHealth,
+    Deadline,
+    as_state,
     build_batch_add,
     build_cancel_order,
     cancel_results,
+    check_symbols,
+    describe_failure,
     expect_result,
     redact_frame,
+    request_label,
 )
+
+URL = "wss://ws.kraken.com/v2"
 
 
 def test_redact_frame_hides_the_token_in_text_and_bytes() -> None:
@@ -62,3 +76,99 @@ def test_builders_accept_one_id_or_many() -> None:
         limit = {"order_type": "limit", "side": "buy", "order_qty": "1"}
         build_batch_add("BTC/USD", [limit, limit], {})
     assert info.value.field == "orders[0].limit_price"
+
+
+def degraded(retry: int, reason: str = "connection lost") -> StateChanged:
+    return StateChanged("connecting", "degraded", reason, retry, 0.1 * retry)
+
+
+def test_connection_health_counts_failures_until_the_connection_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = ConnectionHealth(URL)
+    assert health.describe() == ""
+    with caplog.at_level(logging.WARNING, logger="kraken_transports.connection"):
+        health.lost(ConnectionRefusedError(111, "Connection refused"))
+        health.state_changed(degraded(1))
+        health.state_changed(StateChanged("degraded", "connecting", "reconnecting"))
+        health.state_changed(degraded(2, "no connection within 10 s"))
+    assert (
+        health.describe()
+        == f"connection to {URL} failed: no connection within 10 s after 2 attempts"
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        f"connection refused to {URL} (attempt 1); reconnecting in 0.10 s",
+        f"connection to {URL} failed: no connection within 10 s (attempt 2); "
+        "reconnecting in 0.20 s",
+    ]
+    health.state_changed(StateChanged("subscribing", "subscribed", "all subscriptions answered"))
+    assert (health.describe(), health.attempts) == ("", 0)
+    health.lost(ConnectionRefusedError(111, "Connection refused"))
+    health.state_changed(degraded(1))
+    assert health.describe() == f"connection refused to {URL} after 1 attempt"
+    health.state_changed(StateChanged("degraded", "closed", "closed by the client"))
+    assert health.closed_reason == "closed by the client"
+    assert health.describe() == f"connection refused to {URL} after 1 attempt"  # kept
+    health.state_changed(StateChanged("closed", "connecting", "connect requested"))
+    assert health.describe() == ""  # a fresh start
+
+
+def test_connection_health_logs_giving_up_at_error(caplog: pytest.LogCaptureFixture) -> None:
+    health = ConnectionHealth(URL)
+    with caplog.at_level(logging.WARNING, logger="kraken_transports.connection"):
+        health.state_changed(StateChanged("subscribed", "closed", "server closed ... (1008)"))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", f"giving up on {URL}: server closed ... (1008)")
+    ]
+    assert (
+        health.describe() == f"connection to {URL} failed: server closed ... (1008) after 1 attempt"
+    )
+
+
+class WrappedByAiohttpError(OSError):
+    """Like aiohttp's connector errors: the OS error beside it, not as its cause."""
+
+    def __init__(self, os_error: OSError) -> None:
+        super().__init__(os_error.errno, "Cannot connect to host")
+        self.os_error = os_error
+
+
+def test_describe_failure_names_the_usual_causes() -> None:
+    refused = ConnectionRefusedError(111, "Connection refused")
+    unknown = socket.gaierror(-2, "Name or service not known")
+    untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    untrusted.verify_message = "self-signed certificate"
+    chained = RuntimeError("wrapper")
+    chained.__cause__ = TimeoutError()
+    assert (
+        describe_failure(URL, WrappedByAiohttpError(refused), "x") == f"connection refused to {URL}"
+    )
+    assert describe_failure(URL, unknown, "x") == (
+        f"cannot resolve the host of {URL} (Name or service not known)"
+    )
+    assert describe_failure(URL, untrusted, "x") == (
+        f"TLS certificate of {URL} refused (self-signed certificate)"
+    )
+    assert describe_failure(URL, ssl.SSLError(1, "handshake"), "x").startswith(f"TLS with {URL}")
+    assert describe_failure(URL, chained, "x") == f"connecting to {URL} timed out"
+    assert describe_failure(URL, None, "connection lost: EOF") == f"connection to {URL} failed: EOF"
+
+
+def test_states_symbols_labels_and_deadlines() -> None:
+    assert (
+        as_state("subscribed") is as_state(ConnectionState.SUBSCRIBED) is ConnectionState.SUBSCRIBED
+    )
+    with pytest.raises(LocalProtocolError, match=r"one of its values .*, not 'up'"):
+        as_state("up")
+    names, checked = check_symbols("ticker", iter(["BTC/USD", "ETH/USD", "BTC/USD"]), "public")
+    assert (names, checked) == (["BTC/USD", "ETH/USD", "BTC/USD"], ("BTC/USD", "ETH/USD"))
+    assert check_symbols("instrument", None, "public") == (None, (None,))
+    assert request_label("subscribe", "ticker", checked) == "subscribe ticker BTC/USD, ETH/USD"
+    assert request_label("subscribe", "instrument", (None,)) == "subscribe instrument"
+    now = [100.0]
+    deadline = Deadline(2.0, lambda: now[0])
+    assert (deadline.remaining(), deadline.expired) == (2.0, False)
+    now[0] = 103.0
+    assert (deadline.remaining(), deadline.expired) == (0.0, True)
+    forever = Deadline(None, lambda: now[0])
+    assert (forever.remaining(), forever.expired, forever.timeout) == (None, False, None)

@@ -65,6 +65,39 @@ def test_a_raising_callback_is_counted_logged_and_does_not_stop_others(
     assert "boom" in caplog.text
 
 
+def test_a_callback_raising_on_every_event_logs_one_traceback_then_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 9, item 9: 27 events used to log 27 tracebacks.
+    router = EventRouter(BackpressureConfig())
+
+    def broken(event: Trade) -> None:
+        raise RuntimeError(f"boom {event.trade_id}")
+
+    remove = router.on(Trade, broken)
+    with caplog.at_level(logging.ERROR, logger="kraken_transports"):
+        for n in range(1, 28):
+            router.dispatch(trade(n), 0.0)
+    assert router.stats().callback_errors == 27
+    records = [r for r in caplog.records if r.name == "kraken_transports.callbacks"]
+    assert [r.exc_info is not None for r in records] == [True, False, False, False, False]
+    assert "boom 1" in caplog.text and records[0].getMessage().endswith("raised on Trade")
+    assert [r.getMessage().split(" has raised ")[-1][:9] for r in records[1:]] == [
+        "2 times (",
+        "4 times (",
+        "8 times (",
+        "16 times ",
+    ]
+    assert "latest on Trade: RuntimeError: boom 16" in records[-1].getMessage()
+    remove()  # registered again later, it starts a fresh count
+    router.on(Trade, broken)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="kraken_transports"):
+        router.dispatch(trade(28), 0.0)
+    assert [r.exc_info is not None for r in caplog.records] == [True]
+    assert router.stats().callback_errors == 28
+
+
 def test_bad_registrations_are_refused() -> None:
     router = EventRouter(BackpressureConfig())
     with pytest.raises(TypeError, match="event class"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from simthread import (
     wait_for,
 )
 from wsproto.events import CloseConnection, Pong
+from wsproto.events import TextMessage as WsText
 
 from kraken_proto import (
     OHLC,
@@ -47,6 +49,7 @@ from kraken_proto.simulator.faults import MALFORMED_TEXT
 from kraken_transports.sockets import SocketClient
 
 FAST = ReconnectConfig(initial_delay=0.05, jitter=0.0)
+HEARTBEAT = '{"channel":"heartbeat"}'
 
 
 def make_config(url: str, **overrides: object) -> ClientConfig:
@@ -201,7 +204,7 @@ def test_close_1008_is_terminal() -> None:
 
     with RawServer(script) as server:
         client = SocketClient(make_config(server.url))
-        events = list(client.events(timeout=5))  # connects; ends once CLOSED and drained
+        events = list(client.events(idle_timeout=5))  # connects; ends once CLOSED and drained
         changes = [e for e in events if isinstance(e, StateChanged)]
         assert [c.new for c in changes] == ["connecting", "subscribing", "subscribed", "closed"]
         assert "code 1008" in changes[-1].reason and "not retrying" in changes[-1].reason
@@ -304,11 +307,43 @@ def test_tls_with_verification_and_sni(tmp_path: Path) -> None:
         assert "CERTIFICATE_VERIFY_FAILED" in closed.reason
 
 
+def test_a_step_handles_a_bounded_number_of_messages() -> None:
+    # Issue 9, item 2: one step used to read up to 16 x buffer_size bytes and handle every
+    # message in them, so a backlog (and slow callbacks) could hold the loop for minutes.
+    burst = 600
+    go, sent = threading.Event(), threading.Event()
+
+    def script(conn: ServerConn) -> None:
+        conn.handshake()
+        go.wait(5)
+        conn.sock.sendall(b"".join(conn.ws.send(WsText(data=HEARTBEAT)) for _ in range(burst)))
+        sent.set()
+        conn.hold()
+
+    with RawServer(script) as server:
+        client = SocketClient(make_config(server.url))
+        client.connect()
+        drive(client, became("subscribed"))
+        go.set()
+        assert sent.wait(5)
+        per_step: list[int] = []
+        while sum(per_step) < burst:
+            before = client.stats.frames_in
+            client.step(0.5)
+            per_step.append(client.stats.frames_in - before)
+            if sum(per_step) < burst and per_step[-1] == 256:
+                deadline = client.next_deadline()  # work is left: step again at once
+                assert deadline is not None and deadline <= time.monotonic()
+        assert sum(per_step) == burst
+        assert max(per_step) == 256
+        client.close()
+
+
 def test_blocking_helpers_need_a_connection() -> None:
     client = SocketClient(make_config(closed_port_url()))
     with pytest.raises(LocalProtocolError, match="call connect"):
-        client.subscribe("ticker", "BTC/USD", wait=True)
-    assert client.subscribe("ticker", "BTC/USD") == []  # queued until connect()
+        client.subscribe("ticker", "BTC/USD")  # waits by default, as in every driver
+    assert client.subscribe("ticker", "BTC/USD", wait=False) == []  # queued until connect()
     assert [s.symbol for s in client.subscriptions.pending] == ["BTC/USD"]
     acks = client.unsubscribe("ticker", "BTC/USD", wait=True, timeout=1)  # answered locally
     assert [(type(a).__name__, a.symbol) for a in acks] == [("Unsubscribed", "BTC/USD")]
@@ -376,10 +411,10 @@ def test_streams_every_channel_in_a_caller_owned_selectors_loop(sim: SimThread) 
 
     client.on(BookUpdate, check_book)
     client.connect()
-    client.subscribe("book", SYMBOLS, depth=10)
-    client.subscribe("ticker", SYMBOLS)
-    client.subscribe("trade", SYMBOLS)
-    client.subscribe("ohlc", SYMBOLS, interval=1)
+    client.subscribe("book", SYMBOLS, depth=10, wait=False)  # own loop: never block in it
+    client.subscribe("ticker", SYMBOLS, wait=False)
+    client.subscribe("trade", SYMBOLS, wait=False)
+    client.subscribe("ohlc", SYMBOLS, interval=1, wait=False)
 
     selector = selectors.DefaultSelector()
     events: list[Event] = []
@@ -478,9 +513,29 @@ def test_blocking_run_with_callbacks_and_events(sim: SimThread) -> None:
         assert len({t.trade_id for t in trades}) == 5
     assert blocking.state is ConnectionState.CLOSED
     started = time.monotonic()
-    rest = list(blocking.events(timeout=5))  # what was still queued, then the end
+    rest = list(blocking.events(idle_timeout=5))  # what was still queued, then the end
     assert time.monotonic() - started < 0.1
     assert isinstance(rest[-1], StateChanged) and rest[-1].new == "closed"
+
+
+def test_closed_client_connects_again_with_its_subscriptions(sim: SimThread) -> None:
+    # Issue 9, item 5: a closed client may be started again, in every driver.
+    client = SocketClient(make_config(sim.url))
+    with client:
+        client.subscribe("ticker", "BTC/USD", timeout=5)
+    assert client.state is ConnectionState.CLOSED
+    with client:  # __enter__ connects again
+        acks = client.subscribe("trade", "ETH/USD", timeout=5)
+        assert [(a.channel, a.symbol) for a in acks] == [("trade", "ETH/USD")]
+        with pytest.raises(LocalProtocolError, match="already subscribed"):
+            client.subscribe("ticker", "BTC/USD")  # kept from the first run: resubscribed
+        client.wait_until("subscribed", timeout=5)
+        assert sorted((i.channel, i.symbol) for i in client.subscriptions.active) == [
+            ("ticker", "BTC/USD"),
+            ("trade", "ETH/USD"),
+        ]
+    assert client.state is ConnectionState.CLOSED
+    assert client.stats.reconnects == 0
 
 
 def test_drop_reconnects_with_backoff_resubscribes_and_resnapshots(sim: SimThread) -> None:

@@ -81,7 +81,7 @@ def test_streams_and_subscribes_from_the_calling_thread(sim: SimThread) -> None:
             assert [(a.channel, a.symbol) for a in acks] == [(channel, s) for s in SYMBOLS]
         seen: Counter[tuple[str, str]] = Counter()
         kinds = (BookUpdate, Ticker, Trade, OHLC)
-        for event in client.events(timeout=3):
+        for event in client.events(idle_timeout=3):
             if isinstance(event, kinds):
                 seen[(type(event).__name__, event.symbol)] += 1
                 if isinstance(event, Trade):
@@ -178,7 +178,7 @@ def test_drop_reconnects_and_events_report_it(sim: SimThread) -> None:
         sim.inject(Drop())
         changes: list[str] = []
         snapshots: set[str] = set()
-        for event in client.events(timeout=3):
+        for event in client.events(idle_timeout=3):
             if isinstance(event, StateChanged):
                 changes.append(event.new)
             if isinstance(event, BookUpdate) and event.snapshot and "degraded" in changes:
@@ -232,13 +232,11 @@ def test_close_returns_within_a_second_from_any_state(situation: str, sim: SimTh
         assert not thread.is_alive()
         assert client.state is ConnectionState.CLOSED
         client.close()  # idempotent
-        events = list(client.events(timeout=1))  # what was queued, then the end
+        events = list(client.events(idle_timeout=1))  # what was queued, then the end
         assert isinstance(events[-1], StateChanged) and events[-1].new == "closed"
         assert client.get(timeout=1) is None
-        with pytest.raises(LocalProtocolError, match="closed"):
+        with pytest.raises(LocalProtocolError, match="this one is closed"):
             client.subscribe("ticker", "BTC/USD")
-        with pytest.raises(LocalProtocolError, match="create a new one"):
-            client.start()
 
 
 def test_pending_subscribe_fails_when_the_client_closes() -> None:
@@ -278,7 +276,7 @@ def test_terminal_close_ends_iteration() -> None:
         conn.close(1008, "policy violation")
 
     with RawServer(script) as server, ThreadedClient(make_config(server.url)) as client:
-        events = list(client.events(timeout=5))
+        events = list(client.events(idle_timeout=5))
         assert [e.new for e in events if isinstance(e, StateChanged)] == [
             "connecting",
             "subscribing",
@@ -311,7 +309,7 @@ def test_backpressure_accounting_with_a_slow_consumer(sim: SimThread) -> None:
                 stats.received == stats.delivered + stats.dropped + stats.coalesced + stats.queued
             )
     final = client.stats
-    consumed.extend(client.events(timeout=1))  # drain what is left after the close
+    consumed.extend(client.events(idle_timeout=1))  # drain what is left after the close
     drained = client.stats
     assert final.dropped > 0 and final.coalesced == 0
     assert final.received == final.delivered + final.dropped + final.queued
@@ -323,7 +321,7 @@ def test_backpressure_accounting_with_a_slow_consumer(sim: SimThread) -> None:
 
 def test_not_started_and_not_thread_blocking_helpers() -> None:
     client = ThreadedClient(make_config(closed_port_url()))
-    with pytest.raises(LocalProtocolError, match="started client"):
+    with pytest.raises(LocalProtocolError, match="needs a running client"):
         client.subscribe("ticker", "BTC/USD")
     assert client.subscribe("ticker", "BTC/USD", wait=False) == []
     assert [i.symbol for i in client.subscriptions.pending] == ["BTC/USD"]
@@ -360,3 +358,64 @@ def _wait(predicate: object, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return bool(predicate())
+
+
+def test_slow_callbacks_starve_neither_calls_nor_close() -> None:
+    # Issue 9, item 2: the IO thread held the client's lock for a whole step, and a step
+    # could read 1 MiB of backlog and run the callbacks of every frame in it, so close()
+    # (and subscribe) waited for minutes once slow callbacks fell behind the stream.
+    symbols = ["BTC/USD", "ETH/USD", "XRP/USD", "SOL/USD"]
+    slow_calls: list[float] = []
+    behind = threading.Event()
+
+    def slow(event: BookUpdate) -> None:
+        slow_calls.append(time.monotonic())
+        if len(slow_calls) == 30:  # 0.6 s of callbacks: the stream is far ahead by now
+            behind.set()
+        time.sleep(0.02)  # a slow consumer: the stream is ~400 updates/s
+
+    with SimThread(seed=5, tick_rate=100) as fast:
+        client = ThreadedClient(make_config(fast.url), buffer_events=False)
+        client.on(BookUpdate, slow)
+        client.start()
+        acks = client.subscribe("book", symbols, depth=10, timeout=10)
+        assert [a.symbol for a in acks] == symbols
+        acks = client.subscribe("ticker", symbols, timeout=10)  # while updates pile up
+        assert [(a.channel, a.symbol) for a in acks] == [("ticker", s) for s in symbols]
+        assert behind.wait(10)
+        started = time.monotonic()  # far behind now: a call still goes out at once
+        assert client.subscribe("trade", symbols, wait=False) == []
+        assert time.monotonic() - started < 3.0
+        assert {i.symbol for i in client.subscriptions.pending if i.channel == "trade"} == set(
+            symbols
+        )
+        thread = io_threads()[0]
+        started = time.monotonic()
+        client.close()
+        elapsed = time.monotonic() - started
+        assert elapsed < 3.0, f"close() took {elapsed:.1f} s with slow callbacks"
+        assert not thread.is_alive()
+        assert client.state is ConnectionState.CLOSED
+
+
+def test_closed_client_starts_again_with_its_subscriptions(sim: SimThread) -> None:
+    # Issue 9, item 5: a closed client may be started again, in every driver.
+    client = ThreadedClient(make_config(sim.url))
+    with client:
+        client.subscribe("ticker", "BTC/USD", timeout=5)
+        first = io_threads()[0]
+    assert client.state is ConnectionState.CLOSED and not first.is_alive()
+    assert client.subscribe("trade", "ETH/USD", wait=False) == []  # registered for the restart
+    with client:  # starts again
+        client.wait_until("subscribed", timeout=5)
+        acks = client.subscribe("ohlc", "ETH/USD", interval=5, timeout=5)
+        assert [(a.channel, a.symbol) for a in acks] == [("ohlc", "ETH/USD")]
+        with pytest.raises(LocalProtocolError, match="already subscribed"):
+            client.subscribe("ticker", "BTC/USD")  # kept from the first run: resubscribed
+        assert sorted(_active(client)) == [
+            ("ohlc", "ETH/USD"),
+            ("ticker", "BTC/USD"),
+            ("trade", "ETH/USD"),
+        ]
+        assert io_threads() != [first]
+    assert client.state is ConnectionState.CLOSED
