@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
+from frames import NaiveBook, ack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kraken_proto import (
+    Action,
+    BookResync,
+    ClientConfig,
+    Emit,
+    KrakenProtocol,
+    ProtocolError,
+    Send,
+)
 from kraken_proto.book import _SPARE, _TRUNCATED, BookState, OrderBook, _digits, _split
 from kraken_proto.checksum import book_checksum, digits, level_fragment
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
@@ -24,6 +35,7 @@ from kraken_proto.events import BookLevel, BookUpdate
 pytestmark = pytest.mark.usefixtures("book_loop")
 
 D = Decimal
+_E = TypeVar("_E")
 
 # -- replaying the real captures -----------------------------------------------------------------
 
@@ -582,6 +594,123 @@ def test_tokens_that_are_no_usable_number_are_refused(
         book.apply_update([], bad)
 
 
+# Prices are positive and quantities not negative, as Kraken's always are: anything else is
+# refused the way an unusable number is, with an error naming the field and the token.
+SIGNED = [
+    (b"-100.50", b"1", "price"),  # written at the book's scale: the fast paths' form
+    (b"-100.5", b"1", "price"),
+    (b"-1", b"1", "price"),
+    (b'"-100.5"', b"1", "price"),
+    (b"-1.005e2", b"1", "price"),
+    (b"0.00", b"1", "price"),  # zero, at the book's scale too: Kraken never quotes it
+    (b"0", b"1", "price"),
+    (b"-0.00", b"1", "price"),
+    (b'"0E-8"', b"1", "price"),
+    (b"100.50", b"-0.5", "qty"),
+    (b"100.50", b"-1.00000000", "qty"),
+    (b"100.50", b"-1", "qty"),
+    (b"100.50", b'"-0.5"', "qty"),
+    (b"100.50", b"-5e-1", "qty"),
+]
+
+
+@pytest.mark.parametrize(("price", "qty", "field"), SIGNED)
+def test_prices_not_positive_and_negative_quantities_are_refused(
+    price: bytes, qty: bytes, field: str
+) -> None:
+    book = _book()
+    before = (book.bids(), book.asks(), book.checksum(), book._scale)
+    bad = _raw_levels((price, qty))
+    token = price if field == "price" else qty
+    problem = "is not positive" if field == "price" else "is negative"
+    match = re.escape(f"{field} {token!r} {problem}")
+    for bids, asks in ((bad, ASKS), (BIDS, bad), (BIDS + bad, ASKS + bad)):
+        with pytest.raises(ValueError, match=match):
+            book.apply_snapshot(bids, asks)
+        assert (book.bids(), book.asks(), book.checksum(), book._scale) == before
+    for bids, asks in ((bad, []), ([], bad), (bad, bad)):
+        with pytest.raises(ValueError, match=match):
+            book.apply_update(bids, asks)
+        assert (book.bids(), book.asks(), book.checksum(), book._scale) == before
+        assert book.is_live  # the book does not resync by itself: the caller does
+    # refused mid-message: the levels before it are applied, as for any refused token
+    with pytest.raises(ValueError, match=match):
+        book.apply_update(_raw_levels((b"99.75", b"1"), (price, qty), (b"99.25", b"1")), [])
+    assert [lv.price for lv in book.bids()] == [D("99.75"), D("99.5"), D("99"), D(98), D("97.5")]
+
+
+@pytest.mark.parametrize("zero", [b"-0", b"-0.0", b"-0.00000000", b'"-0.0"', b"-0E-8"])
+def test_a_negative_zero_quantity_is_zero_and_deletes(zero: bytes) -> None:
+    book = _book()
+    gone = _raw_levels((b"99.5", zero), (b"96", zero))
+    book.apply_snapshot(BIDS + gone, ASKS + _raw_levels((b"100.50", zero)))
+    assert book.bids() == BIDS[1:] and book.asks() == ASKS[1:]
+    assert book.checksum() == _reference(book)
+    book.apply_snapshot(BIDS, ASKS)
+    update = _raw_levels((b"99.50", zero), (b"99.0", zero), (b"50.00", zero))
+    assert book.apply_update(update, _raw_levels((b"100.50", zero))) == _reference(book)
+    assert book.bids() == BIDS[2:] and book.asks() == ASKS[1:]
+
+
+def _live_protocol(*symbols: str) -> tuple[KrakenProtocol, dict[str, NaiveBook]]:
+    """A protocol with live, checksum-verified depth-10 books for ``symbols``."""
+    proto = KrakenProtocol(ClientConfig(ping_interval=None))
+    proto.subscribe("book", list(symbols), 0.0)
+    proto.connect(0.0)
+    (request,) = [json.loads(a.text) for a in proto.connection_made(0.0) if isinstance(a, Send)]
+    books = {}
+    for symbol in symbols:
+        proto.receive_data(ack("book", symbol, request["req_id"], depth=10, snapshot=True), 0.1)
+        books[symbol] = NaiveBook(symbol)
+        proto.receive_data(books[symbol].snapshot(), 0.2)
+        book = proto.book(symbol)
+        assert book is not None and book.is_live
+    return proto, books
+
+
+def _emitted(actions: list[Action], kind: type[_E]) -> list[_E]:
+    return [a.event for a in actions if isinstance(a, Emit) and isinstance(a.event, kind)]
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks", "field", "token"),
+    [
+        ([("99.5", "-0.5")], [], "qty", "-0.50000000"),
+        ([], [("101.0", "-2")], "qty", "-2.00000000"),
+        ([], [("-100.5", "1")], "price", "-100.5"),  # would be the best ask
+        ([("-1.0", "1")], [], "price", "-1.0"),
+        ([], [("0", "1")], "price", "0.0"),
+    ],
+)
+def test_the_protocol_reports_a_signed_number_and_resyncs_only_that_book(
+    bids: list[tuple[str, str]], asks: list[tuple[str, str]], field: str, token: str
+) -> None:
+    """A hostile server's levels, with the checksum they would give: refused all the same."""
+    proto, books = _live_protocol("BTC/USD", "ETH/USD")
+    btc = proto.book("BTC/USD")
+    assert btc is not None
+    before = (btc.bids(), btc.asks())
+    actions = proto.receive_data(books["BTC/USD"].frame(bids, asks), 1.0)
+    assert _emitted(actions, BookUpdate) == []
+    (error,) = _emitted(actions, ProtocolError)
+    assert error.error.startswith("unusable number in the BTC/USD book: ")
+    assert f"{field} b'{token}'" in error.error
+    assert [r.symbol for r in _emitted(actions, BookResync)] == ["BTC/USD"]
+    assert btc.state is BookState.RESYNCING
+    # ETH/USD goes on; the new BTC/USD snapshot is refused just the same, then a good one
+    # makes the book live again with none of the refused levels.
+    eth = proto.receive_data(books["ETH/USD"].frame([("98.0", "7")], [("102.0", "9")]), 1.1)
+    assert [u.symbol for u in _emitted(eth, BookUpdate)] == ["ETH/USD"]
+    bad = NaiveBook("BTC/USD")
+    snapshot = proto.receive_data(bad.frame(bids, asks, snapshot=True), 1.2)
+    (error,) = _emitted(snapshot, ProtocolError)
+    assert f"{field} b'{token}'" in error.error
+    assert _emitted(snapshot, BookUpdate) == [] and not btc.is_live
+    done = proto.receive_data(NaiveBook("BTC/USD").snapshot(), 1.3)
+    assert _emitted(done, BookUpdate)[0].snapshot
+    assert btc.is_live and (btc.bids(), btc.asks()) == before
+
+
 def test_known_prices_are_forgotten_when_too_many(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kraken_proto.book._KNOWN_PRICES", 3)
     book = OrderBook("TST/USD", 5, price_precision=2, qty_precision=8)
@@ -634,8 +763,12 @@ def test_token_digits_and_value_equal_the_decimals(
 ) -> None:
     token = _token(value, form)
     assert _digits(token, precision) == digits(value, precision).encode()
-    n, d = _split(token)
-    assert D(f"{n}E-{d}") == value  # exact (scaleb would round to 28 digits)
+    if value:
+        n, d = _split(token)
+        assert D(f"{n}E-{d}") == value  # exact (scaleb would round to 28 digits)
+    else:
+        with pytest.raises(ValueError, match="is not positive"):
+            _split(token)
     assert BookLevel(msgspec.Raw(token), msgspec.Raw(token)).price == value
 
 
@@ -677,18 +810,23 @@ def test_token_digits(token: bytes, precision: int | None, expected: bytes) -> N
     ("token", "expected"),
     [
         (b"63000.0", (630000, 1)),
-        (b"-1.50", (-150, 2)),
         (b"12", (12, 0)),
         (b"1.25E+2", (125, 0)),
         (b"5e+2", (500, 0)),
         (b"5.1e-05", (51, 6)),
         (b'"0.010"', (1, 2)),  # the slow path drops trailing zeros
-        (b'"0E-8"', (0, 0)),
-        (b'"-2.5e1"', (-25, 0)),
     ],
 )
 def test_split(token: bytes, expected: tuple[int, int]) -> None:
     assert _split(token) == expected
+
+
+@pytest.mark.parametrize(
+    "token", [b"-1.50", b"-0.0", b"0.00", b"0", b'"0E-8"', b'"-2.5e1"', b"-1E+2", b'"-0"']
+)
+def test_split_refuses_a_price_that_is_not_positive(token: bytes) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"price {token!r} is not positive")):
+        _split(token)
 
 
 # -- the book against a naive model --------------------------------------------------------------
@@ -867,12 +1005,13 @@ def test_one_large_update_lists_few_levels_and_ends_as_the_model(
     book = OrderBook("TST/USD", depth, price_precision=1, qty_precision=8)
     model = _Model(depth)
     snapshot = (
-        [_tick_level(9_000 - k, "1.00000000") for k in range(depth)],
+        [_tick_level(40_000 - k, "1.00000000") for k in range(depth)],
         [_tick_level(50_000 + k, "2.00000000") for k in range(depth)],
     )
     model.apply(*snapshot, snapshot=True)
     book.apply_snapshot(*snapshot)
-    bids, asks = _large_side(pattern, 9_000, -1), _large_side(pattern, 50_000, 1)
+    # The worst bids stay above 0 (a price that is not positive is refused).
+    bids, asks = _large_side(pattern, 40_000, -1), _large_side(pattern, 50_000, 1)
     model.apply(bids, asks, snapshot=False)
     # Every unpadded quantity goes through _qty_fragment, in both loops: it watches the lists.
     longest = [0]

@@ -60,22 +60,30 @@ def _levels(*pairs: tuple[bytes, bytes]) -> list[BookLevel]:
 
 # Prices on a small grid (so updates hit existing levels), padded or not, sometimes with more
 # decimals than the book (a rescale in the middle of a message), sometimes in forms only the
-# Python path handles; quantities padded, short, zero in several spellings, or garbage.
+# Python path handles, sometimes zero or negative (refused; padded ones too, which the
+# compiled loop parses itself); quantities padded, short, zero in several spellings (-0
+# too), negative or garbage.
 PRICE_TOKENS = st.one_of(
     st.builds(lambda t: f"{t / 100:.2f}".encode(), st.integers(1, 80)),
-    st.builds(lambda t: f"{t / 100:.2f}".encode(), st.integers(1, 80)),
+    st.builds(lambda t: f"{t / 100:.2f}".encode(), st.integers(-5, 80)),
     st.builds(lambda t: f"{t / 1000:.3f}".encode(), st.integers(1, 800)),
     st.builds(lambda t: str(D(t).scaleb(-2).normalize()).encode(), st.integers(1, 80)),
     st.builds(lambda t: f"{t}".encode(), st.integers(1, 3)),
     st.builds(lambda t: f"{D(t).scaleb(-2):e}".encode(), st.integers(1, 80)),
     st.builds(lambda t: f'"{t / 100:.2f}"'.encode(), st.integers(1, 80)),
-    st.sampled_from([b"-0.50", b"0.5.0", b"1e999", b"NaN", b'"x"', b"00.10"]),
+    # odd forms, garbage, or not positive
+    st.sampled_from(
+        b'-0.50 0.5.0 1e999 NaN "x" 00.10 0.00 -0.00 0 -1 "-1.5" -1.5e1 "0E-8"'.split()
+    ),
 )
 QTY_TOKENS = st.one_of(
-    st.builds(lambda n: f"{n / 10**8:.8f}".encode(), st.integers(0, 10**9)),
+    st.builds(lambda n: f"{n / 10**8:.8f}".encode(), st.integers(-(10**8), 10**9)),
     st.builds(lambda n: f"{n / 10**8:.8f}".encode(), st.integers(1, 10**9)),
     st.builds(lambda n, p: f"{n / 10**p:.{p}f}".encode(), st.integers(0, 10**6), st.integers(0, 9)),
-    st.sampled_from([b"0", b"0.0", b"0E-8", b'"0.5"', b"1e-3", b"-1.0", b"0.0.1", b"x", b"007"]),
+    # zeros (-0 too), odd forms, negative or garbage
+    st.sampled_from(
+        b'0 0.0 0E-8 "0.5" 1e-3 -1.0 0.0.1 x 007 -0 -0.0 -0.00000000 "-0.5" -5e-1'.split()
+    ),
 )
 LEVEL = st.builds(lambda p, q: BookLevel(msgspec.Raw(p), msgspec.Raw(q)), PRICE_TOKENS, QTY_TOKENS)
 LEVELS = st.lists(LEVEL, max_size=10)
@@ -170,6 +178,43 @@ def test_each_rank_alone_matches(op: str) -> None:
         bid = _levels((f"{100 - 2 * rank - shift}.00".encode(), qty))
         ask = _levels((f"{200 + 2 * rank + shift}.00".encode(), qty))
         _run_both((12, 2, 8), [(bids, asks), (bid, []), ([], ask), (bid, ask)])
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    ("price", "qty"),
+    [
+        (b"0.00", b"1.0"),  # zero at the book's scale: a form the compiled loop parses
+        (b"-0.00", b"1.0"),
+        (b"-1.00", b"1.0"),
+        (b"-1.0", b"1.0"),
+        (b'"-1.00"', b"1.0"),
+        (b"1.00", b"-1.0"),
+        (b"1.00", b"-0.5"),
+        (b"1.00", b'"-1"'),
+    ],
+)
+def test_signed_and_zero_tokens_are_refused_alike(price: bytes, qty: bytes) -> None:
+    """Refused by both loops at the same level, the levels before it applied alike."""
+    fast, slow = _pair(5, 2, 1)
+    first = (_levels((b"9.00", b"1.0"), (b"8.00", b"1.0")), _levels((b"11.00", b"1.0")))
+    fast.apply_snapshot(*first)
+    slow.apply_snapshot(*first)
+    side = _levels((b"8.50", b"2.0"), (price, qty), (b"7.00", b"1.0"))
+    for bids, asks in ((side, []), ([], side), (side, side)):
+        with pytest.raises(ValueError) as refused:
+            compiled(fast, bids, asks)
+        with pytest.raises(ValueError) as also:
+            python_loop(slow, bids, asks)
+        assert str(refused.value) == str(also.value)
+        assert _state(fast) == _state(slow)
+
+
+@needs_compiled
+@pytest.mark.parametrize("zero", [b"-0", b"-0.0", b'"-0"', b"-0E-1"])
+def test_a_negative_zero_quantity_deletes_alike(zero: bytes) -> None:
+    first = (_levels((b"9.00", b"1.0"), (b"8.00", b"1.0")), _levels((b"11.00", b"1.0")))
+    _run_both((5, 2, 1), [first, (_levels((b"9.00", zero)), _levels((b"11.00", zero)))])
 
 
 @needs_compiled

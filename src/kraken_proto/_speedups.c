@@ -175,7 +175,8 @@ get_list(PyObject *obj, int name)
  * A price token written at the book's scale, as OrderBook._price reads it on its fast
  * path: digits with the "." at index n + pdot (pdot < 0). Sets *value to the digits as an
  * integer and writes them, leading zeros stripped (T(price)), to out; returns their
- * length, or -1 when the token needs OrderBook._price (no error set).
+ * length (0 for a zero price), or -1 when the token needs OrderBook._price (no error set).
+ * A sign is no digit, so a negative price always goes to OrderBook._price, which refuses it.
  */
 static Py_ssize_t
 parse_price(const char *p, Py_ssize_t n, long long pdot, long long *value, char *out)
@@ -206,7 +207,8 @@ parse_price(const char *p, Py_ssize_t n, long long pdot, long long *value, char 
 /*
  * The checksum fragment T(price) + T(qty) of a level on the fast path, or why not:
  * returns 1 and sets *frag (new reference, or NULL for a zero quantity that deletes),
- * returns 0 when the quantity needs OrderBook._qty_fragment, -1 on error.
+ * returns 0 when the quantity needs OrderBook._qty_fragment (any sign: it refuses a
+ * negative quantity, and -0 deletes), -1 on error.
  */
 static int
 fast_fragment(const char *pd, Py_ssize_t plen, const char *q, Py_ssize_t n, long long qdot,
@@ -552,7 +554,7 @@ apply_side(PyObject *book, PyObject *side, PyObject *sequence)
         const char *pd = pdigits;
         long long value;
         Py_ssize_t plen = parse_price(pview.buf, pview.len, pdot, &value, pdigits);
-        if (plen >= 0) {
+        if (plen > 0) { /* 0: a zero price, for self._price to refuse */
             if ((key = PyLong_FromLongLong(sign < 0 ? -value : value)) == NULL) {
                 goto done;
             }

@@ -17,10 +17,13 @@ Kraken pads every book number to the pair's precision, so a price token's text w
 digits are all zeros deletes its level. Each side remembers the key and digits of the price
 tokens it has seen. Any other token (another number of decimals, exponent form, a quoted
 number) takes a slower path that is exact too, and a token that is no usable number raises
-``ValueError`` or ``ArithmeticError``. Tokens are expected to be valid JSON values, as
-decoded by msgspec or made by :meth:`BookLevel.of <kraken_proto.events.BookLevel.of>`. The
-scale is the price precision when known, else the decimals of the first price of the last
-snapshot; a price with more decimals rescales the keys of the whole book.
+``ValueError`` or ``ArithmeticError``, naming the field: so does a price that is not
+positive or a quantity below zero, which Kraken never sends (``-0`` is a zero: it deletes).
+The fast paths take digits only, so a sign or a zero price always goes the slower way.
+Tokens are expected to be valid JSON values, as decoded by msgspec or made by
+:meth:`BookLevel.of <kraken_proto.events.BookLevel.of>`. The scale is the price precision
+when known, else the decimals of the first price of the last snapshot; a price with more
+decimals rescales the keys of the whole book.
 
 The encoded top-10 text of each side is cached and rebuilt only for a side whose top 10 a
 message changed, so a message's checksum is one small join plus a chained ``zlib.crc32``.
@@ -99,36 +102,42 @@ def _check_precision(name: str, value: int | None) -> None:
         raise LocalProtocolError(f"{name} must be between 0 and {_MAX_PRECISION}, got {value}")
 
 
-def _number(token: bytes) -> Decimal:
+def _number(token: bytes, field: str) -> Decimal:
     """The exact value of a number token (quoted or exponent forms too); raises on garbage."""
     try:
         value = _decode_decimal(token)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"not a number: {token[:40]!r}") from exc
+        raise ValueError(f"{field} {token[:40]!r} is not a number") from exc
     if not value.is_finite() or abs(value.adjusted()) > _MAX_SCALE:
         # No price or quantity looks so; writing 1E+999999999 out would exhaust memory.
-        raise InvalidOperation(f"unusable number: {token[:40]!r}")
+        raise InvalidOperation(f"{field} {token[:40]!r} is no usable number")
     return value
 
 
 def _split(token: bytes) -> tuple[int, int]:
-    """A price token as ``(n, d)`` with value ``n / 10**d``, exactly."""
-    body = token[1:] if token.startswith(b"-") else token
-    dot = body.find(b".")
-    text = body.replace(b".", b"", 1)
+    """A price token as ``(n, d)`` with value ``n / 10**d``, exactly, and ``n > 0``.
+
+    Raises ``ValueError`` for a price that is not positive, which Kraken never sends: a
+    sign is no digit, so it takes the exact path (ask keys are negated prices, but only as
+    ints, after this).
+    """
+    dot = token.find(b".")
+    text = token.replace(b".", b"", 1)
     if text.isdigit():  # a plain decimal
         n = int(text)
-        return -n if body is not token else n, len(body) - dot - 1 if dot >= 0 else 0
-    sign, coefficient, exponent = _number(token).as_tuple()
-    assert isinstance(exponent, int)  # finite
-    significant = "".join(map(str, coefficient)).rstrip("0")
-    if not significant:
-        return 0, 0
-    exponent += len(coefficient) - len(significant)
-    n = -int(significant) if sign else int(significant)
-    if exponent >= 0:
-        return n * _TENS[exponent], 0  # exponent <= adjusted <= _MAX_SCALE
-    return n, -exponent
+        if n:
+            return n, len(token) - dot - 1 if dot >= 0 else 0
+    else:
+        sign, coefficient, exponent = _number(token, "price").as_tuple()
+        assert isinstance(exponent, int)  # finite
+        significant = "".join(map(str, coefficient)).rstrip("0")
+        if significant and not sign:
+            exponent += len(coefficient) - len(significant)
+            n = int(significant)
+            if exponent >= 0:
+                return n * _TENS[exponent], 0  # exponent <= adjusted <= _MAX_SCALE
+            return n, -exponent
+    raise ValueError(f"price {token[:40]!r} is not positive")
 
 
 def _trim(n: int, d: int, scale: int) -> tuple[int, int]:
@@ -149,15 +158,21 @@ def _digits(token: bytes, precision: int | None) -> bytes:
     text = token.replace(b".", b"")
     if text.isdigit() and (precision is None or _decimals(token) == precision):
         return text.lstrip(b"0")
-    return digits(_number(token), precision).encode()
+    return digits(_number(token, "number"), precision).encode()
 
 
 def _nonzero(token: bytes) -> bool:
-    """Whether a quantity token is not zero (a zero deletes its level)."""
+    """Whether a quantity token is not zero (a zero, ``-0`` too, deletes its level).
+
+    Raises ``ValueError`` for a negative quantity, as for any unusable one.
+    """
     text = token.replace(b".", b"")
     if text.isdigit():
         return bool(text.lstrip(b"0"))
-    return bool(_number(token))
+    value = _number(token, "qty")
+    if value < 0:
+        raise ValueError(f"qty {token[:40]!r} is negative")
+    return bool(value)
 
 
 def _level(tokens: _Tokens) -> BookLevel:
@@ -360,7 +375,8 @@ class OrderBook(BookBase):
         Levels are applied in order (a qty of 0 deletes, so it is ignored here), then each
         side is truncated to ``depth``. The returned CRC32 is for the caller to compare with
         the checksum the snapshot carried. Allowed in any state; raises ``ValueError`` or
-        ``ArithmeticError`` (the book is then unchanged) for a token that is no usable number.
+        ``ArithmeticError`` (the book is then unchanged) for a token that is no usable number,
+        a price that is not positive or a negative qty.
         """
         ask_toks = [(b"" + level.price_text, b"" + level.qty_text) for level in asks]
         bid_toks = [(b"" + level.price_text, b"" + level.qty_text) for level in bids]
@@ -393,8 +409,9 @@ class OrderBook(BookBase):
         A qty of 0 deletes the level (a no-op for a price the book does not hold); a price
         may appear several times in one message. Raises
         :class:`~kraken_proto.errors.LocalProtocolError` unless the book is live, and
-        ``ValueError`` or ``ArithmeticError`` for a token that is no usable number (the
-        levels before it are applied: resync the book).
+        ``ValueError`` or ``ArithmeticError`` for a token that is no usable number, a price
+        that is not positive or a negative qty (the levels before it are applied: resync the
+        book).
         """
         if self._state is not _LIVE:
             raise LocalProtocolError(
@@ -466,6 +483,8 @@ class OrderBook(BookBase):
                 raise ValueError
             digits = token.replace(b".", b"")
             key = int(digits)
+            if key <= 0:
+                raise ValueError  # a sign, or zero: _split refuses it
             price_digits = digits.lstrip(b"0")
         except (IndexError, ValueError):  # not padded to the scale, or no plain decimal
             key = self._key(token)
