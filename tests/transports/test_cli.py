@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from cliproc import cli_process
 from simthread import SimThread, closed_port_url
 
 from kraken_proto import ClientConfig
@@ -201,28 +200,12 @@ def test_keyboard_interrupt_exits_130_without_traceback(
 
 
 def test_sigint_stops_the_demo_with_130() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kraken_transports", "demo"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
-    )
-    watchdog = threading.Timer(20, process.kill)  # never hang the suite
-    watchdog.start()
-    try:
+    with cli_process("demo", limit=20) as process:
         assert process.stdout is not None
         first = process.stdout.readline()  # the first compact frame: the demo is live
         assert "BTC/USD" in first
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130
     assert "Traceback" not in err
     assert "summary: BTC/USD" in out

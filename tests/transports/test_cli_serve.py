@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 import signal
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from cliproc import cli_process
 
 from kraken_proto import ClientConfig
 from kraken_proto.auth import TOKEN_PATH
@@ -89,18 +87,7 @@ async def prove_every_host(config: ClientConfig) -> None:
 def test_serve_prints_a_pasteable_config_that_makes_private_connections_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kraken_transports", "serve", "--port", "0", "--seed", "5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
-    )
-    watchdog = threading.Timer(30, process.kill)  # never hang the suite
-    watchdog.start()
-    try:
+    with cli_process("serve", "--port", "0", "--seed", "5") as process:
         assert process.stdout is not None
         lines: list[str] = []
         while not lines or lines[-1] != ")\n":  # the end of the pasteable block
@@ -139,11 +126,6 @@ def test_serve_prints_a_pasteable_config_that_makes_private_connections_work(
 
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=10)
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130
     assert "simulator stopped" in err
     assert "Traceback" not in err

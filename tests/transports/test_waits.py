@@ -140,28 +140,12 @@ def test_aio_subscribe_to_an_unreachable_endpoint_names_the_failure(
     )
 
 
-def test_sockets_subscribe_to_an_unreachable_endpoint_names_the_failure(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("cls", [SocketClient, ThreadedClient])
+def test_blocking_subscribe_to_an_unreachable_endpoint_names_the_failure(
+    cls: type[SocketClient] | type[ThreadedClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     config, url = refused()
-    with SocketClient(config) as client:
-        client.wait_until("degraded", timeout=5)
-        with pytest.raises(TimeoutError) as subscribing:
-            client.subscribe("ticker", ["BTC/USD", "ETH/USD"], timeout=0.3)
-        with pytest.raises(TimeoutError) as waiting:
-            client.wait_until(ConnectionState.SUBSCRIBED, timeout=0.3)
-    expect_named_failure(subscribing.value, url, "no answer to subscribe ticker BTC/USD, ETH/USD")
-    expect_named_failure(waiting.value, url, "the connection did not become 'subscribed'")
-    assert f"connection refused to {url} (attempt 1); reconnecting in 0.05 s" in (
-        connection_warnings(caplog)
-    )
-
-
-def test_threaded_subscribe_to_an_unreachable_endpoint_names_the_failure(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    config, url = refused()
-    with ThreadedClient(config) as client:
+    with cls(config) as client:
         client.wait_until("degraded", timeout=5)
         with pytest.raises(TimeoutError) as subscribing:
             client.subscribe("ticker", ["BTC/USD", "ETH/USD"], timeout=0.3)
