@@ -1,10 +1,11 @@
 """The fake exchange's REST token endpoint and its WebSocket tokens (KRAKEN-V2.md section 7).
 
 :class:`TokenIssuer` is a sans-IO handler for ``POST /0/private/GetWebSocketsToken``: it
-checks the ``API-Key`` header, verifies ``API-Sign`` with
-:func:`kraken_proto.auth.sign`, requires a nonce that strictly increases per key, and
-answers with Kraken's JSON: ``{"error":[],"result":{"token":"...","expires":900}}`` or
-``{"error":["EAPI:Invalid key"]}`` (``EAPI:Invalid signature``, ``EAPI:Invalid nonce``).
+checks the ``API-Key`` header, verifies ``API-Sign`` with the simulator's own
+:func:`~kraken_proto.simulator.verify.api_sign` (not the client's signing code), requires a
+nonce that strictly increases per key, and answers with Kraken's JSON:
+``{"error":[],"result":{"token":"...","expires":900}}`` or ``{"error":["EAPI:Invalid key"]}``
+(``EAPI:Invalid signature``, ``EAPI:Invalid nonce``).
 Every answer has HTTP status 200, as Kraken's; an unknown path gets 404.
 
 Tokens are derived from the seed and a counter, so a run is reproducible. A token is valid
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from kraken_proto.auth import TOKEN_PATH, sign
+from kraken_proto.simulator.verify import api_sign
 
 __all__ = [
     "INVALID_KEY",
@@ -32,6 +33,7 @@ __all__ = [
     "INVALID_SIGNATURE",
     "SIM_API_KEY",
     "SIM_API_SECRET",
+    "TOKEN_PATH",
     "TOKEN_TTL",
     "UNKNOWN_METHOD",
     "TokenIssuer",
@@ -44,6 +46,9 @@ SIM_API_SECRET = (
     "o/bCzMBmlameC6/x932x85UC0gpS4s0Dx9SdiQczqsxTbalOO+v2dgyBnwna8UPFjH81snB/CfXWmVEq9NzlIQ=="
 )
 """The simulator's default API secret: base64 of 64 bytes. A test value, not a secret."""
+
+TOKEN_PATH = "/0/private/GetWebSocketsToken"
+"""URI path of the REST endpoint that issues WebSocket tokens (the only path served)."""
 
 TOKEN_TTL = 900.0
 """Seconds a token stays valid unless a connection subscribed with it (``expires``)."""
@@ -151,7 +156,7 @@ class TokenIssuer:
         text, nonce = _nonce(body)
         if nonce is None:
             return 200, _answer([INVALID_NONCE])
-        expected = sign(TOKEN_PATH, text, nonce, self._api_secret)
+        expected = api_sign(TOKEN_PATH, text, nonce, self._api_secret)
         given = lowered.get("api-sign", "").encode("utf-8", "replace")
         if not hmac.compare_digest(given, expected.encode("ascii")):
             return 200, _answer([INVALID_SIGNATURE])

@@ -1,11 +1,12 @@
 """The exact text of the frames the fake exchange sends (KRAKEN-V2.md sections 2-5).
 
 Every number is written as a JSON number at the pair's precision (``63000.0``,
-``0.00000000``): ``Decimal`` values become raw number tokens with
-:func:`~kraken_proto.checksum.plain`, never strings and never floats. Acks, errors and
-channel frames go through one reused msgspec encoder, which keeps dict insertion order, so
-each builder writes its keys in the order Kraken uses: alphabetical for method responses,
-``channel, type, data`` for data frames. Book levels, the hot path, are joined by hand.
+``0.00000000``): ``Decimal`` values become raw number tokens with the simulator's own
+:func:`~kraken_proto.simulator.verify.decimal_text`, never strings and never floats. Acks,
+errors and channel frames go through one reused msgspec encoder, which keeps dict insertion
+order, so each builder writes its keys in the order Kraken uses: alphabetical for method
+responses, ``channel, type, data`` for data frames. Book levels, the hot path, are joined
+by hand.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from kraken_proto.checksum import plain
 from kraken_proto.simulator.market import Candle, Level, TickerStats, TradeRecord
+from kraken_proto.simulator.verify import decimal_text
 
 __all__ = [
     "HEARTBEAT",
@@ -52,7 +53,7 @@ def encode(value: Any) -> str:
 
 def number(value: Decimal) -> msgspec.Raw:
     """``value`` as a raw JSON number token with all its digits, e.g. ``0.00005100``."""
-    return msgspec.Raw(plain(value))
+    return msgspec.Raw(decimal_text(value))
 
 
 @lru_cache(maxsize=64)
@@ -102,7 +103,10 @@ def status_frame(version: str, system: str, connection_id: int) -> str:
 
 def _levels(levels: Iterable[Level]) -> str:
     return ",".join(
-        [f'{{"price":{plain(level.price)},"qty":{plain(level.qty)}}}' for level in levels]
+        [
+            f'{{"price":{decimal_text(level.price)},"qty":{decimal_text(level.qty)}}}'
+            for level in levels
+        ]
     )
 
 

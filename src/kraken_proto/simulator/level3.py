@@ -17,13 +17,11 @@ The user's own orders are not part of this book.
 from __future__ import annotations
 
 import random
-import zlib
 from bisect import bisect_left
 from decimal import Decimal
 from typing import Any
 
-from kraken_proto.checksum import CHECKSUM_LEVELS, digits
-from kraken_proto.simulator import frames
+from kraken_proto.simulator import frames, verify
 from kraken_proto.simulator.market import Level, MarketModel, MarketStep
 from kraken_proto.simulator.matching import kraken_id
 
@@ -62,6 +60,13 @@ class _Side:
 
     def price(self, key: Decimal) -> Decimal:
         return self.sign * key
+
+    def top(self, count: int) -> list[tuple[Decimal, list[Decimal]]]:
+        """The best ``count`` levels as ``(price, order quantities in queue order)``."""
+        return [
+            (self.price(key), [order.qty for order in self.queues[key]])
+            for key in self.keys[:count]
+        ]
 
 
 class Level3Book:
@@ -203,15 +208,16 @@ class Level3Book:
         return (bids, asks) if bids or asks else None
 
     def checksum(self) -> int:
-        """CRC32 over the top 10 price levels per side, every order in queue order."""
-        price_precision = self.market.price_precision
-        qty_precision = self.market.qty_precision
-        parts: list[str] = []
-        for side in (self._asks, self._bids):
-            for key in side.keys[:CHECKSUM_LEVELS]:
-                price = digits(side.price(key), price_precision)
-                parts += [price + digits(o.qty, qty_precision) for o in side.queues[key]]
-        return zlib.crc32("".join(parts).encode("ascii"))
+        """CRC32 over the top 10 price levels per side, every order in queue order.
+
+        Computed by :func:`~kraken_proto.simulator.verify.level3_checksum`.
+        """
+        return verify.level3_checksum(
+            self._asks.top(verify.CHECKSUM_LEVELS),
+            self._bids.top(verify.CHECKSUM_LEVELS),
+            self.market.price_precision,
+            self.market.qty_precision,
+        )
 
     def frame(self, kind: str, depth: int) -> str | None:
         """The snapshot (``kind="snapshot"``) or the last step's update at ``depth``."""

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 import random
-import zlib
 from bisect import bisect_left
 from collections import deque
 from decimal import Decimal
 
 import msgspec
 
-from kraken_proto.checksum import CHECKSUM_LEVELS
+from kraken_proto.simulator.verify import CHECKSUM_LEVELS, units_checksum
 
 __all__ = [
     "DEPTHS",
@@ -559,16 +558,14 @@ class MarketModel:
     def checksum(self) -> int:
         """Kraken's CRC32 of the top 10 levels per side, at this pair's precision.
 
-        ``T(x)``, the digits of a value written at the pair's precision without the point
-        and leading zeros (:func:`~kraken_proto.checksum.digits`), is exactly the decimal
-        text of the value in precision units, which is how the model stores it.
+        The model stores prices and quantities in precision units, so this is
+        :func:`~kraken_proto.simulator.verify.units_checksum` of the top levels.
         """
         asks, bids = self._asks, self._bids
-        text = "".join(
-            [f"{key}{asks.qty[key]}" for key in asks.keys[:CHECKSUM_LEVELS]]
-            + [f"{-key}{bids.qty[key]}" for key in bids.keys[:CHECKSUM_LEVELS]]
+        return units_checksum(
+            [(key, asks.qty[key]) for key in asks.keys[:CHECKSUM_LEVELS]],
+            [(-key, bids.qty[key]) for key in bids.keys[:CHECKSUM_LEVELS]],
         )
-        return zlib.crc32(text.encode("ascii"))
 
     def ticker(self) -> TickerStats:
         """Best bid/ask, last price and the statistics of the trailing 24 hours."""
