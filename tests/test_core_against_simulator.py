@@ -31,6 +31,8 @@ from kraken_proto import (
     ProtocolError,
     ReconnectConfig,
     Send,
+    Subscribed,
+    SubscriptionResult,
 )
 from kraken_proto.auth import parse_token_response
 from kraken_proto.simulator import (
@@ -90,7 +92,8 @@ class Wire:
                     "/0/private/GetWebSocketsToken", dict(http.headers), http.body, self.now
                 )
                 assert status == 200
-                self._take(self.proto.token_received(parse_token_response(body), self.now))
+                token = parse_token_response(body)
+                self._take(self.proto.token_received(token, self.now, connection=action.connection))
             elif type(action).__name__ == "OpenConnection":
                 self.conn = self.exchange.open_connection(self.now, self.host)
                 greeting = self.conn.connection_made(self.now)
@@ -146,9 +149,13 @@ def test_level3_books_stay_verified_over_a_long_run(symbol: str, depth: int) -> 
     exchange = FakeExchange(seed=5, symbols={symbol: spec}, idle_timeout=None)
     proto = KrakenProtocol(config(), level3=True)
     wire = Wire(exchange, proto, "level3")
-    proto.subscribe("level3", [symbol], 0.0, depth=depth)
+    call, _ = proto.subscribe("level3", [symbol], 0.0, depth=depth)
     wire.perform(proto.connect(0.0))
     wire.run(60.0)
+    # The call settled once, with the exchange's ack for its request (sent on connecting).
+    (result,) = wire.of(SubscriptionResult)
+    assert result.req_id == call and result.ok and result.answers == tuple(wire.of(Subscribed))
+    assert result.answers[0].req_id != call
     updates = wire.of(L3Update)
     assert len(updates) > 60 * 15  # a minute of churn, every message verified
     assert not wire.of(BookResync) and not wire.of(ProtocolError)
@@ -166,10 +173,15 @@ def test_orders_fill_and_the_streams_stay_in_sequence() -> None:
     exchange = FakeExchange(seed=9, idle_timeout=None)
     proto = KrakenProtocol(config(), private=True)
     wire = Wire(exchange, proto, "auth")
-    proto.subscribe("executions", None, 0.0)
-    proto.subscribe("balances", None, 0.0)
+    calls = [proto.subscribe(channel, None, 0.0)[0] for channel in ("executions", "balances")]
     wire.perform(proto.connect(0.0))
     wire.run(1.0)
+    results = wire.of(SubscriptionResult)
+    assert [(r.req_id, r.channel, r.ok) for r in results] == [
+        (calls[0], "executions", True),
+        (calls[1], "balances", True),
+    ]
+    assert proto.pending_calls == 0
     best_ask = exchange.markets["BTC/USD"].best()[1].price
     placed = []
     for i in range(5):

@@ -35,6 +35,7 @@ from kraken_proto import (
     StateChanged,
     Subscribed,
     SubscriptionFailed,
+    SubscriptionResult,
     SubscriptionStatus,
     SubscriptionsView,
     SystemStatus,
@@ -113,10 +114,12 @@ def test_connect_then_open_with_nothing_to_subscribe_settles_at_once() -> None:
 
 def test_subscriptions_made_before_connect_are_sent_grouped_on_open() -> None:
     proto = KrakenProtocol(cfg())
-    assert proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0, depth=10) == []
-    assert proto.subscribe("ticker", "BTC/USD", 0.0) == []
-    assert proto.subscribe("book", ["XRP/USD"], 0.0, depth=25) == []
-    assert proto.subscribe("instrument", None, 0.0) == []
+    # Each call gets its req_id at once; nothing is sent before the connection is up.
+    assert proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0, depth=10) == (1, [])
+    assert proto.subscribe("ticker", "BTC/USD", 0.0) == (2, [])
+    assert proto.subscribe("book", ["XRP/USD"], 0.0, depth=25) == (3, [])
+    assert proto.subscribe("instrument", None, 0.0) == (4, [])
+    assert proto.pending_calls == 4
     assert [s.symbol for s in proto.subscriptions.pending] == [
         "BTC/USD",
         "ETH/USD",
@@ -130,37 +133,49 @@ def test_subscriptions_made_before_connect_are_sent_grouped_on_open() -> None:
         {
             "method": "subscribe",
             "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"], "depth": 10},
-            "req_id": 1,
+            "req_id": 5,
         },
         {
             "method": "subscribe",
             "params": {"channel": "ticker", "symbol": ["BTC/USD"]},
-            "req_id": 2,
+            "req_id": 6,
         },
         {
             "method": "subscribe",
             "params": {"channel": "book", "symbol": ["XRP/USD"], "depth": 25},
-            "req_id": 3,
+            "req_id": 7,
         },
-        {"method": "subscribe", "params": {"channel": "instrument"}, "req_id": 4},
+        {"method": "subscribe", "params": {"channel": "instrument"}, "req_id": 8},
     ]
     assert proto.state is S.SUBSCRIBING
 
 
 def test_one_ack_per_symbol_and_settle_after_the_last() -> None:
     proto = KrakenProtocol(cfg())
-    proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0, snapshot=True)
+    call, _ = proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0, snapshot=True)
     proto.connect(0.0)
-    proto.connection_made(0.0)
-    first = proto.receive_data(ack("trade", "BTC/USD", 1, snapshot=True), 0.1)
-    assert events(first, Subscribed) == [
-        Subscribed(
-            "trade", "BTC/USD", 1, {"channel": "trade", "snapshot": True, "symbol": "BTC/USD"}, 0.1
-        )
-    ]
+    (request,) = sent(proto.connection_made(0.0))
+    # The call waited for the connection: its request went out with a req_id of its own.
+    wire = request["req_id"]
+    assert (call, wire) == (1, 2)
+    first = proto.receive_data(ack("trade", "BTC/USD", wire, snapshot=True), 0.1)
+    btc = Subscribed(
+        "trade", "BTC/USD", wire, {"channel": "trade", "snapshot": True, "symbol": "BTC/USD"}, 0.1
+    )
+    assert events(first, Subscribed) == [btc]
+    assert events(first, SubscriptionResult) == []
     assert proto.state is S.SUBSCRIBING
-    second = proto.receive_data(ack("trade", "ETH/USD", 1, snapshot=True), 0.2)
+    second = proto.receive_data(ack("trade", "ETH/USD", wire, snapshot=True), 0.2)
     assert states(second) == [("subscribing", "subscribed")]
+    eth = Subscribed(
+        "trade", "ETH/USD", wire, {"channel": "trade", "snapshot": True, "symbol": "ETH/USD"}, 0.2
+    )
+    # The call's one result follows the last symbol's ack, in the call's symbol order.
+    assert [a.event for a in second if isinstance(a, Emit)][:2] == [
+        eth,
+        SubscriptionResult(call, "subscribe", "trade", (btc, eth), 0.2),
+    ]
+    assert proto.pending_calls == 0
     view = proto.subscriptions
     assert [(i.channel, i.symbol, i.status) for i in view.active] == [
         ("trade", "BTC/USD", SubscriptionStatus.ACTIVE),
@@ -171,7 +186,8 @@ def test_one_ack_per_symbol_and_settle_after_the_last() -> None:
 
 def test_subscribe_while_connected_sends_immediately_without_leaving_subscribed() -> None:
     proto = open_proto()
-    actions = proto.subscribe("ohlc", ["BTC/USD"], 1.0, interval=5)
+    call, actions = proto.subscribe("ohlc", ["BTC/USD"], 1.0, interval=5)
+    assert call == 1  # sent at once: the call's req_id is the request's
     assert sent(actions) == [
         {
             "method": "subscribe",
@@ -201,36 +217,42 @@ def test_connect_timeout_degrades_and_asks_to_abort() -> None:
 
 def test_refused_symbol_fails_alone_with_krakens_text() -> None:
     proto = KrakenProtocol(cfg())
-    proto.subscribe("ticker", ["BTC/USD", "XBT/USD"], 0.0)
+    call, _ = proto.subscribe("ticker", ["BTC/USD", "XBT/USD"], 0.0)
     proto.connect(0.0)
     proto.connection_made(0.0)
-    proto.receive_data(ack("ticker", "BTC/USD", 1, event_trigger="trades", snapshot=True), 0.1)
+    answer = ack("ticker", "BTC/USD", 2, event_trigger="trades", snapshot=True)
+    (subscribed,) = events(proto.receive_data(answer, 0.1), Subscribed)
     actions = proto.receive_data(
-        error("Currency pair not supported XBT/USD", 1, symbol="XBT/USD"), 0.2
+        error("Currency pair not supported XBT/USD", 2, symbol="XBT/USD"), 0.2
     )
-    assert events(actions, SubscriptionFailed) == [
-        SubscriptionFailed("ticker", "XBT/USD", "Currency pair not supported XBT/USD", 1, 0.2)
-    ]
+    refused = SubscriptionFailed("ticker", "XBT/USD", "Currency pair not supported XBT/USD", 2, 0.2)
+    assert events(actions, SubscriptionFailed) == [refused]
+    (result,) = events(actions, SubscriptionResult)
+    assert result == SubscriptionResult(call, "subscribe", "ticker", (subscribed, refused), 0.2)
+    assert not result.ok and result.failures == (refused,)
     assert states(actions) == [("subscribing", "subscribed")]
     failed = proto.subscriptions.failed
     assert [(f.symbol, f.error) for f in failed] == [
         ("XBT/USD", "Currency pair not supported XBT/USD")
     ]
     # A failed subscription may be requested again.
-    again = proto.subscribe("ticker", ["XBT/USD"], 1.0)
+    _, again = proto.subscribe("ticker", ["XBT/USD"], 1.0)
     assert sent(again)[0]["params"]["symbol"] == ["XBT/USD"]
 
 
 def test_error_without_symbol_fails_every_symbol_of_the_request() -> None:
     proto = KrakenProtocol(cfg())
-    proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0)
+    call, _ = proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0)
     proto.connect(0.0)
     proto.connection_made(0.0)
-    actions = proto.receive_data(error("Subscription name invalid", 1), 0.3)
+    actions = proto.receive_data(error("Subscription name invalid", 2), 0.3)
     failed = events(actions, SubscriptionFailed)
-    assert [(f.channel, f.symbol, f.error) for f in failed] == [
-        ("book", "BTC/USD", "Subscription name invalid"),
-        ("book", "ETH/USD", "Subscription name invalid"),
+    assert [(f.channel, f.symbol, f.error, f.req_id) for f in failed] == [
+        ("book", "BTC/USD", "Subscription name invalid", 2),
+        ("book", "ETH/USD", "Subscription name invalid", 2),
+    ]
+    assert events(actions, SubscriptionResult) == [
+        SubscriptionResult(call, "subscribe", "book", tuple(failed), 0.3)
     ]
     assert proto.book("BTC/USD") is not None
     assert proto.book("BTC/USD").state is BookState.FAILED  # type: ignore[union-attr]
@@ -239,14 +261,16 @@ def test_error_without_symbol_fails_every_symbol_of_the_request() -> None:
 
 def test_ack_timeout_fails_the_subscription_and_is_retried_after_reconnect() -> None:
     proto = KrakenProtocol(cfg(ack_timeout=3.0))
-    proto.subscribe("ticker", ["BTC/USD"], 0.0)
+    call, _ = proto.subscribe("ticker", ["BTC/USD"], 0.0)
     proto.connect(0.0)
     proto.connection_made(0.0)
     assert proto.next_deadline() == 3.0
     assert proto.handle_timer(2.9) == []
     actions = proto.handle_timer(3.0)
-    assert events(actions, SubscriptionFailed) == [
-        SubscriptionFailed("ticker", "BTC/USD", "no acknowledgement within 3 s", 1, 3.0)
+    timed_out = SubscriptionFailed("ticker", "BTC/USD", "no acknowledgement within 3 s", 2, 3.0)
+    assert events(actions, SubscriptionFailed) == [timed_out]
+    assert events(actions, SubscriptionResult) == [
+        SubscriptionResult(call, "subscribe", "ticker", (timed_out,), 3.0)
     ]
     assert states(actions) == [("subscribing", "subscribed")]
     proto.connection_lost(4.0)
@@ -278,7 +302,7 @@ def test_missing_success_counts_as_failure() -> None:
     proto.subscribe("trade", ["BTC/USD"], 0.0)
     proto.connect(0.0)
     proto.connection_made(0.0)
-    frame = '{"method":"subscribe","req_id":1,"symbol":"BTC/USD"}'
+    frame = '{"method":"subscribe","req_id":2,"symbol":"BTC/USD"}'
     failed = events(proto.receive_data(frame, 0.5), SubscriptionFailed)
     assert [(f.symbol, f.error) for f in failed] == [
         ("BTC/USD", "request failed without an error message")
@@ -297,17 +321,22 @@ def test_unexpected_method_response_is_a_protocol_error() -> None:
 
 def test_unsubscribe_echoes_depth_and_emits_unsubscribed_on_ack() -> None:
     proto, _ = subscribed_book()
-    actions = proto.unsubscribe("book", ["BTC/USD"], 1.0)
+    call, actions = proto.unsubscribe("book", ["BTC/USD"], 1.0)
     assert sent(actions) == [
         {
             "method": "unsubscribe",
             "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
-            "req_id": 2,
+            "req_id": call,
         }
     ]
+    assert call == 3  # the subscribe call was 1, its request 2
     assert [i.symbol for i in proto.subscriptions.unsubscribing] == ["BTC/USD"]
-    done = proto.receive_data(ack("book", "BTC/USD", 2, method="unsubscribe", depth=10), 1.1)
-    assert events(done, Unsubscribed) == [Unsubscribed("book", "BTC/USD", 2, 1.1)]
+    done = proto.receive_data(ack("book", "BTC/USD", 3, method="unsubscribe", depth=10), 1.1)
+    unsubscribed = Unsubscribed("book", "BTC/USD", 3, 1.1)
+    assert [a.event for a in done if isinstance(a, Emit)] == [
+        unsubscribed,
+        SubscriptionResult(call, "unsubscribe", "book", (unsubscribed,), 1.1),
+    ]
     assert proto.book("BTC/USD") is None
     assert proto.subscriptions.active == ()
 
@@ -316,7 +345,7 @@ def test_subscription_not_found_answer_with_method_subscribe_ends_the_unsubscrib
     proto = open_proto()
     proto.subscribe("ohlc", ["BTC/USD"], 0.0, interval=60)
     proto.receive_data(ack("ohlc", "BTC/USD", 1, interval=60, snapshot=True), 0.1)
-    request = sent(proto.unsubscribe("ohlc", ["BTC/USD"], 1.0))[0]
+    request = sent(proto.unsubscribe("ohlc", ["BTC/USD"], 1.0)[1])[0]
     assert request["params"] == {"channel": "ohlc", "symbol": ["BTC/USD"], "interval": 60}
     answer = error("Subscription Not Found", request["req_id"], symbol="BTC/USD")
     actions = proto.receive_data(answer, 1.2)
@@ -326,11 +355,29 @@ def test_subscription_not_found_answer_with_method_subscribe_ends_the_unsubscrib
 
 def test_unsubscribe_while_disconnected_just_forgets() -> None:
     proto = KrakenProtocol(cfg())
-    proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0)
-    actions = proto.unsubscribe("trade", ["BTC/USD"], 0.5)
-    assert actions == [Emit(Unsubscribed("trade", "BTC/USD", None, 0.5))]
+    subscribe_call, _ = proto.subscribe("trade", ["BTC/USD", "ETH/USD"], 0.0)
+    call, actions = proto.unsubscribe("trade", ["BTC/USD"], 0.5)
+    unsubscribed = Unsubscribed("trade", "BTC/USD", None, 0.5)
+    assert actions == [
+        Emit(unsubscribed),
+        Emit(SubscriptionResult(call, "unsubscribe", "trade", (unsubscribed,), 0.5)),
+    ]
     proto.connect(1.0)
-    assert sent(proto.connection_made(1.0))[0]["params"]["symbol"] == ["ETH/USD"]
+    (request,) = sent(proto.connection_made(1.0))
+    assert request["params"]["symbol"] == ["ETH/USD"]
+    # The subscribe call settles with ETH/USD's ack; BTC/USD was superseded before then.
+    answer = proto.receive_data(ack("trade", "ETH/USD", request["req_id"]), 1.1)
+    (result,) = events(answer, SubscriptionResult)
+    superseded = SubscriptionFailed(
+        "trade",
+        "BTC/USD",
+        f"superseded by unsubscribe (req_id {call}) before Kraken answered",
+        None,
+        0.5,
+    )
+    assert result == SubscriptionResult(
+        subscribe_call, "subscribe", "trade", (superseded, *events(answer, Subscribed)), 1.1
+    )
 
 
 def test_unsubscribe_ack_timeout_forgets_the_subscription() -> None:
@@ -392,8 +439,13 @@ def test_duplicate_subscribe_is_refused_before_anything_changes() -> None:
 
 def test_repeated_symbols_in_one_call_are_sent_once() -> None:
     proto = open_proto()
-    request = sent(proto.subscribe("trade", ["BTC/USD", "BTC/USD"], 0.0))[0]
+    call, actions = proto.subscribe("trade", ["BTC/USD", "BTC/USD"], 0.0)
+    request = sent(actions)[0]
     assert request["params"]["symbol"] == ["BTC/USD"]
+    # One answer settles the call: the symbol is awaited once.
+    answer = proto.receive_data(ack("trade", "BTC/USD", call), 0.1)
+    (result,) = events(answer, SubscriptionResult)
+    assert result.answers == tuple(events(answer, Subscribed)) and result.ok
 
 
 # --------------------------------------------------------------------------- market data
@@ -450,16 +502,17 @@ def test_checksum_mismatch_resyncs_only_that_symbol() -> None:
     resync = events(actions, BookResync)
     assert [(r.symbol, r.attempt) for r in resync] == [("BTC/USD", 1)]
     assert "checksum mismatch" in resync[0].reason and "12345" in resync[0].reason
+    # req_id 1 was the subscribe call, 2 its request.
     assert sent(actions) == [
         {
             "method": "unsubscribe",
             "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
-            "req_id": 2,
+            "req_id": 3,
         },
         {
             "method": "subscribe",
             "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
-            "req_id": 3,
+            "req_id": 4,
         },
     ]
     assert states(actions) == [("subscribed", "resyncing")]
@@ -472,9 +525,10 @@ def test_checksum_mismatch_resyncs_only_that_symbol() -> None:
     assert [u.symbol for u in eth] == ["ETH/USD"]
     assert proto.receive_data(books["BTC/USD"].frame([("97.5", "1")], []), 1.2) == []
     # The internal acks are not reported; the new snapshot finishes the resync.
-    quiet = proto.receive_data(ack("book", "BTC/USD", 2, method="unsubscribe", depth=10), 1.3)
-    quiet += proto.receive_data(ack("book", "BTC/USD", 3, depth=10, snapshot=True), 1.4)
+    quiet = proto.receive_data(ack("book", "BTC/USD", 3, method="unsubscribe", depth=10), 1.3)
+    quiet += proto.receive_data(ack("book", "BTC/USD", 4, depth=10, snapshot=True), 1.4)
     assert events(quiet, Unsubscribed) == [] and events(quiet, Subscribed) == []
+    assert events(quiet, SubscriptionResult) == []  # no call of the user's
     done = proto.receive_data(NaiveBook("BTC/USD").snapshot(mid=200), 1.5)
     assert events(done, BookUpdate)[0].snapshot
     assert states(done) == [("resyncing", "subscribed")]
@@ -522,7 +576,7 @@ def test_depth_headroom_subscribes_deeper_and_shows_the_users_depth() -> None:
     proto.subscribe("book", ["BTC/USD"], 0.0, depth=10)
     proto.connect(0.0)
     assert sent(proto.connection_made(0.0))[0]["params"]["depth"] == 25
-    proto.receive_data(ack("book", "BTC/USD", 1, depth=25, snapshot=True), 0.1)
+    proto.receive_data(ack("book", "BTC/USD", 2, depth=25, snapshot=True), 0.1)
     naive = NaiveBook("BTC/USD", depth=25)
     proto.receive_data(naive.snapshot(levels=25), 0.2)
     book = proto.book("BTC/USD")
@@ -587,10 +641,10 @@ def test_reconnect_invalidates_books_until_their_new_snapshot() -> None:
         {
             "method": "subscribe",
             "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
-            "req_id": 2,
+            "req_id": 3,
         }
     ]
-    proto.receive_data(ack("book", "BTC/USD", 2, depth=10, snapshot=True), 5.3)
+    proto.receive_data(ack("book", "BTC/USD", 3, depth=10, snapshot=True), 5.3)
     proto.receive_data(NaiveBook("BTC/USD").snapshot(mid=300), 5.4)
     assert book.best_ask().price == Decimal("301.0")  # type: ignore[union-attr]
 
@@ -746,7 +800,7 @@ def test_pings_never_pile_up_ahead_of_other_requests() -> None:
     )
     proto, _ = subscribed_book(config=config)
     assert len(pings(drive(proto, 30.0))) <= 8  # one per 4 s at most: the budget's pace
-    actions = proto.subscribe("trade", ["ETH/USD"], 30.0)
+    _, actions = proto.subscribe("trade", ["ETH/USD"], 30.0)
     actions += drive(proto, 38.0)  # behind at most one ping, at 4 s a message
     assert [r["params"]["symbol"] for r in sent(actions) if r["method"] == "subscribe"] == [
         ["ETH/USD"]
@@ -755,7 +809,8 @@ def test_pings_never_pile_up_ahead_of_other_requests() -> None:
 
 def test_a_pong_before_its_ping_left_does_not_end_it() -> None:
     proto = open_proto(cfg(ping_interval=1.0, max_requests_per_second=0.5, request_burst=1))
-    assert [r["method"] for r in sent(proto.subscribe("trade", ["BTC/USD"], 0.5))] == ["subscribe"]
+    _, actions = proto.subscribe("trade", ["BTC/USD"], 0.5)
+    assert [r["method"] for r in sent(actions)] == ["subscribe"]
     assert proto.handle_timer(1.0) == []  # the ping waits for the budget (until 2.5)
     # An odd server answers the ping that has not left yet: that proves nothing, and the
     # ping stays outstanding (no second one queues behind it).
@@ -812,9 +867,9 @@ def test_book_data_keeps_a_subscription_from_counting_as_silent() -> None:
 
 def test_outgoing_requests_are_paced_by_the_token_bucket() -> None:
     proto = open_proto(cfg(max_requests_per_second=2.0, request_burst=1))
-    first = proto.subscribe("trade", ["BTC/USD"], 0.0)
-    second = proto.subscribe("ticker", ["BTC/USD"], 0.0)
-    third = proto.subscribe("book", ["BTC/USD"], 0.0)
+    _, first = proto.subscribe("trade", ["BTC/USD"], 0.0)
+    _, second = proto.subscribe("ticker", ["BTC/USD"], 0.0)
+    _, third = proto.subscribe("book", ["BTC/USD"], 0.0)
     assert [r["params"]["channel"] for r in sent(first + second + third)] == ["trade"]
     assert proto.next_deadline() == pytest.approx(0.5)
     assert [r["params"]["channel"] for r in sent(proto.handle_timer(0.5))] == ["ticker"]
@@ -929,8 +984,8 @@ def test_a_book_refused_by_kraken_stays_failed_across_reconnects_a_local_failure
     proto.subscribe("book", ["BTC/USD", "ETH/USD"], 0.0)
     proto.connect(0.0)
     proto.connection_made(0.0)
-    proto.receive_data(error("Currency pair not supported ETH/USD", 1, symbol="ETH/USD"), 0.1)
-    proto.receive_data(ack("book", "BTC/USD", 1, depth=10), 0.1)
+    proto.receive_data(error("Currency pair not supported ETH/USD", 2, symbol="ETH/USD"), 0.1)
+    proto.receive_data(ack("book", "BTC/USD", 2, depth=10), 0.1)
     bad = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
     proto.receive_data(bad, 0.2)
     proto.receive_data(bad, 0.3)  # budget of one resync spent: failed locally
@@ -977,10 +1032,10 @@ def test_a_resync_during_subscribing_shows_once_settled() -> None:
     proto.subscribe("trade", ["BTC/USD"], 0.0)
     proto.connect(0.0)
     proto.connection_made(0.0)
-    proto.receive_data(ack("book", "BTC/USD", 1, depth=10), 0.1)
+    proto.receive_data(ack("book", "BTC/USD", 3, depth=10), 0.1)
     bad = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
     assert states(proto.receive_data(bad, 0.2)) == []
-    actions = proto.receive_data(ack("trade", "BTC/USD", 2), 0.3)
+    actions = proto.receive_data(ack("trade", "BTC/USD", 4), 0.3)
     assert states(actions) == [("subscribing", "subscribed"), ("subscribed", "resyncing")]
 
 
@@ -1007,9 +1062,9 @@ def test_instrument_precision_is_used_for_books_subscribed_later() -> None:
 
 def test_ticker_event_trigger_and_deepest_headroom() -> None:
     proto = open_proto(cfg(depth_headroom=10))
-    request = sent(proto.subscribe("ticker", ["BTC/USD"], 0.0, event_trigger="bbo"))[0]
+    request = sent(proto.subscribe("ticker", ["BTC/USD"], 0.0, event_trigger="bbo")[1])[0]
     assert request["params"]["event_trigger"] == "bbo"
-    deep = sent(proto.subscribe("book", ["BTC/USD"], 0.0, depth=1000))[0]
+    deep = sent(proto.subscribe("book", ["BTC/USD"], 0.0, depth=1000)[1])[0]
     assert deep["params"]["depth"] == 1000
     book = proto.book("BTC/USD")
     assert book is not None and (book.depth, book.view_depth) == (1000, 1000)
@@ -1062,8 +1117,8 @@ def test_live_connection_reports_unsolicited_acks_and_snapshots_and_keeps_nothin
 
 def test_a_late_ack_of_our_own_request_is_ignored_quietly() -> None:
     proto = open_proto()
-    (request,) = sent(proto.subscribe("trade", ["BTC/USD"], 0.0))
-    (stop,) = sent(proto.unsubscribe("trade", ["BTC/USD"], 0.1))
+    (request,) = sent(proto.subscribe("trade", ["BTC/USD"], 0.0)[1])
+    (stop,) = sent(proto.unsubscribe("trade", ["BTC/USD"], 0.1)[1])
     # Kraken answers the unsubscribe first: the subscription is gone when its ack comes.
     gone = proto.receive_data(ack("trade", "BTC/USD", stop["req_id"], method="unsubscribe"), 0.2)
     assert events(gone, Unsubscribed) == [Unsubscribed("trade", "BTC/USD", stop["req_id"], 0.2)]

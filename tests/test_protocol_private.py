@@ -29,6 +29,7 @@ from kraken_proto import (
     StateChanged,
     Subscribed,
     SubscriptionFailed,
+    SubscriptionResult,
 )
 from kraken_proto.errors import OrderError, TradingRateLimitError, UnknownOutcomeError
 from kraken_proto.events import (
@@ -132,8 +133,9 @@ def order(**fields: Any) -> AddOrder:
 
 
 def subscribe_executions(proto: KrakenProtocol, now: float = 0.0) -> int:
-    actions = proto.subscribe("executions", None, now)
+    call, actions = proto.subscribe("executions", None, now)
     (request,) = sent(actions)
+    assert request["req_id"] == call  # sent at once: the call's req_id
     assert request["params"] == {"channel": "executions", "token": TOKEN}
     proto.receive_data(ack("executions", None, request["req_id"]), now)
     return int(request["req_id"])
@@ -204,7 +206,8 @@ def test_token_failed_outside_authenticating_is_a_caller_error() -> None:
 
 def test_refused_token_on_subscribe_reconnects_for_a_fresh_one() -> None:
     proto = authenticated()
-    (request,) = sent(proto.subscribe("executions", None, 0.0))
+    call, actions = proto.subscribe("executions", None, 0.0)
+    (request,) = sent(actions)
     refusal = json.dumps(
         {
             "channel": "executions",
@@ -220,11 +223,14 @@ def test_refused_token_on_subscribe_reconnects_for_a_fresh_one() -> None:
     assert states(actions) == [("subscribed", "degraded")]
     assert not events(actions, SubscriptionFailed)
     assert proto.subscriptions.pending[0].channel == "executions"  # replayed on reconnect
+    # The call stays open for the next connection's answer.
+    assert not events(actions, SubscriptionResult)
+    assert (call, proto.pending_calls) == (request["req_id"], 1)
 
 
 def test_the_token_never_shows_in_reprs_or_captures() -> None:
     proto = authenticated()
-    (send,) = [a for a in proto.subscribe("balances", None, 0.0) if isinstance(a, Send)]
+    (send,) = [a for a in proto.subscribe("balances", None, 0.0)[1] if isinstance(a, Send)]
     assert TOKEN in send.text  # the wire needs it...
     assert TOKEN not in repr(send)  # ...nothing else does
     assert '"token":"***"' in repr(send)
@@ -274,7 +280,7 @@ def test_executions_are_sparse_exact_and_numbered() -> None:
 
 def test_balances_snapshot_and_ledger_updates() -> None:
     proto = authenticated()
-    (request,) = sent(proto.subscribe("balances", None, 0.0))
+    (request,) = sent(proto.subscribe("balances", None, 0.0)[1])
     proto.receive_data(ack("balances", None, request["req_id"]), 0.0)
     frame = {
         "channel": "balances",
@@ -380,7 +386,7 @@ def test_executions_with_signed_offsets_and_rebates_are_delivered() -> None:
 
 def test_a_balance_with_a_bad_number_drops_its_message() -> None:
     proto = authenticated()
-    (request,) = sent(proto.subscribe("balances", None, 0.0))
+    (request,) = sent(proto.subscribe("balances", None, 0.0)[1])
     proto.receive_data(ack("balances", None, request["req_id"]), 0.0)
     for sequence, row, field in (
         (1, {"asset": "USD", "balance": "NaN"}, "balance.balance"),
@@ -465,7 +471,7 @@ def l3_snapshot(data_dir: Path) -> tuple[str, int]:
 def test_level3_book_is_verified_and_resynced_on_mismatch(data_dir: Path) -> None:
     config = cfg(precisions={"BTC/USD": Precision(price=1, qty=8)})
     proto = authenticated(config, level3=True)
-    (request,) = sent(proto.subscribe("level3", ["BTC/USD"], 0.0))
+    (request,) = sent(proto.subscribe("level3", ["BTC/USD"], 0.0)[1])
     proto.receive_data(ack("level3", "BTC/USD", request["req_id"], depth=10), 0.0)
     snapshot, checksum = l3_snapshot(data_dir)
     (update,) = events(proto.receive_data(snapshot, 0.5), L3Update)
@@ -717,7 +723,8 @@ def test_unsubscribed_error_on_trading_response_without_req_id_is_matched() -> N
 
 def test_subscribed_events_on_the_auth_host() -> None:
     proto = authenticated()
-    (request,) = sent(proto.subscribe("executions", None, 0.0, snap_trades=True, ratecounter=True))
+    _, actions = proto.subscribe("executions", None, 0.0, snap_trades=True, ratecounter=True)
+    (request,) = sent(actions)
     assert request["params"] == {
         "channel": "executions",
         "snap_trades": True,
@@ -737,7 +744,7 @@ def level3_proto(data_dir: Path, **config: Any) -> tuple[KrakenProtocol, str, in
     # The snapshot goes through floats, which drop the padding: precision restores it.
     config.setdefault("precisions", {"BTC/USD": Precision(price=1, qty=8)})
     proto = authenticated(cfg(**config), level3=True)
-    (request,) = sent(proto.subscribe("level3", ["BTC/USD"], 0.0))
+    (request,) = sent(proto.subscribe("level3", ["BTC/USD"], 0.0)[1])
     proto.receive_data(ack("level3", "BTC/USD", request["req_id"], depth=10), 0.0)
     snapshot, checksum = l3_snapshot(data_dir)
     proto.receive_data(snapshot, 0.1)
@@ -825,7 +832,7 @@ def test_level3_ack_without_a_request_is_adopted_in_replay_and_unsubscribe_forge
     proto.receive_data(ack("level3", "ETH/USD", None, depth=100), 0.0)
     adopted = proto.l3_book("ETH/USD")
     assert adopted is not None and adopted.depth == 100
-    (request,) = sent(proto.unsubscribe("level3", ["ETH/USD"], 0.1))
+    (request,) = sent(proto.unsubscribe("level3", ["ETH/USD"], 0.1)[1])
     assert request["params"]["depth"] == 100
     proto.receive_data(ack("level3", "ETH/USD", request["req_id"], method="unsubscribe"), 0.2)
     assert proto.l3_book("ETH/USD") is None
@@ -866,7 +873,7 @@ def test_gap_on_a_stream_not_active_waits_for_its_next_snapshot() -> None:
 
 def test_gap_resync_without_snapshots_restarts_on_the_next_update() -> None:
     proto = authenticated()
-    (request,) = sent(proto.subscribe("balances", None, 0.0, snapshot=False))
+    (request,) = sent(proto.subscribe("balances", None, 0.0, snapshot=False)[1])
     proto.receive_data(ack("balances", None, request["req_id"]), 0.0)
 
     def balances(sequence: int) -> str:
@@ -895,7 +902,7 @@ def test_user_misuse_of_private_subscribe_parameters() -> None:
     proto = KrakenProtocol(cfg(), private=True)
     with pytest.raises(LocalProtocolError, match="users must be 'all'"):
         proto.subscribe("executions", None, 0.0, users="me")
-    assert sent(proto.subscribe("balances", None, 0.0, users="all")) == []
+    assert proto.subscribe("balances", None, 0.0, users="all") == (1, [])
     level3 = KrakenProtocol(cfg(), level3=True)
     with pytest.raises(LocalProtocolError, match="level3 depth must be one of"):
         level3.subscribe("level3", ["BTC/USD"], 0.0, depth=25)

@@ -25,7 +25,9 @@ from kraken_proto.events import (
     BookUpdate,
     InstrumentAsset,
     InstrumentPair,
+    Subscribed,
     SubscriptionFailed,
+    SubscriptionResult,
     Ticker,
     Trade,
     Unsubscribed,
@@ -718,9 +720,9 @@ def subscribed_protocol() -> tuple[KrakenProtocol, list[str]]:
     proto = KrakenProtocol(ClientConfig(ping_interval=None))
     proto.connect(0.0)
     proto.connection_made(0.0)
-    sent = [
-        a.text for a in proto.subscribe("book", ["BTC/USD"], 0.0, depth=10) if isinstance(a, Send)
-    ]
+    call, actions = proto.subscribe("book", ["BTC/USD"], 0.0, depth=10)
+    assert call == 1
+    sent = [a.text for a in actions if isinstance(a, Send)]
     return proto, sent
 
 
@@ -752,17 +754,23 @@ def test_error_response_to_our_subscribe_becomes_subscription_failed(error_text:
     )
     events = [a.event for a in proto.receive_data(frame, 1.0) if isinstance(a, Emit)]
     failed = [e for e in events if isinstance(e, SubscriptionFailed)]
-    assert failed == [SubscriptionFailed("book", "BTC/USD", error_text, 1, 1.0)]
+    refused = SubscriptionFailed("book", "BTC/USD", error_text, 1, 1.0)
+    assert failed == [refused]
+    assert [e for e in events if isinstance(e, SubscriptionResult)] == [
+        SubscriptionResult(1, "subscribe", "book", (refused,), 1.0)
+    ]
 
 
 def test_subscription_not_found_with_method_subscribe_answers_our_unsubscribe() -> None:
     proto, _ = subscribed_protocol()
-    proto.receive_data(
+    acked = proto.receive_data(
         '{"method":"subscribe","req_id":1,"result":{"channel":"book","depth":10,'
         '"snapshot":true,"symbol":"BTC/USD"},"success":true}',
         0.5,
     )
-    sent = [a.text for a in proto.unsubscribe("book", "BTC/USD", 1.0) if isinstance(a, Send)]
+    assert [type(a.event) for a in acked if isinstance(a, Emit)] == [Subscribed, SubscriptionResult]
+    call, actions = proto.unsubscribe("book", "BTC/USD", 1.0)
+    sent = [a.text for a in actions if isinstance(a, Send)]
     assert sent == [
         '{"method":"unsubscribe","params":{"channel":"book","symbol":["BTC/USD"],"depth":10},'
         '"req_id":2}'
@@ -772,7 +780,11 @@ def test_subscription_not_found_with_method_subscribe_answers_our_unsubscribe() 
         f'"symbol":"BTC/USD","time_in":"{TIME_IN}","time_out":"{TIME_OUT}"}}'
     )
     events = [a.event for a in proto.receive_data(frame, 2.0) if isinstance(a, Emit)]
-    assert events == [Unsubscribed("book", "BTC/USD", 2, 2.0)]
+    unsubscribed = Unsubscribed("book", "BTC/USD", 2, 2.0)
+    assert events == [
+        unsubscribed,
+        SubscriptionResult(call, "unsubscribe", "book", (unsubscribed,), 2.0),
+    ]
     assert proto.book("BTC/USD") is None
 
 

@@ -78,10 +78,13 @@ class FetchToken(msgspec.Struct, frozen=True):
     """Fetch a WebSocket token; answer with ``token_received``.
 
     ``request.build(time.time())`` gives the signed HTTP request to perform: the nonce needs
-    the wall clock, which only the driver has.
+    the wall clock, which only the driver has. ``connection`` identifies the connection
+    that asked: hand it back to ``token_received``/``token_failed`` and an answer that
+    arrives after that connection is gone is dropped by the protocol.
     """
 
     request: TokenRequest
+    connection: int = 0
 
 
 Action = OpenConnection | Send | Emit | ReconnectAfter | CloseConnection | FetchToken

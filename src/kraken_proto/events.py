@@ -68,6 +68,7 @@ __all__ = [
     "StateChanged",
     "Subscribed",
     "SubscriptionFailed",
+    "SubscriptionResult",
     "SystemStatus",
     "Ticker",
     "Trade",
@@ -617,6 +618,36 @@ class Unsubscribed(msgspec.Struct, frozen=True):
     received_at: float = 0.0
 
 
+class SubscriptionResult(msgspec.Struct, frozen=True):
+    """The one answer to a ``subscribe`` or ``unsubscribe`` call, emitted exactly once.
+
+    ``req_id`` is what the call returned. ``answers`` holds one event per symbol of the
+    call, in the call's order: the ``Subscribed``, ``Unsubscribed`` or ``SubscriptionFailed``
+    already emitted for that symbol, or a ``SubscriptionFailed`` made for the result alone
+    when the call ended without Kraken's answer (the client closed or gave up, or the
+    symbol was unsubscribed before its subscription was answered). It follows the last of
+    them. The per-symbol events carry the ``req_id`` of the request that went on the wire:
+    the call's own, unless the call waited for a connection (then it was sent with the
+    others when the connection opened).
+    """
+
+    req_id: int
+    method: str
+    channel: str
+    answers: tuple[Subscribed | Unsubscribed | SubscriptionFailed, ...]
+    received_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no symbol failed."""
+        return not any(type(answer) is SubscriptionFailed for answer in self.answers)
+
+    @property
+    def failures(self) -> tuple[SubscriptionFailed, ...]:
+        """The symbols that failed, in the call's order."""
+        return tuple(a for a in self.answers if type(a) is SubscriptionFailed)
+
+
 class BookResync(msgspec.Struct, frozen=True):
     """One symbol's book could not be trusted and is being rebuilt from a fresh snapshot.
 
@@ -678,6 +709,7 @@ Event = (
     | Subscribed
     | SubscriptionFailed
     | Unsubscribed
+    | SubscriptionResult
     | BookResync
     | Pong
     | Dropped

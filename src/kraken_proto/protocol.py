@@ -29,6 +29,7 @@ from kraken_proto.actions import (
 from kraken_proto.auth import TokenRequest
 from kraken_proto.backoff import Backoff
 from kraken_proto.book import BookState, OrderBook, apply_live_update
+from kraken_proto.calls import Answer, Calls
 from kraken_proto.config import ClientConfig, Precision
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import (
@@ -220,6 +221,10 @@ class KrakenProtocol:
         self._dead_man: _DeadManSwitch | None = None
         self._instrument_precisions: dict[str, Precision] = {}
         self._requests: dict[int, _Request] = {}
+        self._calls = Calls()
+        self._connection = 0  # counts OpenConnection: which connection a token is for
+        self._last_failure: str | None = None
+        self._failures = 0
         self._next_req_id = 1
         self._backoff = Backoff(config.reconnect, config.rng)
         self._bucket = TokenBucket(config.max_requests_per_second, config.request_burst)
@@ -293,6 +298,28 @@ class KrakenProtocol:
         return self._inflight.rate_counter(symbol, now)
 
     @property
+    def last_failure(self) -> str | None:
+        """Why the connection last failed, or ``None`` if it has not failed since it last
+        worked (``subscribed``) or since ``connect()`` after a close."""
+        return self._last_failure
+
+    @property
+    def failed_attempts(self) -> int:
+        """Connection attempts that failed in a row since the connection last worked."""
+        return self._failures
+
+    @property
+    def can_submit(self) -> bool:
+        """Whether :meth:`submit` can send a trading request now: a private connection,
+        open and authenticated."""
+        return self._host == "auth" and self._state in _SUBSCRIBABLE and self._token is not None
+
+    @property
+    def pending_calls(self) -> int:
+        """Subscribe and unsubscribe calls not settled yet."""
+        return len(self._calls)
+
+    @property
     def pending_requests(self) -> int:
         """Trading requests submitted and not settled yet."""
         return len(self._inflight)
@@ -363,6 +390,8 @@ class KrakenProtocol:
         """Start (or restart) the connection: returns ``OpenConnection``."""
         if self._state is _S.CLOSED:
             self._backoff.reset()
+            self._last_failure = None
+            self._failures = 0
         actions: list[Action] = [self._transition(Trigger.CONNECT, now, "connect requested")]
         return self._begin_connect(actions, now)
 
@@ -387,13 +416,21 @@ class KrakenProtocol:
             )
             return [
                 self._transition(Trigger.OPENED_PRIVATE, now, "connected; fetching a token"),
-                FetchToken(request),
+                FetchToken(request, self._connection),
             ]
         actions: list[Action] = [self._transition(Trigger.OPENED_PUBLIC, now, "connected")]
         return self._subscribe_all(actions, now)
 
-    def token_received(self, token: str, now: float) -> list[Action]:
-        """The driver obtained the WebSocket token asked for by ``FetchToken``."""
+    def token_received(
+        self, token: str, now: float, *, connection: int | None = None
+    ) -> list[Action]:
+        """The driver obtained the WebSocket token asked for by ``FetchToken``.
+
+        Pass the ``FetchToken``'s ``connection``: an answer for a connection that is gone
+        is then dropped (returns ``[]``), so a driver need not track that itself.
+        """
+        if self._stale_token_answer(connection):
+            return []
         if self._state is not _S.AUTHENTICATING:
             raise LocalProtocolError(
                 "token_received is only valid after FetchToken, while authenticating; "
@@ -409,13 +446,18 @@ class KrakenProtocol:
             self._send_dead_man_switch(actions, now)
         return actions
 
-    def token_failed(self, error: str, now: float, *, terminal: bool) -> list[Action]:
+    def token_failed(
+        self, error: str, now: float, *, terminal: bool, connection: int | None = None
+    ) -> list[Action]:
         """The driver could not get a WebSocket token (``FetchToken`` failed).
 
         ``error`` says why (Kraken's error string, or the network failure); it must not
         contain secrets. ``terminal`` (e.g. ``AuthenticationError.terminal`` for a bad key)
         closes for good with that reason; otherwise the connection is retried with backoff.
+        ``connection`` as for :meth:`token_received`.
         """
+        if self._stale_token_answer(connection):
+            return []
         if self._state is not _S.AUTHENTICATING:
             raise LocalProtocolError(
                 "token_failed is only valid after FetchToken, while authenticating; "
@@ -426,6 +468,12 @@ class KrakenProtocol:
         if terminal:
             return self._fail(now, f"{reason} (not retrying)", close=close, terminal=True)
         return self._fail(now, reason, close=close)
+
+    def _stale_token_answer(self, connection: int | None) -> bool:
+        """Whether a token answer is for a connection other than the one authenticating."""
+        if connection is None:
+            return False
+        return connection != self._connection or self._state is not _S.AUTHENTICATING
 
     def receive_data(self, payload: bytes | str, now: float) -> list[Action]:
         """One complete WebSocket message from the server.
@@ -518,10 +566,14 @@ class KrakenProtocol:
 
     def subscribe(
         self, channel: str, symbols: Sequence[str] | str | None, now: float, **params: Any
-    ) -> list[Action]:
+    ) -> tuple[int, list[Action]]:
         """Subscribe ``symbols`` to ``channel``; remembered and replayed after reconnects.
+        Returns the call's ``req_id`` and the actions.
 
         Allowed before ``connect()``: the request is sent once the connection is up.
+        Exactly one ``SubscriptionResult`` with that ``req_id`` settles the call: when every
+        symbol is acknowledged or refused, not acknowledged within ``ack_timeout`` after it
+        was sent, or when the client closes or gives up first.
         Raises :class:`LocalProtocolError` for bad arguments or a duplicate subscription.
         """
         checked, wire, user_depth = validate_subscription(
@@ -545,16 +597,22 @@ class KrakenProtocol:
             elif channel == "level3":
                 assert symbol is not None
                 self._l3books[symbol] = self._new_l3book(symbol, wire["depth"])
+        req_id = self._new_req_id()
         actions: list[Action] = []
+        self._open_call(req_id, "subscribe", channel, records, actions, now)
         if self._state in _SUBSCRIBABLE:
-            self._request("subscribe", channel, wire, records, actions, now)
-        return actions
+            self._request("subscribe", channel, wire, records, actions, now, req_id=req_id)
+        return req_id, actions
 
     def unsubscribe(
         self, channel: str, symbols: Sequence[str] | str | None, now: float, **params: Any
-    ) -> list[Action]:
-        """Stop a subscription. ``depth``/``interval`` are taken from the subscription
-        itself (Kraken needs them echoed), so passing them is optional.
+    ) -> tuple[int, list[Action]]:
+        """Stop a subscription; returns the call's ``req_id`` and the actions.
+
+        ``depth``/``interval`` are taken from the subscription itself (Kraken needs them
+        echoed), so passing them is optional. One ``SubscriptionResult`` settles the call,
+        at once while disconnected (the subscription is simply forgotten). An unanswered
+        subscribe call of these symbols settles now, failed for them ("superseded").
         """
         checked = validate_unsubscription(channel, symbols, params, self._host)
         records = []
@@ -564,19 +622,29 @@ class KrakenProtocol:
                 what = f"{channel} {symbol}" if symbol else channel
                 raise LocalProtocolError(f"not subscribed to {what}; nothing to unsubscribe")
             records.append(record)
+        req_id = self._new_req_id()
         actions: list[Action] = []
+        self._open_call(req_id, "unsubscribe", channel, records, actions, now)
         if self._state not in _SUBSCRIBABLE:
             for record in records:
                 self._forget(record)
-                actions.append(Emit(Unsubscribed(channel, record.symbol, None, now)))
-            return actions
+                self._answer(Unsubscribed(channel, record.symbol, None, now), actions)
+            return req_id, actions
+        wire_id: int | None = req_id
         for _, params_, members in group_requests(records):
             for record in members:
                 record.status = SubscriptionStatus.UNSUBSCRIBING
             self._request(
-                "unsubscribe", channel, unsubscribe_params(params_), members, actions, now
+                "unsubscribe",
+                channel,
+                unsubscribe_params(params_),
+                members,
+                actions,
+                now,
+                req_id=wire_id,
             )
-        return actions
+            wire_id = None  # one request per depth: the others get their own req_id
+        return req_id, actions
 
     def submit(self, request: TradingRequest, now: float) -> tuple[int, list[Action]]:
         """Send a trading request (``AddOrder``, ``CancelOrder``, ...) on this private
@@ -659,11 +727,13 @@ class KrakenProtocol:
         """Close for good (until ``connect()`` is called again). Idempotent.
 
         An armed dead man's switch is disarmed first (``timeout`` 0), so a clean close does
-        not cancel the orders.
+        not cancel the orders. Calls made while closed (waiting for ``connect()``) settle.
         """
         state = self._state
         if state is _S.CLOSED:
-            return []
+            closed: list[Action] = []
+            self._settle_calls("closed by the client", closed, now)
+            return closed
         actions: list[Action] = []
         if self._dead_man is not None:
             self._dead_man = None
@@ -674,6 +744,7 @@ class KrakenProtocol:
         if state is _S.CONNECTING or state in _OPEN:
             actions.append(CloseConnection(1000, "closed by the client"))
         self._reset_connection(actions, now, "closed by the client")
+        self._settle_calls("closed by the client", actions, now)
         actions.append(self._transition(Trigger.CLOSE, now, "closed by the client"))
         return actions
 
@@ -694,6 +765,7 @@ class KrakenProtocol:
         return Emit(StateChanged(old.value, new.value, reason, retry, delay, now))
 
     def _begin_connect(self, actions: list[Action], now: float) -> list[Action]:
+        self._connection += 1
         self._retry_at = None
         self._connect_deadline = now + self._config.timeout
         actions.append(OpenConnection(self._url))
@@ -709,17 +781,18 @@ class KrakenProtocol:
     ) -> list[Action]:
         actions: list[Action] = [] if close is None else [close]
         self._reset_connection(actions, now, reason)
+        self._last_failure = reason
+        self._failures += 1
         if terminal:
+            self._settle_calls(reason, actions, now)
             actions.append(self._transition(Trigger.GIVE_UP, now, reason))
             return actions
         delay = self._backoff.next_delay()
         if delay is None:
             attempts = self._backoff.attempt
-            actions.append(
-                self._transition(
-                    Trigger.GIVE_UP, now, f"{reason}; gave up after {attempts} reconnect attempts"
-                )
-            )
+            reason = f"{reason}; gave up after {attempts} reconnect attempts"
+            self._settle_calls(reason, actions, now)
+            actions.append(self._transition(Trigger.GIVE_UP, now, reason))
             return actions
         self._retry_at = now + delay
         actions.append(
@@ -752,7 +825,7 @@ class KrakenProtocol:
             if record.status is SubscriptionStatus.UNSUBSCRIBING:
                 # The user asked to stop it; a new connection simply will not subscribe it.
                 self._forget(record)
-                actions.append(Emit(Unsubscribed(record.channel, record.symbol, None, now)))
+                self._answer(Unsubscribed(record.channel, record.symbol, None, now), actions)
             elif record.status is SubscriptionStatus.ACTIVE:
                 record.status = SubscriptionStatus.PENDING
         for book in self._books.values():
@@ -822,8 +895,10 @@ class KrakenProtocol:
         *,
         internal: bool = False,
         initial: bool = False,
+        req_id: int | None = None,
     ) -> None:
-        req_id = self._new_req_id()
+        if req_id is None:
+            req_id = self._new_req_id()
         keys = [r.key for r in records]
         self._requests[req_id] = _Request(method, channel, keys, internal=internal, initial=initial)
         wire: dict[str, Any] = {"channel": channel}
@@ -899,9 +974,15 @@ class KrakenProtocol:
                 if request.method == "unsubscribe":
                     if not request.internal:
                         self._forget(record)
-                        actions.append(
-                            Emit(Unsubscribed(record.channel, record.symbol, req_id, now))
+                        self._answer(
+                            Unsubscribed(record.channel, record.symbol, req_id, now), actions
                         )
+                    continue
+                if record.status is SubscriptionStatus.UNSUBSCRIBING:
+                    # Being unsubscribed: its own request ends it, and it must not come
+                    # back on the next connection as a failed subscription to retry.
+                    failed = SubscriptionFailed(key[0], key[1], error, req_id, now)
+                    self._answer(failed, actions)
                     continue
                 self._fail_record(record, error, req_id, actions, now, local=True)
 
@@ -945,6 +1026,8 @@ class KrakenProtocol:
             return
         actions.append(self._transition(Trigger.SETTLED, now, "all subscriptions answered"))
         self._backoff.reset()
+        self._last_failure = None
+        self._failures = 0
         if any(b.state is BookState.RESYNCING for b in self._books.values()) or any(
             b.state is BookState.RESYNCING for b in self._l3books.values()
         ):
@@ -1362,17 +1445,19 @@ class KrakenProtocol:
                 if method == "unsubscribe":
                     if not internal and record is not None:
                         self._forget(record)
-                        actions.append(Emit(Unsubscribed(key[0], key[1], req_id, now)))
-                elif record is not None:
+                        self._answer(Unsubscribed(key[0], key[1], req_id, now), actions)
+                elif record is not None and record.status is not SubscriptionStatus.UNSUBSCRIBING:
                     self._fail_record(record, error, req_id, actions, now, local=False)
-                else:
-                    actions.append(Emit(SubscriptionFailed(key[0], key[1], error, req_id, now)))
+                else:  # nothing (left) to fail: the unsubscribe, if any, ends it
+                    self._answer(SubscriptionFailed(key[0], key[1], error, req_id, now), actions)
             elif method == "unsubscribe":
                 if internal:
                     continue
                 if record is not None:
+                    if request is None and record.status is SubscriptionStatus.PENDING:
+                        continue  # late, for an unsubscribe that timed out: not this one's
                     self._forget(record)
-                actions.append(Emit(Unsubscribed(key[0], key[1], req_id, now)))
+                self._answer(Unsubscribed(key[0], key[1], req_id, now), actions)
             else:
                 if record is None:
                     if not self._replay:
@@ -1385,7 +1470,8 @@ class KrakenProtocol:
                             actions.append(Emit(ProtocolError(problem, "", now)))
                         continue
                     record = self._adopt_subscription(key[0], key[1], ack)
-                record.status = SubscriptionStatus.ACTIVE
+                if record.status is not SubscriptionStatus.UNSUBSCRIBING:
+                    record.status = SubscriptionStatus.ACTIVE
                 record.error = None
                 record.local_failure = False
                 if not self._stale_armed:
@@ -1396,7 +1482,7 @@ class KrakenProtocol:
                     if self._next_silence_check is None:
                         self._next_silence_check = now + self._silence_timeout / 4
                 if not internal:
-                    actions.append(Emit(Subscribed(key[0], key[1], req_id, result, now)))
+                    self._answer(Subscribed(key[0], key[1], req_id, result, now), actions)
 
     def _pending_key_for(self, symbol: str | None) -> tuple[str, str | None]:
         """The key of the one pending subscription of ``symbol``, for a refusal that names
@@ -1476,6 +1562,12 @@ class KrakenProtocol:
         config = self._config
         book = self._books[symbol] if channel == "book" else self._l3books[symbol]
         record = self._subs[(channel, symbol)]
+        if record.status is SubscriptionStatus.UNSUBSCRIBING:
+            # Going away: not rebuilt (a resubscribe would outlive the unsubscribe), and
+            # not trusted until then either.
+            book.mark_awaiting_snapshot()
+            self._resync_finished(actions, now)
+            return
         unsubscribe = unsubscribe_params(record.params)
         if not self._spend_resync(record, now):
             error = (
@@ -1517,7 +1609,8 @@ class KrakenProtocol:
         record.status = SubscriptionStatus.FAILED
         record.error = error
         record.local_failure = local
-        actions.append(Emit(SubscriptionFailed(record.channel, record.symbol, error, req_id, now)))
+        failed = SubscriptionFailed(record.channel, record.symbol, error, req_id, now)
+        self._answer(failed, actions)
         if record.channel in ("book", "level3") and record.symbol is not None:
             books = self._books if record.channel == "book" else self._l3books
             book = books[record.symbol]  # every book record has its book
@@ -1525,6 +1618,31 @@ class KrakenProtocol:
             book.mark_failed()
             if was_resyncing:
                 self._resync_finished(actions, now)
+
+    def _open_call(
+        self,
+        req_id: int,
+        method: str,
+        channel: str,
+        records: list[Subscription],
+        actions: list[Action],
+        now: float,
+    ) -> None:
+        keys = [record.key for record in records]
+        for result in self._calls.open(req_id, method, channel, keys, now):
+            actions.append(Emit(result))
+
+    def _answer(self, answer: Answer, actions: list[Action]) -> None:
+        """Emit one symbol's answer, then the result of the call it completes, if any."""
+        actions.append(Emit(answer))
+        result = self._calls.answer(answer, answer.received_at)
+        if result is not None:
+            actions.append(Emit(result))
+
+    def _settle_calls(self, reason: str, actions: list[Action], now: float) -> None:
+        """Settle every open call, failed with ``reason`` (the client closed or gave up)."""
+        for result in self._calls.settle_all(reason, now):
+            actions.append(Emit(result))
 
     def _forget(self, record: Subscription) -> None:
         self._subs.pop(record.key, None)

@@ -395,9 +395,9 @@ class AsyncClient(ClientBase):
         loop = asyncio.get_running_loop()
         now = loop.time()
         if method == "subscribe":
-            actions = self._proto.subscribe(channel, names, now, **params)
+            _, actions = self._proto.subscribe(channel, names, now, **params)
         else:
-            actions = self._proto.unsubscribe(channel, names, now, **params)
+            _, actions = self._proto.unsubscribe(channel, names, now, **params)
         if not wait:
             self._perform(actions, now)
             return []

@@ -663,7 +663,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
             try:
                 now = self._clock()
                 call = self._proto.subscribe if method == "subscribe" else self._proto.unsubscribe
-                self._perform(call(channel, names, now, **params), now)
+                self._perform(call(channel, names, now, **params)[1], now)
                 self._flush_all(now)
             except BaseException:
                 self._waiters.remove(waiter)

@@ -45,6 +45,7 @@ from kraken_proto import (
     StateChanged,
     Subscribed,
     SubscriptionError,
+    SubscriptionResult,
     Ticker,
     Trade,
     Unsubscribed,
@@ -1093,6 +1094,7 @@ def test_sim_bad_frames_become_protocol_errors(fault: object, expected: tuple[st
                 BookResync,
                 StateChanged,
                 Subscribed,
+                SubscriptionResult,
             }
             assert {type(e) for e in after} - expected_types == set()
             checker.assert_books_match()
@@ -1224,7 +1226,7 @@ def test_market_data_is_delivered_without_moving_the_armed_timer() -> None:
         now = loop.time()
         proto.connect(now)
         proto.connection_made(now)
-        (send,) = [a for a in proto.subscribe("trade", ["BTC/USD"], now) if hasattr(a, "text")]
+        (send,) = [a for a in proto.subscribe("trade", ["BTC/USD"], now)[1] if hasattr(a, "text")]
         req_id = json.loads(send.text)["req_id"]
         await read_frames(client, ack("trade", "BTC/USD", req_id))
         timer, armed_at = client._timer, client._timer_at
@@ -1263,7 +1265,7 @@ def test_a_frame_with_other_events_re_arms_the_timer_sequence_gap() -> None:
         proto.connect(now)
         proto.connection_made(now)
         proto.token_received("WS-TOKEN-0123456789abcdef", now)
-        (send,) = [a for a in proto.subscribe("executions", None, now) if hasattr(a, "text")]
+        (send,) = [a for a in proto.subscribe("executions", None, now)[1] if hasattr(a, "text")]
         req_id = json.loads(send.text)["req_id"]
 
         def executions(sequence: int, snapshot: bool = False) -> str:

@@ -26,6 +26,7 @@ from kraken_proto import (
     StateChanged,
     Subscribed,
     SubscriptionError,
+    SubscriptionResult,
     Ticker,
     Trade,
 )
@@ -329,6 +330,9 @@ def test_not_started_and_not_thread_blocking_helpers() -> None:
         client.get(0)
     client.close()
     assert client.state is ConnectionState.CLOSED
+    settled = client.get(0)  # the subscribe call, settled by the close
+    assert isinstance(settled, SubscriptionResult) and not settled.ok
+    assert [f.error for f in settled.failures] == ["closed by the client"]
     closed = client.get(0)
     assert isinstance(closed, StateChanged) and (closed.old, closed.new) == (
         "disconnected",
