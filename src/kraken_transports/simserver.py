@@ -34,6 +34,7 @@ import functools
 import ipaddress
 import json
 import shlex
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -261,17 +262,25 @@ async def run_simulator(
     Also ``/auth/v2`` (auth host), ``/l3/v2`` (level3 host) and the REST token endpoint;
     see :class:`SimServer` for their URLs.
 
-    ``exchange`` is used as given, or built as ``FakeExchange(seed=seed, **kwargs)``.
-    ``port=0`` lets the OS choose (read it from ``sim.url``). Only loopback hosts are
-    accepted unless ``allow_remote=True``. On exit every socket is closed with 1001 and the
-    server stops; this takes at most a couple of seconds even with stuck clients.
+    ``exchange`` is used as given, or built as ``FakeExchange(seed=seed, **kwargs)``. Its
+    timestamps follow the current UTC time (``epoch`` is ``time.time()`` now and ``origin``
+    the event loop's clock now) unless ``kwargs`` fix an ``epoch`` (a deterministic
+    start, e.g. for tests). ``port=0`` lets the OS choose (read it from ``sim.url``). Only
+    loopback hosts are accepted unless ``allow_remote=True``. On exit every socket is
+    closed with 1001 and the server stops; this takes at most a couple of seconds even with
+    stuck clients.
     """
     if not (allow_remote or _is_loopback(host)):
         raise ValueError(
             f"refusing to serve the simulator on non-loopback host {host!r}; "
             "pass allow_remote=True to do it anyway"
         )
-    server = SimServer(FakeExchange(seed=seed, **kwargs) if exchange is None else exchange, host)
+    if exchange is None:
+        if "epoch" not in kwargs:
+            kwargs["epoch"] = time.time()
+            kwargs["origin"] = asyncio.get_running_loop().time()
+        exchange = FakeExchange(seed=seed, **kwargs)
+    server = SimServer(exchange, host)
     app = web.Application()
     app.router.add_get("/v2", server._handle)
     app.router.add_get("/", server._handle)

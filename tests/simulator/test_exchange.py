@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -28,10 +29,13 @@ from kraken_proto.simulator import (
     SymbolSpec,
     TruncatedFrame,
 )
+from kraken_proto.simulator import frames as frames_module
 from kraken_proto.simulator.exchange import (
     DEFAULT_EPOCH,
     IDLE_CLOSE_REASON,
+    MESSAGE_BURST,
     PRIVATE_ON_PUBLIC_HOST,
+    RATE_LIMIT_CLOSE,
 )
 from kraken_proto.simulator.faults import MALFORMED_TEXT, RATE_LIMIT_TEXT
 
@@ -43,6 +47,8 @@ ACK_KEYS = ["method", "req_id", "result", "success", "time_in", "time_out"]
 
 
 def exchange(symbols: dict[str, SymbolSpec] | None = None, **kwargs: Any) -> FakeExchange:
+    """An exchange whose snapshots follow their acks at once (unless a test asks otherwise)."""
+    kwargs.setdefault("snapshot_delay", None)
     return FakeExchange(seed=kwargs.pop("seed", 1), symbols=symbols or TWO, **kwargs)
 
 
@@ -169,7 +175,15 @@ def test_status_first_with_wire_key_order_and_uint64_ids() -> None:
         assert list(frame) == ["channel", "type", "data"]
         assert frame["channel"] == "status" and frame["type"] == "update"
         (status,) = frame["data"]
-        assert list(status) == ["version", "system", "api_version", "connection_id"]
+        assert list(status) == [
+            "version",
+            "system",
+            "api_version",
+            "connection_id",
+            "upcoming_maintenance",
+            "emergency",
+        ]
+        assert status["upcoming_maintenance"] == status["emergency"] == []
         assert status["version"] == "2.0.10"
         assert status["system"] == "online"
         assert status["api_version"] == "v2"
@@ -384,7 +398,7 @@ def test_ticker_trade_ohlc_and_instrument_channels() -> None:
     assert pairs["ETH/USD"]["price_precision"] == 2
     assert pairs["BTC/USD"]["qty_precision"] == 8
     assert pairs["BTC/USD"]["price_increment"] == Decimal("0.1")
-    assert pairs["BTC/USD"]["qty_min"] == Decimal("0.00001")
+    assert pairs["BTC/USD"]["qty_min"] == Decimal("0.00005")
     assert [a["id"] for a in snap["data"]["assets"]] == ["BTC", "USD", "ETH"]
     raw_instrument = texts([client.log[-1][1]])[0]
     assert '"qty_increment":1e-08' in raw_instrument
@@ -542,11 +556,11 @@ BTC = ["BTC/USD"]
 NAME_INVALID = "Subscription name invalid"
 NO_SYMBOLS = "Symbol(s) not found"
 PRIVATE = PRIVATE_ON_PUBLIC_HOST
-MALFORMED = "Malformed request"
+MALFORMED = "EGeneral:Invalid arguments"
 BAD_DEPTH = "Subscription depth not supported"
 NO_INTERVAL = "Subscription ohlc requires interval"
 BAD_INTERVAL = "Subscription ohlc interval not supported"
-BAD_TRIGGER = "Subscription event_trigger not supported"
+BAD_TRIGGER = "EGeneral:Invalid arguments"
 
 
 @pytest.mark.parametrize(
@@ -558,14 +572,14 @@ BAD_TRIGGER = "Subscription event_trigger not supported"
         (sub(channel="status"), NO_SYMBOLS),
         (sub(channel="book"), NO_SYMBOLS),
         (sub(channel="book", symbol=[]), NO_SYMBOLS),
-        (sub(channel="book", symbol="BTC/USD"), NO_SYMBOLS),
-        (sub(channel="book", symbol=[1]), NO_SYMBOLS),
+        (sub(channel="book", symbol="BTC/USD"), MALFORMED),
+        (sub(channel="book", symbol=[1]), MALFORMED),
         (sub(channel="executions", token="x"), PRIVATE),
         (sub(channel="balances"), PRIVATE),
         (sub("unsubscribe", channel="level3", symbol=BTC), PRIVATE),
         (sub("add_order", order_type="limit"), PRIVATE),
         ({"method": "cancel_all"}, PRIVATE),
-        ({"method": "fly"}, "Method not found"),
+        ({"method": "fly"}, MALFORMED),
         ({"method": "subscribe", "params": []}, MALFORMED),
         (sub(channel="book", symbol=BTC, snapshot=1), MALFORMED),
         (sub(channel="book", symbol=BTC, depth=20), BAD_DEPTH),
@@ -603,7 +617,7 @@ def test_request_errors(request_: dict[str, Any], error: str) -> None:
 def test_malformed_requests(text: str | bytes) -> None:
     client = Client(exchange())
     frame = error_of(client.send(text))
-    assert frame["error"] == "Malformed request"
+    assert frame["error"] == MALFORMED
     assert "method" not in frame
     assert frame.get("req_id") in (None, 1)
 
@@ -623,19 +637,39 @@ def test_ping_pong() -> None:
 
 def test_idle_close_after_a_minute_without_client_messages() -> None:
     client = Client(exchange(ONE))
-    client.subscribe("book", ["BTC/USD"])
     client.send({"method": "ping"}, now=30.0)
     items = client.run_until(100.0)
-    final_time, final = items[-1]
-    assert final == CloseConnection(1000, IDLE_CLOSE_REASON)
-    assert final_time == 90.0
-    assert all(isinstance(a, Send) for _, a in items[:-1])
+    assert items == [(90.0, CloseConnection(1000, IDLE_CLOSE_REASON))]
     assert client.conn.closed and client.conn.next_deadline() is None
     assert client.conn.handle_timer(101.0) == []
     assert client.conn.receive_data('{"method":"ping"}', 101.0) == []
     assert client.conn.inject(Drop(), 101.0) == []
     assert client.conn.connection_made(101.0) == []
     assert client.conn not in client.ex.connections
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"channel": "book", "symbol": ["BTC/USD"]},
+        {"channel": "instrument"},
+    ],
+)
+def test_a_subscribed_connection_is_never_idle(request_: dict[str, Any]) -> None:
+    # Kraken kept a subscribed socket that only sent WebSocket pings for a whole 600 s
+    # capture: the idle close is for connections with nothing subscribed.
+    client = Client(exchange(ONE, heartbeat_interval=30.0))
+    client.send({"method": "subscribe", "params": request_}, now=1.0)
+    items = client.run_until(600.0)
+    assert all(isinstance(action, Send) for _, action in items)
+    assert not client.conn.closed
+    # Unsubscribed, it is closed a minute after its last message.
+    unsubscribe = {"method": "unsubscribe", "params": request_}
+    if request_["channel"] == "book":
+        unsubscribe["params"] = {**request_, "depth": 10}
+    assert client.send(unsubscribe, now=600.0)[-1]["success"] is True
+    tail = client.run_until(700.0)
+    assert tail[-1] == (660.0, CloseConnection(1000, IDLE_CLOSE_REASON))
 
 
 def test_idle_timeout_can_be_disabled_and_configured() -> None:
@@ -659,15 +693,20 @@ def test_connection_lost_forgets_the_session() -> None:
 def test_markets_skip_time_nobody_watched() -> None:
     ex = exchange(max_catchup=1.0, idle_timeout=None)
     client = Client(ex)
-    assert ex.next_step_time() == 0.05
+    assert 0.0 < ex.next_step_time() < 2.0
     before = ex.markets["BTC/USD"].recent_trades()
     client.now = 3600.0
     client.subscribe("trade", ["BTC/USD"])
-    # At most one second (20 steps) was simulated for the hour that passed.
-    assert ex.next_step_time() == pytest.approx(3600.05)
+    # At most one second of events was simulated for the hour that passed.
+    assert 3600.0 < ex.next_step_time() < 3602.0
     traded = [t for t in ex.markets["BTC/USD"].recent_trades() if t not in before]
     assert all(t.time >= DEFAULT_EPOCH + 3599.0 for t in traded)
-    assert FakeExchange(symbols=ONE).next_step_time() == 0.05
+    assert FakeExchange(symbols=ONE).next_step_time() == math.inf  # not started yet
+    assert FakeExchange(symbols={}).origin is None
+    empty = FakeExchange(symbols={}, origin=5.0)
+    assert empty.origin == 5.0 and empty.next_step_time() == math.inf
+    empty.advance(10.0)  # no markets: nothing to do
+    assert empty.wall_time(10.0) == DEFAULT_EPOCH + 5.0
 
 
 def test_wall_clock_is_epoch_plus_time_since_the_first_now() -> None:
@@ -804,7 +843,7 @@ def test_stall_for_good_and_the_idle_timer() -> None:
     client.run_until(1.0)
     client.inject(Stall(), 1.0)
     assert client.run_until(100.0) == []  # no idle close either
-    assert client.conn.next_deadline() == pytest.approx(100.05)
+    assert 100.0 < cast(float, client.conn.next_deadline()) < 102.0
     assert not client.conn.closed
     # A stall that outlasts the idle timeout closes the connection when it ends.
     client = Client(exchange())
@@ -931,7 +970,7 @@ def test_a_scheduled_drop_cuts_the_stream_at_its_time() -> None:
     actions = client.conn.handle_timer(3.0)
     assert actions[-1] == Drop()
     stamps = [load(t)["data"][0]["timestamp"] for t in texts(actions[:-1]) if "book" in t]
-    assert stamps[-1] == "2026-08-01T00:00:02.000000Z"
+    assert "2026-08-01T00:00:01.5" < stamps[-1] <= "2026-08-01T00:00:02.020000Z"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -943,6 +982,9 @@ def test_exchange_validation_and_defaults() -> None:
         ({"heartbeat_interval": 0}, "heartbeat_interval"),
         ({"idle_timeout": 0}, "idle_timeout"),
         ({"max_catchup": 0}, "max_catchup"),
+        ({"snapshot_delay": 0}, "snapshot_delay"),
+        ({"message_rate": 0}, "message_rate"),
+        ({"message_burst": 0}, "message_burst"),
     ):
         with pytest.raises(ValueError, match=name):
             FakeExchange(**kwargs)  # type: ignore[arg-type]
@@ -979,3 +1021,173 @@ def test_exchange_validation_and_defaults() -> None:
     _, snap = client.send({"method": "subscribe", "params": {"channel": "instrument"}})
     assert snap["data"]["assets"][1]["id"] == "EUR"
     assert snap["data"]["pairs"][0]["price_increment"] == Decimal("0.05")
+
+
+# --------------------------------------------------------------------------- snapshot timing
+
+
+def test_a_book_snapshot_comes_after_kraken_like_delays() -> None:
+    # Kraken's snapshots came 13-466 ms after their acks (median 153 ms); a heartbeat
+    # may come in between, and no update of that symbol comes before its snapshot.
+    ex = exchange(snapshot_delay=0.15)
+    delays = []
+    for index in range(40):
+        client = Client(ex, now=10.0 * index)
+        start = 10.0 * index + 0.1 * (index % 10)
+        (ack,) = client.send(
+            {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD"]}},
+            now=start,
+        )
+        assert ack["success"] is True
+        items = client.frames_until(start + 1.0)
+        books = [(t, f) for t, f in items if f["channel"] == "book"]
+        assert books[0][1]["type"] == "snapshot"
+        assert all(f["type"] == "update" for _, f in books[1:])
+        snapshot_at = books[0][0]
+        delays.append(snapshot_at - start)
+        stamp = books[0][1]["data"][0]["timestamp"]
+        assert stamp == frames_module.rfc3339(ex.wall_time(snapshot_at))
+        spec = TWO["BTC/USD"]
+        book = NaiveBook(10, spec.price_precision, spec.qty_precision)
+        assert all(book.apply(f["data"][0], f["type"] == "snapshot") for _, f in books)
+        if any(f["channel"] == "heartbeat" for t, f in items if t < snapshot_at):
+            delays.append(-1.0)  # marks: a heartbeat came in between
+        client.conn.connection_lost(client.now)
+    waits = [d for d in delays if d >= 0]
+    assert all(0.015 <= d <= 0.45 for d in waits)
+    assert 0.08 < sorted(waits)[len(waits) // 2] < 0.25
+    assert -1.0 in delays
+
+
+def test_unsubscribing_before_the_snapshot_cancels_it() -> None:
+    ex = exchange(snapshot_delay=0.15)
+    client = Client(ex)
+    client.subscribe("book", ["BTC/USD", "ETH/USD"])
+    (ack,) = client.send(
+        {
+            "method": "unsubscribe",
+            "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 10},
+        },
+        now=0.001,
+    )
+    assert ack["success"] is True
+    books = [f for _, f in client.frames_until(2.0) if f["channel"] == "book"]
+    assert {f["data"][0]["symbol"] for f in books} == {"BTC/USD"}
+    assert books[0]["type"] == "snapshot"
+    # Subscribed again before the first snapshot was due: only the second one comes.
+    client.subscribe("book", ["ETH/USD"], depth=25)
+    client.send(
+        {
+            "method": "unsubscribe",
+            "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25},
+        }
+    )
+    client.subscribe("book", ["ETH/USD"])
+    eth = [f for _, f in client.frames_until(4.0) if f["channel"] == "book"]
+    eth = [f for f in eth if f["data"][0]["symbol"] == "ETH/USD"]
+    assert [f["type"] for f in eth].count("snapshot") == 1 and eth[0]["type"] == "snapshot"
+    assert len(eth[0]["data"][0]["bids"]) == 10
+    # A connection closed while waiting gets nothing.
+    other = Client(ex, now=4.0)
+    other.subscribe("book", ["BTC/USD"])
+    other.conn.connection_lost(4.01)
+    assert other.run_until(5.0) == []
+
+
+def test_snapshot_data_waits_for_it_on_every_depth_and_level3_too() -> None:
+    ex = exchange(ONE, snapshot_delay=0.3)
+    client = Client(ex)
+    client.subscribe("book", ["BTC/USD"], depth=1000)
+    client.subscribe("ticker", ["BTC/USD"])  # ticker snapshots are not delayed
+    items = client.frames_until(3.0)
+    books = [(t, f) for t, f in items if f["channel"] == "book"]
+    assert books[0][1]["type"] == "snapshot" and 0.03 <= books[0][0] <= 0.9
+    assert len(books[0][1]["data"][0]["asks"]) == 1000
+    book = NaiveBook(1000, 1, 8)
+    assert all(book.apply(f["data"][0], f["type"] == "snapshot") for _, f in books)
+
+
+def test_snapshot_timing_is_reproducible() -> None:
+    def run() -> list[tuple[float, str]]:
+        client = Client(exchange(snapshot_delay=0.15))
+        client.subscribe("book", ["BTC/USD", "ETH/USD"], depth=25)
+        return client.timed_texts(client.run_until(3.0))
+
+    assert run() == run()
+
+
+# --------------------------------------------------------------------------- message rate
+
+
+def test_a_flood_gets_exceeded_msg_rate_and_the_socket_is_closed() -> None:
+    ex = exchange(message_rate=10.0, message_burst=20)
+    client = Client(ex)
+    for index in range(20):  # the burst
+        (pong,) = client.send({"method": "ping", "req_id": index})
+        assert pong["method"] == "pong"
+    actions = client.conn.receive_data('{"method":"ping","req_id":20}', 0.0)
+    assert actions == [
+        Send(RATE_LIMIT_TEXT),
+        CloseConnection(RATE_LIMIT_CLOSE, "Exceeded msg rate"),
+    ]
+    assert client.conn.closed and client.conn.next_deadline() is None
+    # Paced at the rate, a client is never cut off.
+    client = Client(ex)
+    for index in range(200):
+        frames = client.send({"method": "ping", "req_id": index}, now=0.1 * index)
+        assert frames[-1]["method"] == "pong"
+    assert not client.conn.closed
+
+
+def test_the_default_budget_and_switching_it_off() -> None:
+    # Kraken answered neither 300 pings nor 200 subscribes in one burst.
+    client = Client(exchange())
+    answered = 0
+    for index in range(300):
+        actions = client.conn.receive_data(f'{{"method":"ping","req_id":{index}}}', 1.0)
+        if client.conn.closed:
+            assert actions[-2:] == [
+                Send(RATE_LIMIT_TEXT),
+                CloseConnection(1008, "Exceeded msg rate"),
+            ]
+            break
+        answered += 1
+    assert answered == MESSAGE_BURST
+    client = Client(exchange(message_rate=None))
+    for index in range(300):
+        client.send({"method": "ping", "req_id": index}, now=1.0)
+    assert not client.conn.closed
+
+
+# --------------------------------------------------------------------------- clock
+
+
+def test_wall_clock_from_an_origin_given_at_construction() -> None:
+    # A server passes the current time: epoch stands for its clock's origin.
+    ex = FakeExchange(symbols=ONE, epoch=1_800_000_000.25, origin=500.0, snapshot_delay=None)
+    assert ex.origin == 500.0
+    client = Client(ex, now=530.0)
+    (pong,) = client.send({"method": "ping"}, now=531.0)
+    assert pong["time_in"].startswith("2027-01-15T08:00:31.25")
+    _, snap = client.subscribe("book", ["BTC/USD"])
+    assert snap["data"][0]["timestamp"].startswith("2027-01-15T08:00:31.25")
+    # Market events have their own microsecond times: not on a 50 ms grid.
+    stamps = [
+        f["data"][0]["timestamp"] for _, f in client.frames_until(541.0) if f["channel"] == "book"
+    ]
+    assert len(stamps) > 50
+    assert sum(stamp.endswith(("00000Z", "50000Z")) for stamp in stamps) < 3
+
+
+def test_ohlc_and_level3_stamps_carry_nine_digits() -> None:
+    client = Client(exchange(ONE))
+    client.subscribe("ohlc", ["BTC/USD"], interval=1, snapshot=False)
+    stamps = [f["timestamp"] for _, f in client.frames_until(30.0) if f["channel"] == "ohlc"]
+    assert len(stamps) > 5 and all(STAMP_NS.match(s) for s in stamps)
+    assert sum(s.endswith("000Z") for s in stamps) < 3
+
+
+def test_nanosecond_stamps_round_into_the_next_second() -> None:
+    assert frames_module.rfc3339_ns(1_785_542_400.0) == "2026-08-01T00:00:00.000000000Z"
+    assert frames_module.rfc3339_ns(0.9999999996) == "1970-01-01T00:00:01.000000000Z"
+    assert frames_module.rfc3339_ns(1_785_542_400.25) == "2026-08-01T00:00:00.250000000Z"

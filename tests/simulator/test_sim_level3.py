@@ -164,7 +164,7 @@ def test_every_level3_checksum_verifies_over_a_long_run(
     symbol: str, depth: int, duration: float
 ) -> None:
     spec = DEFAULT_SYMBOLS[symbol]
-    ex = FakeExchange(seed=11, symbols={symbol: spec}, idle_timeout=None)
+    ex = FakeExchange(seed=11, symbols={symbol: spec}, idle_timeout=None, snapshot_delay=None)
     client = L3Client(ex)
     ack, snapshot = client.send(subscribe(token_for(ex), [symbol], depth=depth))
     assert list(ack) == ["method", "req_id", "result", "success", "time_in", "time_out"]
@@ -203,7 +203,7 @@ def test_every_level3_checksum_verifies_over_a_long_run(
 
 
 def test_level3_numbers_are_padded_and_errors() -> None:
-    ex = FakeExchange(seed=2, symbols={"BTC/USD": DEFAULT_SYMBOLS["BTC/USD"]})
+    ex = FakeExchange(seed=2, symbols={"BTC/USD": DEFAULT_SYMBOLS["BTC/USD"]}, snapshot_delay=None)
     client = L3Client(ex)
     token = token_for(ex)
     [error] = client.send(subscribe("bad", ["BTC/USD"]))
@@ -212,8 +212,10 @@ def test_level3_numbers_are_padded_and_errors() -> None:
     assert error["error"] == "Subscription depth not supported"
     [error] = client.send(subscribe(token, []))
     assert error["error"] == "Symbol(s) not found"
+    [error] = client.send(subscribe(token, "BTC/USD"))  # type: ignore[arg-type]
+    assert error["error"] == "EGeneral:Invalid arguments"
     [error] = client.send(subscribe(token, ["BTC/USD"], snapshot="yes"))
-    assert error["error"] == "Malformed request"
+    assert error["error"] == "EGeneral:Invalid arguments"
     [error] = client.send(subscribe(token, ["XBT/USD"]))
     assert error["error"] == "Currency pair not supported XBT/USD" and error["symbol"] == "XBT/USD"
     actions = client.conn.receive_data(json.dumps(subscribe(token, ["BTC/USD"])), 0.0)
@@ -241,7 +243,7 @@ def test_level3_numbers_are_padded_and_errors() -> None:
 
 def test_corrupt_checksum_hits_the_next_level3_message() -> None:
     spec = DEFAULT_SYMBOLS["BTC/USD"]
-    ex = FakeExchange(seed=2, symbols={"BTC/USD": spec})
+    ex = FakeExchange(seed=2, symbols={"BTC/USD": spec}, snapshot_delay=None)
     client = L3Client(ex)
     _, snapshot = client.send(subscribe(token_for(ex), ["BTC/USD"]))
     book = NaiveL3(10, 1, 8)

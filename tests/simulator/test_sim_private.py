@@ -6,7 +6,7 @@ import itertools
 import json
 import random
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -42,6 +42,8 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 NONCES = itertools.count(1_000_000)
 RESPONSE_KEYS = ["method", "req_id", "result", "success", "time_in", "time_out"]
 ERROR_KEYS = ["error", "method", "req_id", "success", "time_in", "time_out"]
+
+CENT = Decimal("0.0001")  # USD ledger and fee precision (4 decimals)
 
 
 def load(text: str) -> Any:
@@ -362,7 +364,7 @@ def test_executions_and_balances_acks_and_snapshots() -> None:
     [missing] = session.send("unsubscribe", 6, channel="executions", token=token)
     assert missing["error"] == "Subscription Not Found" and missing["method"] == "subscribe"
     [bad] = session.send("subscribe", 7, channel="executions", token=token, snap_orders=1)
-    assert bad["error"] == "Malformed request"
+    assert bad["error"] == "EGeneral:Invalid arguments"
     # snapshot=false: no balances snapshot; updates start at 1.
     other = Session(ex)
     token = other.token()
@@ -429,7 +431,8 @@ def test_market_order_walks_levels_with_partial_fills_and_balances_add_up() -> N
         cost += trade["last_qty"] * trade["last_price"]
         assert trade["cum_qty"] == cum and trade["cum_cost"] == cost
         assert trade["cost"] == trade["last_qty"] * trade["last_price"]
-        fee = (trade["cost"] * TAKER_FEE).quantize(Decimal("0.00000001"))
+        # Fees are charged at USD's 4 decimals, rounded half up, as in Kraken's example.
+        fee = (trade["cost"] * TAKER_FEE).quantize(CENT, rounding=ROUND_HALF_UP)
         assert trade["fees"] == [{"asset": "USD", "qty": fee}]
     assert execs[-1]["order_status"] == "filled" and execs[-1]["cum_qty"] == qty
     # Sequences: +1 per message, after the snapshot's 1.
@@ -444,7 +447,9 @@ def test_market_order_walks_levels_with_partial_fills_and_balances_add_up() -> N
         assert base["ref_id"] == quote["ref_id"] == trade["exec_id"]
         assert (base["asset"], quote["asset"]) == ("BTC", "USD")
         assert base["amount"] == trade["last_qty"] and base["fee"] == 0
-        assert quote["amount"] == -trade["cost"] and quote["fee"] == trade["fees"][0]["qty"]
+        # The USD ledger keeps 4 decimals: the cost rounded half up.
+        cost_usd = trade["cost"].quantize(CENT, rounding=ROUND_HALF_UP)
+        assert quote["amount"] == -cost_usd and quote["fee"] == trade["fees"][0]["qty"]
         for entry in (base, quote):
             balances[entry["asset"]] += entry["amount"] - entry["fee"]
             assert entry["balance"] == balances[entry["asset"]]
@@ -485,7 +490,7 @@ def test_limit_order_rests_then_fills_when_the_market_crosses() -> None:
     assert trades and all(t["liquidity_ind"] == "m" for t in trades)
     assert all(t["last_price"] == price and t["order_id"] == order_id for t in trades)
     for trade in trades:
-        fee = (trade["cost"] * MAKER_FEE).quantize(Decimal("0.00000001"))
+        fee = (trade["cost"] * MAKER_FEE).quantize(CENT, rounding=ROUND_HALF_UP)
         assert trade["fees"][0]["qty"] == fee
     assert sum(t["last_qty"] for t in trades) == Decimal("0.01")
     assert order_id not in ex.engine.orders
@@ -1024,3 +1029,31 @@ def test_a_timer_between_market_steps() -> None:
     assert frames[0]["success"] is True
     expired = [e for e in reports(session.at(4.0)) if e["exec_type"] == "expired"]
     assert expired[0]["timestamp"] == "2026-08-01T00:00:03.330000Z"
+
+
+def test_private_numbers_are_written_as_kraken_documents_them() -> None:
+    # Kraken's examples: "cost":132.9995, "avg_price":26599.9, "fee_usd_equiv":0.3458,
+    # "cum_cost":0.0, "balance":80595.4943 (USD at 4 decimals).
+    ex = FakeExchange(seed=3, symbols=TWO, balances={"USD": Decimal(1_000_000)})
+    session = Session(ex)
+    token = session.token()
+    raw = [a.text for a in session.conn.receive_data(subscribe_text("balances", token), 0.0)]  # type: ignore[union-attr]
+    assert '"balance":1000000.0,' in raw[1] and '"balance":0.0,' in raw[1]
+    session.send("subscribe", channel="executions", token=token)
+    order = {"method": "add_order", "params": {"token": token, **market("buy", "0.0002")}}
+    text = json.dumps(order, default=str)
+    raw = [a.text for a in session.conn.receive_data(text, 0.0)]  # type: ignore[union-attr]
+    trade = next(t for t in raw if '"exec_type":"trade"' in t)
+    for name in ("cost", "avg_price", "fee_usd_equiv", "last_price", "cum_cost"):
+        token_text = re.search(rf'"{name}":([0-9.e+-]+)', trade)
+        assert token_text is not None
+        assert re.fullmatch(r"\d+\.\d*[1-9]|\d+\.0", token_text.group(1)), (name, token_text)
+    assert re.search(r'"last_qty":0\.0002[,}]', trade)
+    ledger = [t for t in raw if '"channel":"balances"' in t]
+    usd = next(load(t)["data"][0] for t in ledger if '"asset":"USD"' in t)
+    assert usd["balance"] == usd["balance"].quantize(CENT)
+    assert usd["fee"] == usd["fee"].quantize(CENT) > 0
+
+
+def subscribe_text(channel_name: str, token: str) -> str:
+    return json.dumps({"method": "subscribe", "params": {"channel": channel_name, "token": token}})

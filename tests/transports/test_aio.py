@@ -945,7 +945,8 @@ def test_sim_drop_reconnects_resubscribes_and_resnapshots() -> None:
             checker = BookChecker(client)
             await client.subscribe("book", SYMBOLS, timeout=3)
             await client.subscribe("trade", SYMBOLS, timeout=3)
-            events = await collect(client, lambda seen: states(seen)[-1:] == ["subscribed"])
+            first = {"BTC/USD": 1, "ETH/USD": 1}
+            events = await collect(client, lambda seen: checker.snapshots == first)
             await sim.inject(Drop())
 
             def healed(seen: list[Event]) -> bool:
@@ -974,7 +975,7 @@ def test_sim_stall_is_detected_as_stale_and_healed() -> None:
         async with run_simulator(seed=4) as sim, connect(sim_config(sim.url)) as client:
             checker = BookChecker(client)
             await client.subscribe("book", "BTC/USD", timeout=3)
-            await collect(client, lambda seen: states(seen)[-1:] == ["subscribed"])
+            await collect(client, lambda seen: checker.snapshots == {"BTC/USD": 1})
             stalled_at = asyncio.get_running_loop().time()  # the client's clock
             await sim.inject(Stall())
             after = await collect(
@@ -1070,7 +1071,7 @@ def test_sim_bad_frames_become_protocol_errors(fault: object, expected: tuple[st
             checker = BookChecker(client)
             await client.subscribe("book", "BTC/USD", timeout=3)
             await client.subscribe("trade", "BTC/USD", timeout=3)
-            await collect(client, lambda seen: states(seen)[-1:] == ["subscribed"])
+            await collect(client, lambda seen: checker.snapshots == {"BTC/USD": 1})
             await sim.inject(fault)  # type: ignore[arg-type]
 
             def done(seen: list[Event]) -> bool:

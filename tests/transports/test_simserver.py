@@ -105,7 +105,11 @@ def test_streams_all_public_channels_for_two_symbols() -> None:
 
 def test_two_clients_at_once_on_both_paths() -> None:
     async def main() -> None:
-        async with run_simulator(seed=2) as sim, aiohttp.ClientSession() as session:
+        # Snapshots right after the ack: both clients' updates then start together.
+        async with (
+            run_simulator(seed=2, snapshot_delay=None) as sim,
+            aiohttp.ClientSession() as session,
+        ):
             root = sim.url.removesuffix("/v2") + "/"
             async with session.ws_connect(sim.url) as one, session.ws_connect(root) as two:
                 for ws in (one, two):

@@ -585,7 +585,7 @@ def test_corrupt_checksum_resyncs_only_that_symbol(sim: SimThread) -> None:
     client = SocketClient(make_config(sim.url))
     client.connect()
     subscribe_books(client)
-    drive(client, lambda ev: len(ev) > 5)
+    drive(client, lambda ev: sorted(snapshots(ev)) == ["BTC/USD", "ETH/USD"])
     sim.inject(CorruptChecksum("ETH/USD"))
     events = drive(
         client,

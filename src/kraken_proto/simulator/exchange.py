@@ -1,20 +1,24 @@
 """The fake Kraken exchange: shared markets and account, one session per socket.
 
 :class:`FakeExchange` owns one :class:`~kraken_proto.simulator.market.MarketModel` per
-symbol and steps them all ``tick_rate`` times per second of the driver's clock. Each client
-socket gets an :class:`ExchangeConnection`, the server-side twin of
-:class:`~kraken_proto.protocol.KrakenProtocol`: a sans-IO object fed with the socket's
-events (``connection_made``, ``receive_data``, ``handle_timer``, ``connection_lost``) that
-returns, in order, the :data:`ServerAction` s to perform: ``Send(text)``,
-``CloseConnection(code, reason)`` or :class:`~kraken_proto.simulator.faults.Drop`.
+symbol and runs their engine events in time order, each market at its own (bursty) times,
+as the driver's clock advances. Each client socket gets an :class:`ExchangeConnection`,
+the server-side twin of :class:`~kraken_proto.protocol.KrakenProtocol`: a sans-IO object
+fed with the socket's events (``connection_made``, ``receive_data``, ``handle_timer``,
+``connection_lost``) that returns, in order, the :data:`ServerAction` s to perform:
+``Send(text)``, ``CloseConnection(code, reason)`` or
+:class:`~kraken_proto.simulator.faults.Drop`.
 
 It speaks Kraken's Spot WebSocket v2 as recorded on the wire (KRAKEN-V2.md section 13):
 a status frame at connect; one ack per symbol with alphabetical keys, then that symbol's
-snapshot; book numbers padded to the pair's precision with a checksum on every message;
-heartbeats every second once something is subscribed; Kraken's error strings; an idle
-close. Time is the driver's monotonic ``now``; wall-clock text is ``epoch`` plus the time
-since the exchange first saw a ``now``, so a run is reproducible: the same seed and the
-same calls at the same ``now`` give the same frames.
+snapshot after Kraken's delay; one book message per engine event, published by Kraken's
+rule (see :class:`~kraken_proto.simulator.market.MarketStep`), numbers padded to the
+pair's precision with a checksum on every message; heartbeats every second once something
+is subscribed; Kraken's error strings; an idle close for connections with nothing
+subscribed; a message-rate budget (``{"Error":"Exceeded msg rate"}``, then a close). Time is
+the driver's monotonic ``now``; wall-clock text is ``epoch`` plus the time since driver
+time ``origin`` (by default the first ``now`` seen), so a run is reproducible: the same
+seed and the same calls at the same ``now`` give the same frames.
 
 Three hosts (KRAKEN-V2.md section 1), chosen per connection with
 :meth:`FakeExchange.open_connection`: ``public`` (ws.kraken.com: book, ticker, trade, ohlc,
@@ -34,9 +38,11 @@ Error strings taken from the wire or Kraken's SDK: ``Already subscribed``,
 ``Subscription Not Found`` (with ``"method":"subscribe"`` even for an unsubscribe),
 ``Currency pair not supported <SYM>``, ``Subscription name invalid``,
 ``Symbol(s) not found``, the private-endpoint text and ``{"Error":"Exceeded msg rate"}``.
-Kraken's v2 texts for a malformed request, an unknown method and bad parameters are not
-documented; the ones used here (:data:`MALFORMED_REQUEST` and the constants after it) are
-Kraken's v1-era strings or, marked so, invented.
+Kraken's v2 texts for a message that is not a JSON object, an unknown method and a
+parameter of the wrong type are not documented: the simulator answers them with Kraken's
+documented ``EGeneral:Invalid arguments`` (:data:`INVALID_ARGUMENTS`). A bad book depth or
+ohlc interval gets Kraken's v1 texts (:data:`DEPTH_NOT_SUPPORTED` and the constants after
+it); their v2 texts are not documented either.
 """
 
 from __future__ import annotations
@@ -56,7 +62,13 @@ import msgspec
 
 from kraken_proto.actions import CloseConnection, Send
 from kraken_proto.simulator import frames, trading
-from kraken_proto.simulator.account import DEFAULT_BALANCES, Account, LedgerEntry
+from kraken_proto.simulator.account import (
+    BASE_PRECISION,
+    DEFAULT_BALANCES,
+    QUOTE_PRECISION,
+    Account,
+    LedgerEntry,
+)
 from kraken_proto.simulator.auth import SIM_API_KEY, SIM_API_SECRET, TokenIssuer
 from kraken_proto.simulator.faults import (
     ABNORMAL_CLOSURE,
@@ -91,6 +103,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PAIR_NOT_SUPPORTED",
     "HOSTS",
+    "INVALID_ARGUMENTS",
     "INVALID_SESSION",
     "INVALID_TOKEN",
     "LEVEL3_ON_OTHER_HOST",
@@ -114,7 +127,10 @@ PAIR_NOT_SUPPORTED = "Currency pair not supported {}"
 SUBSCRIPTION_NAME_INVALID = "Subscription name invalid"
 """An unknown or missing channel name. [SDK]"""
 SYMBOLS_NOT_FOUND = "Symbol(s) not found"
-"""Subscribing to ``status`` [SDK]; also used here for a missing or empty symbol list."""
+"""Subscribing to ``status`` [SDK]; also used here for a missing or empty symbol list
+(Kraken's text for those is not documented)."""
+INVALID_ARGUMENTS = "EGeneral:Invalid arguments"
+"""Kraken's documented error for invalid request arguments. [DOC]"""
 PRIVATE_ON_PUBLIC_HOST = (
     "Private data and trading are unavailable on this endpoint. Try ws-auth.kraken.com"
 )
@@ -135,18 +151,21 @@ HOSTS = ("public", "auth", "level3")
 """The hosts a connection can be opened on."""
 MAX_RATE_COUNT = 125
 """``maxratecount`` of the executions ack (Intermediate tier)."""
-MALFORMED_REQUEST = "Malformed request"
-"""Not a JSON object, or a field of the wrong type. (Kraken's v1 text.)"""
-METHOD_NOT_FOUND = "Method not found"
-"""An unknown ``method``. (Invented: Kraken's v2 text is not documented.)"""
+MALFORMED_REQUEST = INVALID_ARGUMENTS
+"""Not a JSON object, or a field of the wrong type (``params`` not an object, ``snapshot``
+not a boolean, ``symbol`` not a list of strings, ...). Kraken's v2 text for these is not
+documented (``Malformed request`` is its v1 text): :data:`INVALID_ARGUMENTS`."""
+METHOD_NOT_FOUND = INVALID_ARGUMENTS
+"""An unknown ``method``. Kraken's v2 text is not documented: :data:`INVALID_ARGUMENTS`."""
 DEPTH_NOT_SUPPORTED = "Subscription depth not supported"
 """A book depth outside 10/25/100/500/1000. (Kraken's v1 text.)"""
 INTERVAL_REQUIRED = "Subscription ohlc requires interval"
 """An ohlc request without ``interval``. (Kraken's v1 text.)"""
 INTERVAL_NOT_SUPPORTED = "Subscription ohlc interval not supported"
 """An ohlc ``interval`` that is not one of Kraken's. (Kraken's v1 text.)"""
-EVENT_TRIGGER_NOT_SUPPORTED = "Subscription event_trigger not supported"
-"""A ticker ``event_trigger`` other than ``trades``/``bbo``. (Invented.)"""
+EVENT_TRIGGER_NOT_SUPPORTED = INVALID_ARGUMENTS
+"""A ticker ``event_trigger`` other than ``trades``/``bbo``. Kraken's text is not
+documented: :data:`INVALID_ARGUMENTS`."""
 
 DEFAULT_EPOCH = 1785542400.0
 """2026-08-01T00:00:00Z: the default wall-clock time of the exchange's first ``now``."""
@@ -155,7 +174,21 @@ VERSION = "2.0.10"
 """The API version the status frame reports (as in the 2026 captures)."""
 
 IDLE_CLOSE_REASON = "Connection idle"
-"""Reason of the close (code 1000) after ``idle_timeout`` seconds without a client message."""
+"""Reason of the close (code 1000) after ``idle_timeout`` seconds without a client message.
+(Kraken's reason text is not documented.)"""
+
+SNAPSHOT_DELAY = 0.15
+"""Median delay in seconds of a book snapshot after its ack (Kraken: 13-466 ms, median 153)."""
+
+MESSAGE_RATE = 25.0
+"""Client messages per second the exchange accepts after a burst (Kraken documents none)."""
+
+MESSAGE_BURST = 50
+"""Client messages the exchange accepts back to back (Kraken documents none)."""
+
+RATE_LIMIT_CLOSE = 1008
+"""Close code after ``{"Error":"Exceeded msg rate"}``: policy violation. (Kraken's code is
+not documented.)"""
 
 _PUBLIC_CHANNELS = ("book", "ticker", "trade", "ohlc", "instrument")
 _PRIVATE_CHANNELS = ("executions", "balances", "level3")
@@ -173,17 +206,18 @@ ServerAction = Send | CloseConnection | Drop
 """What an :class:`ExchangeConnection` asks its server driver to do."""
 
 
-def _float_token(value: Decimal) -> msgspec.Raw:
-    """``value`` written as Python writes the float (``1e-08``, ``0.1``), as Kraken's docs show."""
-    return msgspec.Raw(repr(float(value)))
-
-
 class SymbolSpec(msgspec.Struct, frozen=True):
-    """One simulated pair: its precisions, starting price and instrument details.
+    """One simulated pair: its precisions, starting price, market and instrument details.
 
     ``tick`` defaults to one unit of ``price_precision``; ``qty_min`` to a round quantity
-    worth about 5 units of the quote currency. ``activity`` is the mean number of book
-    events per market step and ``levels`` the least number of levels per book side.
+    worth about 5 units of the quote currency. ``activity`` sets how busy the market is:
+    ``activity * tick_rate`` book events per second on average (the exchange's
+    ``tick_rate``, 20 by default). ``levels`` is the least number of levels per book side
+    and ``spread`` how loose the top of the book is (the market model's ``spread``: 1 keeps
+    the spread at one tick nearly always, as on Kraken's BTC/USD; 120 gives ETH/USD's median
+    of 4 ticks and 90th percentile of 16). ``margin`` is ``(margin_initial,
+    position_limit_long, position_limit_short)`` for a pair traded on margin, as the
+    instrument channel lists them; ``None``: not marginable.
     """
 
     price_precision: int
@@ -192,8 +226,10 @@ class SymbolSpec(msgspec.Struct, frozen=True):
     tick: Decimal | None = None
     qty_min: Decimal | None = None
     cost_min: Decimal = Decimal("0.5")
-    activity: float = 3.0
+    activity: float = 2.0
     levels: int = 1000
+    spread: int = 1
+    margin: tuple[Decimal, int, int] | None = None
 
     def price_increment(self) -> Decimal:
         """The tick: ``tick`` or one unit of ``price_precision``."""
@@ -209,17 +245,35 @@ class SymbolSpec(msgspec.Struct, frozen=True):
 
 DEFAULT_SYMBOLS: Mapping[str, SymbolSpec] = MappingProxyType(
     {
-        "BTC/USD": SymbolSpec(1, 8, Decimal("63000.0"), activity=4.0),
-        "ETH/USD": SymbolSpec(2, 8, Decimal("1877.30"), activity=3.5),
-        "XRP/USD": SymbolSpec(5, 8, Decimal("1.08100")),
-        "SOL/USD": SymbolSpec(2, 8, Decimal("142.50")),
-        "ADA/USD": SymbolSpec(6, 8, Decimal("0.452300")),
-        "DOGE/USD": SymbolSpec(7, 8, Decimal("0.1523400")),
-        "LTC/USD": SymbolSpec(2, 8, Decimal("82.15")),
-        "DOT/USD": SymbolSpec(4, 8, Decimal("4.2150")),
+        # qty_min and the margin terms of BTC/USD as Kraken lists them [WIRE, DOC].
+        "BTC/USD": SymbolSpec(
+            1,
+            8,
+            Decimal("63000.0"),
+            qty_min=Decimal("0.00005"),
+            activity=2.5,
+            margin=(Decimal("0.2"), 250, 200),
+        ),
+        "ETH/USD": SymbolSpec(
+            2, 8, Decimal("1877.30"), activity=1.75, spread=120, margin=(Decimal("0.2"), 3000, 2500)
+        ),
+        "XRP/USD": SymbolSpec(
+            5,
+            8,
+            Decimal("1.08100"),
+            activity=1.65,
+            spread=100,
+            margin=(Decimal("0.2"), 4_000_000, 3_000_000),
+        ),
+        "SOL/USD": SymbolSpec(2, 8, Decimal("142.50"), activity=1.5, spread=60),
+        "ADA/USD": SymbolSpec(6, 8, Decimal("0.452300"), activity=1.5, spread=60),
+        "DOGE/USD": SymbolSpec(7, 8, Decimal("0.1523400"), activity=1.5, spread=60),
+        "LTC/USD": SymbolSpec(2, 8, Decimal("82.15"), activity=1.5, spread=60),
+        "DOT/USD": SymbolSpec(4, 8, Decimal("4.2150"), activity=1.5, spread=60),
     }
 )
-"""The default pairs (price/qty precision as on Kraken, realistic 2026 prices)."""
+"""The default pairs: price/qty precision as on Kraken, realistic 2026 prices, and
+activity and spreads fitted to the real BTC/USD, ETH/USD and XRP/USD captures."""
 
 
 class _StepFrames:
@@ -294,16 +348,30 @@ class _StepFrames:
 
 
 class FakeExchange:
-    """A deterministic fake of Kraken's public WebSocket host; see the module docstring.
+    """A deterministic fake of Kraken's WebSocket hosts; see the module docstring.
 
     ``symbols`` maps each pair to its :class:`SymbolSpec` (default :data:`DEFAULT_SYMBOLS`);
-    ``seed`` seeds every market and connection. Markets step ``tick_rate`` times per second
-    of driver time, on a grid that starts at the first ``now`` the exchange sees; when more
-    than ``max_catchup`` seconds of steps are owed (nobody called for a while), the older
-    ones are skipped rather than simulated. ``epoch`` is the wall-clock time (Unix seconds)
-    of that first ``now``. Connections send a heartbeat every ``heartbeat_interval``
-    seconds once subscribed and are closed after ``idle_timeout`` seconds without a client
-    message (``None``: never).
+    ``seed`` seeds every market and connection. Each market makes ``activity *
+    tick_rate`` book events per second on average, one engine event at a time at its own
+    (bursty) times, from the first ``now`` the exchange sees; when more than
+    ``max_catchup`` seconds of events are owed (nobody called for a while), the older ones
+    are skipped rather than simulated.
+
+    Wall-clock time (every timestamp sent): driver time ``origin`` stands for ``epoch``
+    (Unix seconds), and wall time runs with driver time from there. The exchange never
+    reads a clock: a server that wants the current date passes ``epoch=time.time()`` with
+    ``origin`` its own clock's reading at that moment (``run_simulator`` does). By default
+    ``epoch`` is the fixed :data:`DEFAULT_EPOCH` and ``origin`` the first ``now``, so the
+    same seed and the same calls give the same frames.
+
+    Connections send a heartbeat every ``heartbeat_interval`` seconds once subscribed, and
+    are closed after ``idle_timeout`` seconds without a client message while they have no
+    subscription (``None``: never). A book or level3 snapshot follows its ack after a
+    random delay of about ``snapshot_delay`` seconds (median; from a tenth of it to three
+    times it; ``None``: at once), as on Kraken (13-466 ms, median 153 ms). A client may send
+    ``message_burst`` messages at once and ``message_rate`` per second after that; one more
+    gets ``{"Error":"Exceeded msg rate"}`` and the socket is closed (``message_rate=None``:
+    no limit, e.g. for benchmarks).
 
     The authenticated side: ``api_key``/``api_secret`` are the one key pair the token
     endpoint accepts (default :data:`~kraken_proto.simulator.auth.SIM_API_KEY` /
@@ -319,9 +387,13 @@ class FakeExchange:
         symbols: Mapping[str, SymbolSpec] | None = None,
         tick_rate: float = 20.0,
         epoch: float = DEFAULT_EPOCH,
+        origin: float | None = None,
         idle_timeout: float | None = 60.0,
         heartbeat_interval: float = 1.0,
         max_catchup: float = 5.0,
+        snapshot_delay: float | None = SNAPSHOT_DELAY,
+        message_rate: float | None = MESSAGE_RATE,
+        message_burst: int = MESSAGE_BURST,
         api_key: str = SIM_API_KEY,
         api_secret: str = SIM_API_SECRET,
         balances: Mapping[str, Decimal] | None = None,
@@ -336,16 +408,28 @@ class FakeExchange:
             raise ValueError(f"idle_timeout must be > 0 or None, got {idle_timeout}")
         if max_catchup <= 0:
             raise ValueError(f"max_catchup must be > 0, got {max_catchup}")
+        if snapshot_delay is not None and snapshot_delay <= 0:
+            raise ValueError(f"snapshot_delay must be > 0 or None, got {snapshot_delay}")
+        if message_rate is not None and message_rate <= 0:
+            raise ValueError(f"message_rate must be > 0 or None, got {message_rate}")
+        if message_burst < 1:
+            raise ValueError(f"message_burst must be at least 1, got {message_burst}")
         self.seed = seed
         """The seed of every market and connection."""
         self.tick_rate = tick_rate
-        """Market steps per second."""
+        """The markets' pace: each makes ``activity * tick_rate`` book events per second."""
         self.epoch = epoch
-        """Wall-clock seconds at the first ``now``."""
+        """Wall-clock seconds at driver time :attr:`origin`."""
         self.idle_timeout = idle_timeout
-        """Seconds without a client message before a connection is closed."""
+        """Seconds without a client message before an unsubscribed connection is closed."""
         self.heartbeat_interval = heartbeat_interval
         """Seconds between heartbeats."""
+        self.snapshot_delay = snapshot_delay
+        """Median delay of a book or level3 snapshot after its ack (``None``: none)."""
+        self.message_rate = message_rate
+        """Client messages per second allowed after a burst (``None``: no limit)."""
+        self.message_burst = message_burst
+        """Client messages allowed back to back."""
         self.specs: Mapping[str, SymbolSpec] = MappingProxyType(
             dict(DEFAULT_SYMBOLS if symbols is None else symbols)
         )
@@ -359,15 +443,21 @@ class FakeExchange:
                 mid=spec.mid,
                 tick=spec.price_increment(),
                 levels=spec.levels,
+                spread=spec.spread,
                 start=epoch,
-                activity=spec.activity,
+                rate=spec.activity * tick_rate,
             )
             for symbol, spec in self.specs.items()
         }
         """The market of each pair (shared by every connection)."""
-        self._max_backlog = max(1, math.ceil(max_catchup * tick_rate))
-        self._origin: float | None = None
-        self._step = 0
+        self._max_catchup = max_catchup
+        self._origin = origin
+        # (driver time of the market's next event, index into _markets), a heap.
+        self._markets = list(self.markets.values())
+        self._due: list[tuple[float, int]] = []
+        # (driver time, number, connection, channel, symbol) of snapshots to send, a heap.
+        self._snapshots: list[tuple[float, int, ExchangeConnection, str, str]] = []
+        self._snapshot_count = 0
         self._opened = 0
         self._connections: list[ExchangeConnection] = []
         self._future: list[tuple[float | None, float | None, Fault]] = []
@@ -375,7 +465,12 @@ class FakeExchange:
         self.tokens = TokenIssuer(seed=seed, api_key=api_key, api_secret=api_secret)
         """The token endpoint and the tokens it issued."""
         assets = [a for symbol in self.specs for a in symbol.split("/")]
-        self.account = Account(DEFAULT_BALANCES if balances is None else balances, assets)
+        quotes = {symbol.partition("/")[2] for symbol in self.specs}
+        self.account = Account(
+            DEFAULT_BALANCES if balances is None else balances,
+            assets,
+            {asset: QUOTE_PRECISION if asset in quotes else BASE_PRECISION for asset in assets},
+        )
         """The simulated account's balances."""
         self.engine = MatchingEngine(
             self.markets,
@@ -398,13 +493,24 @@ class FakeExchange:
         """What orders on each pair must respect."""
         self.level3_books: dict[str, Level3Book] = {}
         """The level3 book of each pair somebody subscribed to (kept from then on)."""
+        if origin is not None:
+            self._start(origin)
 
     # ----------------------------------------------------------------- time
 
-    def _start(self, now: float) -> float:
-        if self._origin is None:
-            self._origin = now
+    @property
+    def origin(self) -> float | None:
+        """The driver time that stands for :attr:`epoch` (``None`` until the first ``now``)."""
         return self._origin
+
+    def _start(self, now: float) -> float:
+        if not self._due:
+            if self._origin is None:
+                self._origin = now
+            first = self._origin
+            self._due = [(first + market.next_gap(), i) for i, market in enumerate(self._markets)]
+            heapq.heapify(self._due)
+        return cast(float, self._origin)
 
     def wall_time(self, now: float) -> float:
         """The wall-clock time (Unix seconds) that driver time ``now`` stands for."""
@@ -416,38 +522,63 @@ class FakeExchange:
         return origin + wall - self.epoch
 
     def next_step_time(self) -> float:
-        """Driver time of the next market step (the first ``now`` is step 0)."""
-        origin = 0.0 if self._origin is None else self._origin
-        return origin + (self._step + 1) / self.tick_rate
+        """Driver time of the next market event or snapshot to render (inf: none)."""
+        due = self._due[0][0] if self._due else _INF
+        return min(due, self._snapshots[0][0]) if self._snapshots else due
 
     def advance(self, now: float) -> None:
-        """Step every market up to ``now`` and queue the frames on subscribed connections.
+        """Run every market event due by ``now`` and queue the frames on the connections.
 
-        Connections call this themselves; call it directly only to move the markets with
-        no connection driving them.
+        Events run in time order across markets, each at its own time; the snapshots
+        connections wait for are rendered in that order too, at their time. Connections
+        call this themselves; call it directly only to move the markets with no connection
+        driving them.
         """
-        origin = self._start(now)
-        target = math.floor((now - origin) * self.tick_rate + 1e-9)
-        self._step = max(self._step, target - self._max_backlog)
+        self._start(now)
+        due = self._due
+        floor = now - self._max_catchup
+        if due and due[0][0] < floor:
+            # Nobody watched: skip what is owed beyond max_catchup.
+            self._due = due = [
+                (floor + self._markets[i].next_gap() if t < floor else t, i) for t, i in due
+            ]
+            heapq.heapify(due)
         engine = self.engine
-        while self._step < target:
-            self._step += 1
-            offset = self._step / self.tick_rate
-            engine.run_timers(self.epoch + offset)
-            for market in self.markets.values():
-                step = market.step(self.epoch + offset)
-                engine.on_step(market, step)
-                level3 = self.level3_books.get(market.symbol)
-                if level3 is not None:
-                    level3.apply(step)
-                rendered = _StepFrames(market, step, level3)
-                for connection in self._connections:
-                    connection._collect(rendered, origin + offset)
+        snapshots = self._snapshots
+        while True:
+            next_event = due[0][0] if due else _INF
+            if snapshots and snapshots[0][0] <= min(next_event, now):
+                t, number, connection, channel, symbol = heapq.heappop(snapshots)
+                connection._snapshot_due(t, number, channel, symbol)
+                continue
+            if next_event > now:
+                break
+            index = due[0][1]
+            market = self._markets[index]
+            wall = self.wall_time(next_event)
+            engine.run_timers(wall)
+            step = market.step(wall)
+            engine.on_step(market, step)
+            level3 = self.level3_books.get(market.symbol)
+            if level3 is not None:
+                level3.apply(step)
+            rendered = _StepFrames(market, step, level3)
+            for connection in self._connections:
+                connection._collect(rendered, next_event)
             if engine.outbox:
-                self.flush_private(origin + offset)
+                self.flush_private(next_event)
+            heapq.heapreplace(due, (next_event + market.next_gap(), index))
         engine.run_timers(self.wall_time(now))
         if engine.outbox:
             self.flush_private(now)
+
+    def _schedule_snapshot(
+        self, at: float, connection: ExchangeConnection, channel: str, symbol: str
+    ) -> int:
+        """Render ``connection``'s snapshot of ``channel``/``symbol`` at driver time ``at``."""
+        self._snapshot_count += 1
+        heapq.heappush(self._snapshots, (at, self._snapshot_count, connection, channel, symbol))
+        return self._snapshot_count
 
     def flush_private(self, latest: float) -> None:
         """Queue the engine's new execution reports and ledger entries on every connection.
@@ -552,13 +683,23 @@ class FakeExchange:
     # ----------------------------------------------------------------- instrument
 
     def instrument_snapshot(self) -> str:
-        """The instrument channel's snapshot frame (built once)."""
+        """The instrument channel's snapshot frame (built once).
+
+        Keys in the wire's order. Pairs carry ``ws_display_price_precision`` (the price
+        precision) and, when :attr:`SymbolSpec.margin` is set, ``marginable`` true with
+        ``margin_initial``, ``position_limit_long`` and ``position_limit_short``; assets
+        carry ``class`` (``currency``). Numbers are written as Python writes the float
+        (``1e-08``, ``5e-05``), as on the wire.
+        """
         if self._instrument is None:
             assets: dict[str, dict[str, Any]] = {}
             pairs: list[dict[str, Any]] = []
             for symbol, spec in self.specs.items():
                 base, _, quote = symbol.partition("/")
-                for asset, precision, display in ((base, 10, 5), (quote, 4, 2)):
+                for asset, precision, display in (
+                    (base, BASE_PRECISION, 5),
+                    (quote, QUOTE_PRECISION, 2),
+                ):
                     assets.setdefault(
                         asset,
                         {
@@ -568,28 +709,33 @@ class FakeExchange:
                             "precision_display": display,
                             "borrowable": False,
                             "collateral_value": 1.0 if asset == quote else 0.9,
-                            "margin_rate": 0.0,
+                            "class": "currency",
                         },
                     )
-                increment = _float_token(spec.price_increment())
-                pairs.append(
-                    {
-                        "symbol": symbol,
-                        "base": base,
-                        "quote": quote,
-                        "status": "online",
-                        "qty_precision": spec.qty_precision,
-                        "qty_increment": _float_token(Decimal(1).scaleb(-spec.qty_precision)),
-                        "price_precision": spec.price_precision,
-                        "cost_precision": 5,
-                        "marginable": False,
-                        "has_index": True,
-                        "cost_min": _float_token(spec.cost_min),
-                        "tick_size": increment,
-                        "price_increment": increment,
-                        "qty_min": _float_token(spec.minimum_qty()),
-                    }
-                )
+                increment = frames.float_number(spec.price_increment())
+                pair: dict[str, Any] = {
+                    "symbol": symbol,
+                    "base": base,
+                    "quote": quote,
+                    "status": "online",
+                    "qty_precision": spec.qty_precision,
+                    "qty_increment": frames.float_number(Decimal(1).scaleb(-spec.qty_precision)),
+                    "price_precision": spec.price_precision,
+                    "cost_precision": 5,
+                    "marginable": spec.margin is not None,
+                    "has_index": True,
+                    "ws_display_price_precision": spec.price_precision,
+                    "cost_min": frames.float_number(spec.cost_min),
+                }
+                if spec.margin is not None:
+                    initial, long_limit, short_limit = spec.margin
+                    pair["margin_initial"] = frames.float_number(initial)
+                    pair["position_limit_long"] = long_limit
+                    pair["position_limit_short"] = short_limit
+                pair["tick_size"] = increment
+                pair["price_increment"] = increment
+                pair["qty_min"] = frames.float_number(spec.minimum_qty())
+                pairs.append(pair)
             self._instrument = frames.instrument_frame(list(assets.values()), pairs)
         return self._instrument
 
@@ -615,9 +761,9 @@ def _ledger_row(entry: LedgerEntry) -> dict[str, Any]:
         "category": entry.category,
         "wallet_type": "spot",
         "wallet_id": "main",
-        "amount": frames.number(entry.amount),
-        "fee": frames.number(entry.fee),
-        "balance": frames.number(entry.balance),
+        "amount": frames.float_number(entry.amount),
+        "fee": frames.float_number(entry.fee),
+        "balance": frames.float_number(entry.balance),
     }
 
 
@@ -666,6 +812,10 @@ class ExchangeConnection:
         self._account: dict[str, list[Any]] = {}
         self._gaps: set[str] = set()
         self._lose: list[str | None] = []
+        # (channel, symbol) -> number of the snapshot it waits for; its data waits too.
+        self._waiting: dict[tuple[str, str], int] = {}
+        self._budget = float(exchange.message_burst)
+        self._budget_at = now
 
     # ----------------------------------------------------------------- driver inputs
 
@@ -684,9 +834,39 @@ class ExchangeConnection:
         if self.closed or now < self._stall_until:
             return out
         self._last_message = now
+        if not self._within_rate(now):
+            self._send(now, RATE_LIMIT_TEXT, None, out)
+            self._end(CloseConnection(RATE_LIMIT_CLOSE, "Exceeded msg rate"), out)
+            return out
         self._request(text, now, out)
         self._release(now, out)
         return out
+
+    def _within_rate(self, now: float) -> bool:
+        """Take one message from the budget (a token bucket); False when it is spent."""
+        exchange = self._exchange
+        rate = exchange.message_rate
+        if rate is None:
+            return True
+        budget = self._budget + (now - self._budget_at) * rate
+        self._budget = min(float(exchange.message_burst), budget)
+        self._budget_at = now
+        if self._budget < 1.0:
+            return False
+        self._budget -= 1.0
+        return True
+
+    def _subscribed(self) -> bool:
+        """Whether anything is subscribed on this connection."""
+        return bool(
+            self._book
+            or self._ticker
+            or self._trade
+            or self._ohlc
+            or self._instrument
+            or self._level3
+            or self._account
+        )
 
     def handle_timer(self, now: float) -> list[ServerAction]:
         """Send what is due at ``now``: market data, heartbeats, faults, the idle close."""
@@ -716,7 +896,7 @@ class ExchangeConnection:
                 deadline = min(deadline, timer)
         if self._heartbeats:
             deadline = min(deadline, self._next_heartbeat)
-        if self._exchange.idle_timeout is not None:
+        if self._exchange.idle_timeout is not None and not self._subscribed():
             idle = self._last_message + self._exchange.idle_timeout
             deadline = min(deadline, max(idle, self._stall_until))
         if self._faults:
@@ -755,7 +935,8 @@ class ExchangeConnection:
         symbol = rendered.market.symbol
         pending = self._pending
         depth = self._book.get(symbol)
-        if depth is not None:
+        waiting = self._waiting
+        if depth is not None and not (waiting and ("book", symbol) in waiting):
             text = rendered.book(depth)
             if text is not None:
                 pending.append((t, text, symbol))
@@ -764,7 +945,7 @@ class ExchangeConnection:
         if trigger is not None and (step.bbo_changed if trigger == "bbo" else step.trades):
             pending.append((t, rendered.ticker(), None))
         depth = self._level3.get(symbol)
-        if depth is not None:
+        if depth is not None and not (waiting and ("level3", symbol) in waiting):
             text = rendered.l3(depth)
             if text is not None:
                 pending.append((t, text, symbol))
@@ -773,6 +954,34 @@ class ExchangeConnection:
                 pending.append((t, rendered.trade(), None))
             for interval in self._ohlc.get(symbol, ()):
                 pending.append((t, rendered.ohlc(interval), None))
+
+    def _snapshot_later(self, channel: str, symbol: str, now: float) -> None:
+        """Send the snapshot of ``channel``/``symbol`` after Kraken's delay; data waits too."""
+        median = cast(float, self._exchange.snapshot_delay)
+        delay = min(3.0 * median, max(0.1 * median, median * self._rng.lognormvariate(0.0, 0.55)))
+        number = self._exchange._schedule_snapshot(now + delay, self, channel, symbol)
+        self._waiting[channel, symbol] = number
+
+    def _snapshot_due(self, t: float, number: int, channel: str, symbol: str) -> None:
+        """The exchange reached driver time ``t``: queue that snapshot, if still wanted."""
+        key = (channel, symbol)
+        if self._waiting.get(key) != number:
+            return  # unsubscribed (or subscribed again) since, or closed
+        del self._waiting[key]
+        if channel == "book":
+            text = self._book_snapshot(symbol, self._book[symbol], t)
+        else:
+            text = cast(
+                str, self._exchange.level3_book(symbol).frame("snapshot", self._level3[symbol])
+            )
+        insort(self._pending, (t, text, symbol), key=itemgetter(0))
+
+    def _book_snapshot(self, symbol: str, depth: int, t: float) -> str:
+        """The book snapshot of ``symbol`` at ``depth`` as the market stands, stamped ``t``."""
+        market = self._exchange.markets[symbol]
+        bids, asks = market.book(depth)
+        stamp = frames.rfc3339(self._exchange.wall_time(t))
+        return frames.book_frame("snapshot", symbol, bids, asks, market.checksum(), stamp)
 
     def _private(self, t: float, channel: str, entry: Any) -> None:
         """Queue one execution report or ledger entry (made at driver time ``t``)."""
@@ -813,7 +1022,7 @@ class ExchangeConnection:
         while self._heartbeats and self._next_heartbeat <= now:
             items.append((self._next_heartbeat, 1, None))
             self._next_heartbeat += exchange.heartbeat_interval
-        if exchange.idle_timeout is not None:
+        if exchange.idle_timeout is not None and not self._subscribed():
             idle = max(self._last_message + exchange.idle_timeout, self._stall_until)
             if idle <= now:
                 items.append((idle, 2, None))
@@ -872,6 +1081,7 @@ class ExchangeConnection:
     def _finish(self) -> None:
         self.closed = True
         self._pending = []
+        self._waiting.clear()
         self._delayed.clear()
         self._faults = []
         self._exchange._detach(self)
@@ -1006,8 +1216,10 @@ class ExchangeConnection:
         if channel == "instrument":
             return self._instrument_request(method, snapshot, req_id, now, out)
         symbols = params.get("symbol")
-        if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)):
+        if not symbols:
             return fail(SYMBOLS_NOT_FOUND)
+        if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
+            return fail(MALFORMED_REQUEST)
         option: Any = None
         if channel == "book":
             option = params.get("depth", 10)
@@ -1053,15 +1265,10 @@ class ExchangeConnection:
             self._book[symbol] = option
             result["depth"] = option
             if snapshot:
-                bids, asks = market.book(option)
-                frame = frames.book_frame(
-                    "snapshot",
-                    symbol,
-                    bids,
-                    asks,
-                    market.checksum(),
-                    frames.rfc3339(market.time),
-                )
+                if self._exchange.snapshot_delay is None:
+                    frame = self._book_snapshot(symbol, option, now)
+                else:
+                    self._snapshot_later("book", symbol, now)
         elif channel == "ticker":
             if symbol in self._ticker:
                 return self._already(symbol, req_id, now, out)
@@ -1120,6 +1327,7 @@ class ExchangeConnection:
             if self._book.get(symbol) != option:
                 return self._not_found(symbol, req_id, now, out)
             del self._book[symbol]
+            self._waiting.pop(("book", symbol), None)
             result["depth"] = option
         elif channel == "ticker":
             if symbol not in self._ticker:
@@ -1236,8 +1444,10 @@ class ExchangeConnection:
                 {
                     "asset": asset,
                     "asset_class": "currency",
-                    "balance": frames.number(balance),
-                    "wallets": [{"type": "spot", "id": "main", "balance": frames.number(balance)}],
+                    "balance": frames.float_number(balance),
+                    "wallets": [
+                        {"type": "spot", "id": "main", "balance": frames.float_number(balance)}
+                    ],
                 }
                 for asset, balance in self._exchange.account.balances.items()
             ]
@@ -1264,8 +1474,10 @@ class ExchangeConnection:
         if type(snapshot) is not bool:
             return fail(MALFORMED_REQUEST)
         symbols = params.get("symbol")
-        if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)):
+        if not symbols:
             return fail(SYMBOLS_NOT_FOUND)
+        if not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
+            return fail(MALFORMED_REQUEST)
         depth = params.get("depth", 10)
         if type(depth) is not int or depth not in L3_DEPTHS:
             return fail(DEPTH_NOT_SUPPORTED)
@@ -1281,6 +1493,7 @@ class ExchangeConnection:
                     self._not_found(symbol, req_id, now, out)
                     continue
                 del self._level3[symbol]
+                self._waiting.pop(("level3", symbol), None)
                 result = {"channel": "level3", "depth": depth, "symbol": symbol}
                 self._respond(now, out, method, req_id, result=result)
             elif symbol in self._level3:
@@ -1291,10 +1504,10 @@ class ExchangeConnection:
                 result = {"channel": "level3", "depth": depth, "snapshot": snapshot}
                 result["symbol"] = symbol
                 self._respond(now, out, method, req_id, result=result)
-                if snapshot:
-                    frame = book.frame("snapshot", depth)
-                    assert frame is not None
-                    self._send(now, frame, symbol, out)
+                if snapshot and self._exchange.snapshot_delay is not None:
+                    self._snapshot_later("level3", symbol, now)
+                elif snapshot:
+                    self._send(now, cast(str, book.frame("snapshot", depth)), symbol, out)
                 self._start_heartbeats(now)
         return None
 

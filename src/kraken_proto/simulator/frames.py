@@ -28,6 +28,7 @@ __all__ = [
     "book_frame",
     "candle_data",
     "encode",
+    "float_number",
     "instrument_frame",
     "number",
     "ohlc_frame",
@@ -56,6 +57,17 @@ def number(value: Decimal) -> msgspec.Raw:
     return msgspec.Raw(decimal_text(value))
 
 
+def float_number(value: Decimal) -> msgspec.Raw:
+    """``value`` as Kraken's documented examples write it: Python's float text.
+
+    ``132.9995``, ``0.0``, ``1000000.0``, ``5e-05``: the shortest text that reads back as
+    the same float (exact for the simulator's values, which have at most 15 significant
+    digits). Used by the instrument and private channels; book numbers keep every digit
+    of the pair's precision (:func:`number`).
+    """
+    return msgspec.Raw(repr(float(value)))
+
+
 @lru_cache(maxsize=64)
 def _second(seconds: int) -> str:
     return f"{_EPOCH + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S}"
@@ -78,13 +90,24 @@ def rfc3339_s(seconds: float) -> str:
 
 
 def rfc3339_ns(seconds: float) -> str:
-    """RFC3339 UTC text with nanoseconds (the microsecond value, zero-extended)."""
-    whole, fraction = _utc(round(seconds * 1_000_000))
-    return f"{whole}.{fraction:06d}000Z"
+    """RFC3339 UTC text with nanoseconds: ``2026-09-25T17:48:26.844359566Z``.
+
+    All nine digits come from ``seconds`` (a whole second stays ``.000000000``), as on
+    Kraken's ohlc and level3 frames, not a microsecond value padded with zeros.
+    """
+    whole = math.floor(seconds)
+    nanos = round((seconds - whole) * 1_000_000_000)
+    if nanos == 1_000_000_000:
+        whole, nanos = whole + 1, 0
+    return f"{_second(whole)}.{nanos:09d}Z"
 
 
 def status_frame(version: str, system: str, connection_id: int) -> str:
-    """The status frame pushed at connect, keys in wire order."""
+    """The status frame pushed at connect, keys in wire order.
+
+    With the empty ``upcoming_maintenance`` and ``emergency`` lists that Kraken's status
+    frames carry since September 2026.
+    """
     return encode(
         {
             "channel": "status",
@@ -95,6 +118,8 @@ def status_frame(version: str, system: str, connection_id: int) -> str:
                     "system": system,
                     "api_version": "v2",
                     "connection_id": connection_id,
+                    "upcoming_maintenance": [],
+                    "emergency": [],
                 }
             ],
         }

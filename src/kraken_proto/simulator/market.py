@@ -6,12 +6,23 @@ choice comes from the ``random.Random`` it is given. Internally prices and quant
 integers in units of the pair's precision; everything it returns is an exact ``Decimal``
 quantized to that precision.
 
-Each :meth:`MarketModel.step` applies a few book events (quantity changes, new levels,
-cancels, mostly near the top; sometimes a taker order that trades against the best levels
-of the other side), lets a hidden fair price wander, and keeps each side at ``levels`` or
-more levels. It also works out, for every Kraken book depth, the update message Kraken
-would publish for that step (see :class:`MarketStep`), so a publisher does not have to
-replay the book itself.
+Each :meth:`MarketModel.step` is one matching-engine event, as Kraken publishes them
+(measured on 4,621 real book updates): an order added (a quantity change, or a new price
+level), an order cancelled (a quantity change, or a level removed), an order moved to
+another price (a cancel, then an add, on the same side), an order amended, or a taker order
+that fills against the best levels of the other side, one fill per resting order, and now
+and then rests what is left on its own side (the only two-sided events). Within one side
+of an event every removal comes before every new price level. Each side always keeps at
+least ``levels`` levels: a removal is followed at once by a new level behind the worst one
+when the side would fall short. New orders inside a spread wider than the pair's typical
+``spread`` narrow it again, so books stay as tight as Kraken's.
+
+:meth:`MarketModel.next_gap` gives the time to the next event: events come in bursts (a
+few, well under a millisecond apart) separated by silences of tens of milliseconds to
+seconds, ``rate`` events per second on average.
+
+The step also works out, for every Kraken book depth, the update message Kraken would
+publish for it (see :class:`MarketStep`), so a publisher does not have to replay the book.
 """
 
 from __future__ import annotations
@@ -54,7 +65,26 @@ DAY = 86400.0
 """The ticker's statistics window, in seconds."""
 
 _HISTORY_SPAN = 1800.0  # seconds of synthetic trade history before ``start``
-_SWEEP_LEVELS = 4  # a taker order trades against at most this many levels
+_SWEEP_LEVELS = 2  # a taker order trades against at most this many levels
+_MAX_FILLS = 2  # and has at most this many fills beyond one per level
+_MAX_CHANGES = 6  # nor more level changes than this in one message (Kraken's largest: 6)
+_NEAR_RANK = 6.0  # mean rank of the levels most events touch (90% of them)
+
+# The mix of engine events (the rest are amends: one level's quantity changes).
+_P_TRADE = 0.05
+_P_ADD = 0.30
+_P_CANCEL = 0.29
+_P_MOVE = 0.18
+_REACH = Decimal("0.00005")  # mean distance of new orders behind the best, of the price
+_P_NEW_LEVEL = 0.45  # an add away from the top opens a new price (else joins a level)
+_P_WHOLE = 0.45  # a cancel removes a whole level (below the best one)
+_P_REST = 0.03  # a limit taker that swept whole levels rests the rest of its quantity
+
+# Timing: bursts of about _BURST_SIZE events, _BURST_GAP s apart on average, separated
+# by log-normal silences (sigma _SILENCE_SIGMA) that set the mean rate.
+_BURST_SIZE = 4.0
+_BURST_GAP = 0.0008
+_SILENCE_SIGMA = 1.2
 
 
 class Level(msgspec.Struct, frozen=True, gc=False):
@@ -82,18 +112,23 @@ class TradeRecord(msgspec.Struct, frozen=True, gc=False):
     time: float
 
 
+_Changes = list[tuple[int, int]]
+
+
 class MarketStep:
-    """What one :meth:`MarketModel.step` changed (levels are converted on first use).
+    """What one :meth:`MarketModel.step` (one engine event) changed; levels converted on use.
 
     :attr:`bids` and :attr:`asks` are every change to the full book, in application order
     (qty 0 removes a level). :meth:`book` gives the update Kraken publishes to a client
     subscribed at one of :data:`DEPTHS`, or ``None`` when nothing in its range changed.
-    Those updates follow Kraken's rules: when a level in range is removed, the level that
-    moves into range is sent in the same message; levels pushed out of range by a new one
-    are not deleted (the client truncates to its depth after applying the message).
-    Applying each delta to a book truncated to that depth keeps it equal to the top of the
-    full book. :attr:`trades` are this step's trades in order; :attr:`bbo_changed` says
-    whether the best bid or ask (price or quantity) changed.
+    It follows Kraken's publishing rule, applied change by change to the top ``depth``
+    levels: a quantity change or a new price inside the top ``depth`` is sent (a level a
+    new price pushes out of range is dropped silently); a removal inside it is sent as qty
+    0 and immediately followed by the refill, the level now at rank ``depth`` with its
+    current quantity; nothing outside it is sent. A client that truncates its book to
+    ``depth`` after every level, and one that truncates after every message, both keep the
+    top of the full book. :attr:`trades` are this step's trades in order;
+    :attr:`bbo_changed` says whether the best bid or ask (price or quantity) changed.
     """
 
     __slots__ = ("_asks", "_bids", "_made", "_market", "_views", "bbo_changed", "time", "trades")
@@ -102,8 +137,8 @@ class MarketStep:
         self,
         market: MarketModel,
         time: float,
-        changes: tuple[list[tuple[int, int]], list[tuple[int, int]]],
-        views: dict[int, tuple[list[tuple[int, int]], list[tuple[int, int]]]],
+        changes: tuple[_Changes, _Changes],
+        views: dict[int, tuple[_Changes, _Changes]],
         trades: tuple[TradeRecord, ...],
         bbo_changed: bool,
     ) -> None:
@@ -118,7 +153,7 @@ class MarketStep:
         """Whether the best bid or ask (price or quantity) changed."""
         self._made: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[Level, ...]] = {}
 
-    def _levels(self, sign: int, changes: list[tuple[int, int]]) -> tuple[Level, ...]:
+    def _levels(self, sign: int, changes: _Changes) -> tuple[Level, ...]:
         # The depths mostly publish the same changes: convert each list once.
         memo_key = (sign, tuple(changes))
         out = self._made.get(memo_key)
@@ -187,76 +222,61 @@ class Candle(msgspec.Struct, frozen=True, gc=False):
     trades: int
 
 
-class _View:
-    """Kraken's published top-``depth`` view of one side during one step."""
-
-    __slots__ = ("depth", "out", "pushed")
-
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-        self.out: list[tuple[int, int]] = []
-        # Levels a new level pushed out of range during this step: the client still holds
-        # them (it truncates only after the whole message), so changes to them are sent.
-        self.pushed: set[int] = set()
+_LAST = len(DEPTHS) - 1
 
 
 class _Side:
-    """One side of the full book. Keys sort best first: the price for asks, -price for bids."""
+    """One side of the full book. Keys sort best first: the price for asks, -price for bids.
 
-    __slots__ = ("changes", "keys", "qty", "sign", "views")
+    Every change is recorded (:attr:`changes`) and published to each depth's message
+    (:attr:`out`, in :data:`DEPTHS` order) by Kraken's rule, change by change.
+    """
+
+    __slots__ = ("changes", "keys", "out", "qty", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
         self.keys: list[int] = []
         self.qty: dict[int, int] = {}
-        self.changes: list[tuple[int, int]] = []
-        self.views = [_View(depth) for depth in DEPTHS]
+        self.changes: _Changes = []
+        self.out: list[_Changes] = [[] for _ in DEPTHS]
 
     def begin(self) -> None:
-        """Forget the previous step's changes."""
+        """Start a new step (the previous step keeps its lists)."""
         self.changes = []
-        for view in self.views:
-            view.out = []
-            view.pushed.clear()
+        self.out = [[] for _ in DEPTHS]
 
-    def set(self, key: int, qty: int) -> None:
-        """Set the quantity at ``key`` (0 removes the level) and record what is published."""
+    def put(self, key: int, qty: int) -> None:
+        """Set the quantity at ``key`` (a level or a new one), publishing it where in range."""
         keys = self.keys
         index = bisect_left(keys, key)
-        self.changes.append((key, qty))
-        if qty == 0:
-            del keys[index]
-            del self.qty[key]
-            size = len(keys)
-            for view in self.views:
-                depth = view.depth
-                if index < depth:
-                    view.out.append((key, 0))
-                    if size >= depth:
-                        # The level that moves into range goes into the same message.
-                        refill = keys[depth - 1]
-                        if refill in view.pushed:
-                            view.pushed.discard(refill)
-                        else:
-                            view.out.append((refill, self.qty[refill]))
-                elif key in view.pushed:
-                    view.pushed.discard(key)
-                    view.out.append((key, 0))
-        elif index < len(keys) and keys[index] == key:
-            self.qty[key] = qty
-            for view in self.views:
-                if index < view.depth or key in view.pushed:
-                    view.out.append((key, qty))
-        else:
+        if index == len(keys) or keys[index] != key:
             keys.insert(index, key)
-            self.qty[key] = qty
-            size = len(keys)
-            for view in self.views:
-                depth = view.depth
-                if index < depth:
-                    view.out.append((key, qty))
-                    if size > depth:
-                        view.pushed.add(keys[depth])
+        self.qty[key] = qty
+        self.changes.append((key, qty))
+        out = self.out
+        for slot in range(_LAST, -1, -1):
+            if index >= DEPTHS[slot]:
+                break
+            out[slot].append((key, qty))
+
+    def delete(self, key: int) -> None:
+        """Remove the level at ``key``: qty 0 where it was in range, then that range's refill."""
+        keys = self.keys
+        index = bisect_left(keys, key)
+        del keys[index]
+        del self.qty[key]
+        self.changes.append((key, 0))
+        size = len(keys)
+        out = self.out
+        for slot in range(_LAST, -1, -1):
+            depth = DEPTHS[slot]
+            if index >= depth:
+                break
+            out[slot].append((key, 0))
+            if size >= depth:
+                refill = keys[depth - 1]
+                out[slot].append((refill, self.qty[refill]))
 
 
 class _Bar:
@@ -292,10 +312,11 @@ class MarketModel:
     ``mid`` is the starting price, rounded down to the ``tick`` grid (``tick`` must be a
     whole number of price units); each side keeps between ``levels`` and ``max_levels``
     (default ``levels + 200``) levels, starting halfway; the bid side holds fewer only
-    when prices would reach zero. ``start`` is the wall-clock time the simulation starts
-    at: the model invents ``history`` trades over the half hour before it (they fill the
+    when prices would reach zero. ``spread`` is the pair's typical spread in ticks (1: as
+    tight as Kraken's BTC/USD). ``start`` is the wall-clock time the simulation starts at:
+    the model invents ``history`` trades over the half hour before it (they fill the
     trade, ticker and candle statistics, not the book) and a prior 24 h aggregate for the
-    ticker. ``activity`` is the mean number of book events per step.
+    ticker. ``rate`` is the mean number of events per second (see :meth:`next_gap`).
     """
 
     def __init__(
@@ -309,8 +330,9 @@ class MarketModel:
         tick: Decimal,
         levels: int = 1000,
         max_levels: int | None = None,
+        spread: int = 1,
         start: float = 0.0,
-        activity: float = 3.0,
+        rate: float = 60.0,
         history: int = 100,
     ) -> None:
         pscale = Decimal(10) ** price_precision
@@ -326,6 +348,10 @@ class MarketModel:
         max_levels = levels + 200 if max_levels is None else max_levels
         if max_levels < levels:
             raise ValueError(f"max_levels ({max_levels}) must be at least levels ({levels})")
+        if spread < 1:
+            raise ValueError(f"spread must be at least 1 tick, got {spread}")
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
         self.symbol = symbol
         """The pair, e.g. ``BTC/USD``."""
         self.price_precision = price_precision
@@ -336,19 +362,28 @@ class MarketModel:
         """The price grid."""
         self.time = start
         """Wall-clock time of the latest step (``start`` before the first)."""
+        self.rate = rate
+        """Mean events per second."""
         self._rng = rng
         self._levels = levels
         self._max_levels = max_levels
-        middle = (levels + max_levels) // 2
-        self._activity = activity
+        self._spread = spread
+        # A tight market's best levels are deep: whole ones are rarely cancelled.
+        self._whole_best = _P_WHOLE * (1.0 - math.exp(-spread / 3.0))
+        # Most new orders go this many ticks (on average) behind the best price.
+        self._reach = max(2.0, 1.5 * spread, float(_REACH * mid / tick))
+        self._burst = 0
         # A typical resting order is worth about 2,000 units of the quote currency.
         self._lot = max(1, int(Decimal(2000) / mid * Decimal(10) ** qty_precision))
         self._bids = _Side(-1)
         self._asks = _Side(1)
-        self._bids.set(-mid_units, self._random_qty())
-        self._asks.set(mid_units + self._tick, self._random_qty())
-        self._fill(self._bids, middle)
-        self._fill(self._asks, middle)
+        self._bids.put(-mid_units, self._random_qty())
+        self._asks.put(mid_units + self._tick, self._random_qty())
+        middle = (levels + max_levels) // 2
+        for side in (self._bids, self._asks):
+            while len(side.keys) < middle and self._extend(side):
+                pass
+            side.begin()
         self._fair = mid_units + self._tick / 2
         self._trade_id = rng.randrange(10_000_000, 100_000_000)
         self._recent: deque[TradeRecord] = deque(maxlen=RECENT_TRADES)
@@ -444,98 +479,189 @@ class MarketModel:
 
     # ----------------------------------------------------------------- book events
 
-    def _fill(self, side: _Side, count: int) -> None:
-        """Add levels behind the worst one until the side holds ``count`` levels."""
+    def _extend(self, side: _Side) -> bool:
+        """Add a level behind the worst one; False when that would reach a price of 0."""
         rng = self._rng
-        while len(side.keys) < count:
-            price = side.sign * side.keys[-1] + side.sign * self._tick * (
-                1 + int(rng.expovariate(1.0))
-            )
-            if price <= 0:
-                return
-            side.set(side.sign * price, self._random_qty())
+        price = side.sign * side.keys[-1] + side.sign * self._tick * (1 + int(rng.expovariate(1.0)))
+        if price <= 0:
+            return False
+        side.put(side.sign * price, self._random_qty())
+        return True
+
+    def _delete(self, side: _Side, key: int) -> None:
+        """Remove a level; a side left short of ``levels`` gets a new level at the back."""
+        side.delete(key)
+        if len(side.keys) < self._levels:
+            self._extend(side)
 
     def _rank(self, size: int) -> int:
         rng = self._rng
-        rank = int(rng.expovariate(1 / 6)) if rng.random() < 0.9 else rng.randrange(size)
+        near = rng.random() < 0.9
+        rank = int(rng.expovariate(1 / _NEAR_RANK)) if near else rng.randrange(size)
         return min(rank, size - 1)
 
-    def _add(self, side: _Side) -> None:
+    def _spread_ticks(self) -> int:
+        return (self._asks.keys[0] + self._bids.keys[0]) // self._tick
+
+    def _add(self, side: _Side, near: int | None = None, avoid: int | None = None) -> None:
+        """A new order: inside a wide spread, some ticks behind the best, or anywhere.
+
+        ``near`` places a moved order instead: near that rank, never at ``avoid`` (the
+        level it left).
+        """
         rng = self._rng
-        best = side.sign * side.keys[0]
-        spread = (self._asks.keys[0] + self._bids.keys[0]) // self._tick
-        if spread > 1 and rng.random() < 0.5:
-            price = best - side.sign * self._tick * rng.randint(1, spread - 1)
+        qty = self._random_qty()
+        keys = side.keys
+        spread = self._spread_ticks()
+        inside = 0.95 * (1.0 - math.exp(-3.0 * (spread - 1) / self._spread))
+        if near is None and spread > 1 and rng.random() < inside:
+            # A new best price inside the spread, which narrows.
+            side.put(keys[0] - rng.randint(1, spread - 1) * self._tick, qty)
+            return
+        if near is not None:
+            # Where an order moved to: a free price just before the level near ``near``,
+            # or that level when there is no room (never the level it left: ``avoid``).
+            rank = min(near, len(keys) - 1)
+            key = keys[rank]
+            if rank > 0:
+                room = (key - keys[rank - 1]) // self._tick - 1
+                if room > 0:
+                    key = keys[rank - 1] + self._tick * rng.randint(1, room)
+            if key == avoid:
+                key = keys[rank + 1] if rank + 1 < len(keys) else keys[rank - 1]
+        elif rng.random() < 0.9:
+            key = keys[0] + self._tick * int(rng.expovariate(1.0 / self._reach))
+            if side.sign * key <= 0:
+                key = keys[-1]  # no room down to a price of 0: join the lowest bid
+        else:  # anywhere in the book, so that every depth sees new levels
+            key = keys[0] + self._tick * rng.randrange((keys[-1] - keys[0]) // self._tick + 1)
+        side.put(key, side.qty.get(key, 0) + qty)
+
+    def _cancel(self, side: _Side) -> tuple[int, int]:
+        """An order cancelled: a level removed, or its quantity lowered. Its rank and key."""
+        rng = self._rng
+        keys = side.keys
+        rank = self._rank(len(keys))
+        key = keys[rank]
+        whole = rng.random() < (self._whole_best if rank == 0 else _P_WHOLE)
+        qty = side.qty[key]
+        remaining = int(qty * rng.uniform(0.1, 0.9))
+        if (whole or remaining == 0) and len(keys) > 1:
+            self._delete(side, key)
         else:
-            price = best + side.sign * self._tick * int(rng.expovariate(1 / 4))
-            if price <= 0:
-                return
-        key = side.sign * price
-        side.set(key, side.qty.get(key, 0) + self._random_qty())
+            side.put(key, max(1, remaining))
+        return rank, key
 
-    def _cancel(self, side: _Side) -> None:
-        if len(side.keys) > 1:
-            side.set(side.keys[self._rank(len(side.keys))], 0)
-
-    def _modify(self, side: _Side) -> None:
+    def _amend(self, side: _Side) -> None:
         key = side.keys[self._rank(len(side.keys))]
-        side.set(key, max(1, int(side.qty[key] * self._rng.uniform(0.2, 1.8))))
+        qty = side.qty[key]
+        new = max(1, int(qty * self._rng.uniform(0.3, 1.7)))
+        side.put(key, new if new != qty else qty + 1)
+
+    def _fills(self, take: int, most: int) -> list[int]:
+        """``take`` split into the fills of the resting orders it meets (mostly one)."""
+        rng = self._rng
+        count = 1 if rng.random() < 0.9 else rng.randint(2, 4)
+        count = max(1, min(count, take, most))
+        cuts = sorted(rng.sample(range(1, take), count - 1)) if count > 1 else []
+        bounds = [0, *cuts, take]
+        return [bounds[i + 1] - bounds[i] for i in range(count)]
 
     def _trade(self, now: float, trades: list[TradeRecord]) -> None:
         rng = self._rng
         mid2 = self._asks.keys[0] - self._bids.keys[0]
         lean = (2 * self._fair - mid2) / (40 * self._tick)
         buy = rng.random() < min(0.9, max(0.1, 0.5 + lean))
-        book = self._asks if buy else self._bids
-        remaining = max(1, int(self._lot * rng.lognormvariate(-0.5, 1.5)))
+        book, own = (self._asks, self._bids) if buy else (self._bids, self._asks)
+        remaining = max(1, int(self._lot * rng.lognormvariate(-1.0, 1.0)))
         ord_type = "market" if rng.random() < 0.3 else "limit"
+        side = "buy" if buy else "sell"
+        swept: int | None = None
+        budget = _MAX_FILLS
+        changes = 0  # levels published: a fill each, and a refill per swept level
         for _ in range(_SWEEP_LEVELS):
             if remaining == 0 or len(book.keys) == 1:
-                return
+                break
             key = book.keys[0]
             available = book.qty[key]
             take = min(available, remaining)
-            book.set(key, available - take)
+            fills = self._fills(take, budget)
+            budget -= len(fills) - 1
+            changes += len(fills)
+            for fill in fills:
+                available -= fill
+                if available:
+                    book.put(key, available)
+                else:
+                    self._delete(book, key)
+                    swept = key
+                    changes += 1
+                trades.append(self._record_trade(now, side, book.sign * key, fill, ord_type))
             remaining -= take
-            side = "buy" if buy else "sell"
-            trades.append(self._record_trade(now, side, book.sign * key, take, ord_type))
+        if swept is None or not remaining or ord_type != "limit" or changes >= _MAX_CHANGES:
+            return
+        if rng.random() < _P_REST:
+            # The rest of a limit order rests at its limit: the last price it swept.
+            own.put(-swept, remaining)
 
     # ----------------------------------------------------------------- public API
 
+    def next_gap(self) -> float:
+        """Seconds from one event to the next: bursts of events separated by silences.
+
+        A burst holds about four events on average, well under a millisecond apart; the
+        silences between bursts are log-normal (tens of milliseconds, now and then
+        seconds), sized so that the mean rate is :attr:`rate`. Uses the market's random
+        generator, like :meth:`step`.
+        """
+        rng = self._rng
+        if self._burst > 0:
+            self._burst -= 1
+            return rng.expovariate(1.0 / _BURST_GAP)
+        self._burst = int(rng.expovariate(1.0 / (_BURST_SIZE - 1.0)))
+        silence = _BURST_SIZE / self.rate - (_BURST_SIZE - 1.0) * _BURST_GAP
+        return max(silence, _BURST_GAP) * rng.lognormvariate(
+            -(_SILENCE_SIGMA**2) / 2, _SILENCE_SIGMA
+        )
+
     def step(self, now: float) -> MarketStep:
-        """Advance the market by one step at wall-clock time ``now``; return what changed."""
+        """Apply one engine event at wall-clock time ``now``; return what changed."""
         rng = self._rng
         bids, asks = self._bids, self._asks
         bids.begin()
         asks.begin()
         before = (bids.keys[0], bids.qty[bids.keys[0]], asks.keys[0], asks.qty[asks.keys[0]])
-        trades: list[TradeRecord] = []
-        for _ in range(1 + min(int(rng.expovariate(1 / self._activity)), 15)):
-            roll = rng.random()
-            side = bids if rng.random() < 0.5 else asks
-            if roll < 0.08:
-                self._trade(now, trades)
-            elif roll < 0.33:
-                self._add(side)
-            elif roll < 0.55:
-                self._cancel(side)
-            else:
-                self._modify(side)
-        self._fair += rng.gauss(0.0, 0.7) * self._tick
         for side in (bids, asks):
-            self._fill(side, self._levels)
             if len(side.keys) > self._max_levels:
                 middle = (self._levels + self._max_levels) // 2
                 while len(side.keys) > middle:
-                    side.set(side.keys[-1], 0)
+                    side.delete(side.keys[-1])
+        trades: list[TradeRecord] = []
+        roll = rng.random()
+        side = bids if rng.random() < 0.5 else asks
+        spread = self._spread_ticks()
+        if spread > 1 and rng.random() < 0.5 * (1.0 - math.exp(-3.0 * (spread - 1) / self._spread)):
+            self._add(side)  # liquidity providers answer a wide spread
+        elif roll < _P_TRADE:
+            self._trade(now, trades)
+        elif roll < _P_TRADE + _P_ADD:
+            self._add(side)
+        elif roll < _P_TRADE + _P_ADD + _P_CANCEL:
+            self._cancel(side)
+        elif roll < _P_TRADE + _P_ADD + _P_CANCEL + _P_MOVE:
+            # An order moved: cancelled, then added again near where it was.
+            rank, key = self._cancel(side)
+            self._add(side, max(0, rank + rng.randint(-3, 3)), key)
+        else:
+            self._amend(side)
+        self._fair += rng.gauss(0.0, 0.35) * self._tick
         self.time = now
         self._expire(now)
         after = (bids.keys[0], bids.qty[bids.keys[0]], asks.keys[0], asks.qty[asks.keys[0]])
-
         views = {
-            bid_view.depth: (bid_view.out, ask_view.out)
-            for bid_view, ask_view in zip(bids.views, asks.views, strict=True)
-            if bid_view.out or ask_view.out
+            depth: (bid_out, ask_out)
+            for depth, bid_out, ask_out in zip(DEPTHS, bids.out, asks.out, strict=True)
+            if bid_out or ask_out
         }
         return MarketStep(
             self, now, (bids.changes, asks.changes), views, tuple(trades), before != after

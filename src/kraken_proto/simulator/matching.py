@@ -15,8 +15,12 @@ Everything is in wall-clock seconds (``t``). The engine writes what happened to
 :class:`~kraken_proto.simulator.account.LedgerEntry`); the exchange turns them into frames.
 
 Fees are charged in the quote currency: :data:`MAKER_FEE` / :data:`TAKER_FEE` of the cost,
-rounded half up to 8 decimals. Funds are checked against what open orders reserve (a buy
-reserves ``remaining x limit_price x (1 + taker fee)`` of quote, a sell its remaining base).
+rounded half up to the quote currency's precision (4 decimals for USD, as in Kraken's
+example: a cost of 132.9995 pays 0.3458). Numbers are written as Kraken's examples write
+them: ``132.9995``, ``26599.9``, ``0.0`` (see
+:func:`~kraken_proto.simulator.frames.float_number`). Funds are checked against what open
+orders reserve (a buy reserves ``remaining x limit_price x (1 + taker fee)`` of quote, a
+sell its remaining base).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ REPLACED_REASON = "Order replaced"
 SNAP_TRADES = 50
 """How many recent fills the executions snapshot can carry (``snap_trades``)."""
 
-_FEE_QUANTUM = Decimal("0.00000001")
+_AVG_QUANTUM = Decimal("0.00000001")
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _ZERO = Decimal(0)
 
@@ -167,11 +171,11 @@ class Order:
         """The average fill price, rounded half up to 8 decimals (0 before the first fill)."""
         if not self.cum_qty:
             return _ZERO
-        return (self.cum_cost / self.cum_qty).quantize(_FEE_QUANTUM, rounding=ROUND_HALF_UP)
+        return (self.cum_cost / self.cum_qty).quantize(_AVG_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def _num(value: Decimal) -> Any:
-    return frames.number(value)
+    return frames.float_number(value)
 
 
 def _crosses(side: str, limit: Decimal | None, price: Decimal) -> bool:
@@ -352,7 +356,7 @@ class MatchingEngine:
         base, _, quote = order.symbol.partition("/")
         cost = price * qty
         rate = self.maker_fee if maker else self.taker_fee
-        fee = (cost * rate).quantize(_FEE_QUANTUM, rounding=ROUND_HALF_UP)
+        fee = self.account.round(quote, cost * rate)
         order.cum_qty += qty
         order.cum_cost += cost
         order.fees += fee
