@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings
 
 import kraken_proto.book as book_module
-import kraken_proto.protocol as protocol_module
+import kraken_proto.books as books_module
 
 # The suite is a gate (100% branch coverage of kraken_proto): by default hypothesis draws
 # the same examples on every run, so a branch reached only by a lucky example cannot make
@@ -62,5 +62,5 @@ def book_loop(request: pytest.FixtureRequest) -> Iterator[str]:
     loop = compiled if compiled is not None and request.param == "compiled" else python
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(book_module, "apply_live_update", loop)
-        patch.setattr(protocol_module, "apply_live_update", loop)
+        patch.setattr(books_module, "apply_live_update", loop)
         yield request.param

@@ -244,3 +244,53 @@ def test_take_needs_no_clock_until_a_summary_is_due_or_a_rate_cap_is_set() -> No
     capped.push(trade("A", 1), 0.0)
     assert capped.take() is None
     assert capped.pop(0.0) == trade("A", 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=events_strategy,
+    policy=st.sampled_from(list(DropPolicy)),
+    depth=st.integers(1, 8),
+    window=st.sampled_from([0.0, 0.3]),
+)
+def test_take_then_pop_reads_exactly_what_pop_alone_reads(
+    ops: list[tuple[object, str, bool]], policy: DropPolicy, depth: int, window: float
+) -> None:
+    # The drivers read with take() (no clock) and fall back to pop(now) when it says None:
+    # the gate that tells take() to defer (a summary due) must follow every drop, summary
+    # and delivery exactly, or the two readers would see different streams.
+    config = BackpressureConfig(max_queue_depth=depth, drop_policy=policy, coalesce_window=window)
+    popped, taken = EventBuffer(config), EventBuffer(config)
+    out_popped: list[Event | None] = []
+    out_taken: list[Event | None] = []
+    for n, (make, symbol, read) in enumerate(ops):
+        now = n * 0.1
+        event = make(symbol, n)  # type: ignore[operator]
+        assert popped.push(event, now) == taken.push(event, now)
+        if read:
+            out_popped.append(popped.pop(now))
+            out_taken.append(taken.take() or taken.pop(now))
+        assert popped.stats == taken.stats
+    assert out_taken == out_popped
+    assert drain(taken, 1e6) == drain(popped, 1e6)
+    assert popped.stats == taken.stats
+
+
+class SpecialTrade(Trade, frozen=True):
+    """A subclass of a market event: still market data."""
+
+
+def test_a_subclass_of_a_market_event_is_bounded_dropped_and_delivered_as_market_data() -> None:
+    buffer = EventBuffer(BackpressureConfig(max_queue_depth=2, drop_policy=DropPolicy.OLDEST))
+    special = [SpecialTrade("A", "buy", Decimal(n), Decimal(1), "limit", n, "t") for n in range(4)]
+    buffer.push(state(0), 0.0)
+    for event in special[:3]:
+        buffer.push(event, 0.0)  # the third drops the oldest special trade
+    assert len(buffer) == 3 and buffer.stats.dropped == 1
+    assert buffer.pop(0.0) == Dropped(1, 0, "oldest", 0.0)
+    assert buffer.take() == state(0)
+    assert buffer.take() == special[1]  # delivered: one market slot is free again
+    buffer.push(special[3], 0.0)
+    assert buffer.stats.dropped == 1
+    assert [buffer.take(), buffer.take(), buffer.take()] == [special[2], special[3], None]
+    assert buffer.stats == BufferStats(5, 4, 1, 0, 0)

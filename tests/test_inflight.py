@@ -175,3 +175,15 @@ def test_executions_note_placed_amended_and_final_orders() -> None:
     )
     flight.submit(2, CancelOrder(order_id=("A",)), 0.0)
     assert flight.rate_counter("BTC/USD", 0.0).count == pytest.approx(8)  # A is forgotten
+
+
+def test_a_request_ready_at_once_has_no_deadline_until_it_leaves() -> None:
+    """Held only by the outbox's message budget, it must not show as due (the timer would
+    spin); its response timeout starts when it leaves, later than that moment."""
+    flight = InFlight(ClientConfig(request_timeout=1e-12))
+    assert flight.submit(1, add(), 5.0)
+    assert flight.next_deadline() is None
+    assert flight.take_due(1e9) == []  # never released a second time
+    flight.sent(1, 2.0**40)
+    deadline = flight.next_deadline()
+    assert deadline is not None and deadline > 2.0**40

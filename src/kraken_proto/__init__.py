@@ -43,6 +43,7 @@ from kraken_proto.errors import (
     WaitTimeoutError,
 )
 from kraken_proto.events import (
+    MARKET_DATA_EVENTS,
     OHLC,
     Balance,
     BookLevel,
@@ -71,6 +72,7 @@ from kraken_proto.events import (
     Unsubscribed,
     parse_timestamp,
 )
+from kraken_proto.host import Host
 from kraken_proto.level3 import L3Book, L3Level
 from kraken_proto.private import ExecType, OrderStatus
 from kraken_proto.protocol import KrakenProtocol
@@ -128,6 +130,7 @@ __all__ = [
     "FetchToken",
     "GapDetected",
     "GapPolicy",
+    "Host",
     "HttpRequest",
     "Instrument",
     "InstrumentAsset",
@@ -141,6 +144,7 @@ __all__ = [
     "L3Order",
     "L3Update",
     "LocalProtocolError",
+    "MARKET_DATA_EVENTS",
     "NetworkError",
     "OpenConnection",
     "OrderBook",

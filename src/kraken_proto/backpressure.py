@@ -33,6 +33,8 @@ __all__ = ["BufferStats", "EventBuffer"]
 
 _COALESCABLE = (Ticker, BookUpdate)
 _DROPPABLE = (Ticker, BookUpdate, Trade, OHLC)
+# The hot paths test the exact type (a set lookup) before falling back to isinstance.
+_DROPPABLE_TYPES = frozenset(_DROPPABLE)
 
 
 class BufferStats(msgspec.Struct, frozen=True):
@@ -61,6 +63,7 @@ class _Slot:
 
 
 _MARKET_ITEM = (_Slot, *_DROPPABLE)  # a queued item that counts against max_queue_depth
+_MARKET_ITEM_TYPES = frozenset(_MARKET_ITEM)
 
 
 class EventBuffer:
@@ -77,9 +80,13 @@ class EventBuffer:
         self._latest: dict[tuple[type, str], _Slot] = {}
         rate = config.max_messages_per_second
         self._pacer = None if rate is None else TokenBucket(rate, max(1, int(rate)))
-        self._received = self._delivered = self._dropped = self._coalesced = 0
+        # ``delivered`` is not counted: it is received - dropped - coalesced - queued
+        self._received = self._dropped = self._coalesced = 0
         self._unreported_dropped = self._unreported_coalesced = 0
         self._summary_sent = False  # a summary went out and no event has followed it yet
+        # take() must defer to pop(): a rate cap is configured or a summary is due. Kept up
+        # to date wherever either changes, so take() tests one attribute.
+        self._gated = self._pacer is not None
 
     @property
     def config(self) -> BackpressureConfig:
@@ -93,20 +100,29 @@ class EventBuffer:
     @property
     def stats(self) -> BufferStats:
         """The counters now."""
+        queued = len(self._slots)
         return BufferStats(
             received=self._received,
-            delivered=self._delivered,
+            delivered=self._received - self._dropped - self._coalesced - queued,
             dropped=self._dropped,
             coalesced=self._coalesced,
-            queued=len(self._slots),
+            queued=queued,
         )
 
     def push(self, event: Event, now: float) -> bool:
         """Queue ``event``; returns False if it was itself rejected (``LATEST`` when full)."""
         self._received += 1
-        if not isinstance(event, _DROPPABLE):
+        if type(event) not in _DROPPABLE_TYPES and not isinstance(event, _DROPPABLE):
             self._slots.append(event)  # control events are never dropped nor bounded
             return True
+        if self._market < self._capacity and not self._coalesce:  # the common case
+            self._market += 1
+            self._slots.append(event)
+            return True
+        return self._push_market(event, now)
+
+    def _push_market(self, event: Event, now: float) -> bool:
+        """``push`` of a market event into a full or coalescing buffer."""
         full = self._market >= self._capacity
         if self._coalesce and isinstance(event, _COALESCABLE):
             key = (type(event), event.symbol)
@@ -140,12 +156,13 @@ class EventBuffer:
         the next event; at most one summary per delivered event, so a consumer that falls
         further behind still receives events, not only summaries.
         """
-        if (self._unreported_dropped or self._unreported_coalesced) and not self._summary_sent:
+        if self._summary_due():
             summary = Dropped(
                 self._unreported_dropped, self._unreported_coalesced, self._policy.value, now
             )
             self._unreported_dropped = self._unreported_coalesced = 0
             self._summary_sent = True
+            self._gated = self._pacer is not None
             return summary
         if not self._slots:
             return None
@@ -159,23 +176,35 @@ class EventBuffer:
         None if empty, and also when a :class:`Dropped` summary is due or a delivery rate
         cap is configured: both need the time, so call :meth:`pop` then.
         """
-        if self._pacer is not None or (
-            (self._unreported_dropped or self._unreported_coalesced) and not self._summary_sent
-        ):
-            return None
-        return self._next()
-
-    def _next(self) -> Event | None:
         slots = self._slots
-        if not slots:
+        if self._gated or not slots:
             return None
-        item = slots.popleft()
-        self._delivered += 1
-        self._summary_sent = False
+        item = slots.popleft()  # _next() inlined: this is every event's way out
+        if self._summary_sent:
+            self._summary_sent = False
+            self._gated = self._pacer is not None or self._summary_due()
+        if type(item) in _DROPPABLE_TYPES:
+            self._market -= 1
+            return item  # type: ignore[return-value]
+        return self._unwrap(item)
+
+    def _next(self) -> Event:
+        """Deliver the next queued item; the caller checked that there is one."""
+        item = self._slots.popleft()
+        if self._summary_sent:  # an event follows the summary: the next one may come
+            self._summary_sent = False
+            self._gated = self._pacer is not None or self._summary_due()
+        if type(item) in _DROPPABLE_TYPES:
+            self._market -= 1
+            return item  # type: ignore[return-value]
+        return self._unwrap(item)
+
+    def _unwrap(self, item: Event | _Slot) -> Event:
+        """A delivered item other than a plain market event: a slot, or a control event."""
         if isinstance(item, _Slot):
             self._forget_slot(item)
             return item.event
-        if isinstance(item, _DROPPABLE):
+        if isinstance(item, _DROPPABLE):  # a subclass of a market event
             self._market -= 1
         return item
 
@@ -202,7 +231,9 @@ class EventBuffer:
         """Drop the oldest market event (control events ahead of it stay)."""
         slots = self._slots
         index = 0
-        while not isinstance(slots[index], _MARKET_ITEM):
+        while type(slots[index]) not in _MARKET_ITEM_TYPES and not isinstance(
+            slots[index], _MARKET_ITEM
+        ):
             index += 1
         item = slots[index]
         del slots[index]
@@ -215,7 +246,9 @@ class EventBuffer:
     def _count_dropped(self) -> None:
         self._dropped += 1
         self._unreported_dropped += 1
+        self._gated = self._gated or not self._summary_sent
 
     def _count_coalesced(self) -> None:
         self._coalesced += 1
         self._unreported_coalesced += 1
+        self._gated = self._gated or not self._summary_sent

@@ -46,6 +46,7 @@ __all__ = [
     "BookUpdate",
     "Dropped",
     "Event",
+    "MARKET_DATA_EVENTS",
     "InstrumentAsset",
     "Contingent",
     "Execution",
@@ -716,3 +717,13 @@ Event = (
     | ProtocolError
 )
 """Every event type the protocol emits."""
+
+MARKET_DATA_EVENTS: frozenset[type[Event]] = frozenset({Ticker, Trade, OHLC, BookUpdate, L3Update})
+"""The market data events: ``Ticker``, ``Trade``, ``OHLC``, ``BookUpdate``, ``L3Update``.
+
+The timer contract (``docs/own-driver.md``): a ``receive_data`` call that returns one or
+more actions, each an ``Emit`` of one of these, leaves ``next_deadline()`` no earlier than
+it was (with ``now`` no earlier than the previous input's), so a driver may keep its timer
+as armed. Such a call changed no state: acks, requests, sequence gaps and every state change
+come with other events or with other actions.
+"""

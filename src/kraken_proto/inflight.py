@@ -28,6 +28,7 @@ from kraken_proto.config import ClientConfig
 from kraken_proto.errors import TradingRateLimitError
 from kraken_proto.private import FINAL_ORDER_STATUSES, Execution
 from kraken_proto.ratecounter import RateCounterState, TradingRateCounter
+from kraken_proto.timing import after
 from kraken_proto.trading import (
     AddOrderResult,
     AmendOrderResult,
@@ -109,8 +110,11 @@ class InFlight:
             pairs = self._counter.charges(request, now)
             raise TradingRateLimitError(request.symbol or ", ".join(sorted(pairs)), wait)
         self._counter.record(request, now)
-        self._pending[req_id] = _Pending(req_id, request, now + wait)
-        return wait <= 0.0
+        ready = wait <= 0.0
+        # A request sent at once waits only for the message-rate budget (the outbox's
+        # deadline): it has no pacing deadline of its own.
+        self._pending[req_id] = _Pending(req_id, request, _NEVER if ready else now + wait)
+        return ready
 
     def take_due(self, now: float) -> list[tuple[int, TradingRequest]]:
         """Paced requests whose time has come, in submission order; each is returned once
@@ -125,7 +129,7 @@ class InFlight:
         pending = self._pending.get(req_id)
         if pending is not None:
             pending.sent = True
-            pending.deadline = now + self._timeout
+            pending.deadline = after(now, self._timeout)
 
     # ------------------------------------------------------------------ answers
 
@@ -154,7 +158,7 @@ class InFlight:
         if expected is None:
             # Settle shortly after the first answer: more may be on the way.
             if pending.answered == 1:
-                pending.deadline = min(pending.deadline, now + USERREF_SETTLE)
+                pending.deadline = min(pending.deadline, after(now, USERREF_SETTLE))
             return None
         if pending.answered < expected:
             return None

@@ -1,7 +1,11 @@
-"""Subscriptions: parameter validation, the per-symbol records, and the public query view.
+"""Subscriptions: parameter validation, the per-symbol records, their status table, and the
+public query view.
 
 A subscription is keyed by ``(channel, symbol)`` (``symbol`` is ``None`` for channels
 without symbols). The record outlives connections: it is replayed after every reconnect.
+Its :class:`SubscriptionStatus` changes only through :data:`SUBSCRIPTION_TRANSITIONS`
+(:meth:`Subscription.move`), the way the connection's state changes only through
+:data:`kraken_proto.state.TRANSITIONS`.
 """
 
 from __future__ import annotations
@@ -13,21 +17,26 @@ from typing import Any
 import msgspec
 
 from kraken_proto.errors import LocalProtocolError
+from kraken_proto.host import Host
 
 __all__ = [
+    "BOOK_CHANNELS",
     "BOOK_DEPTHS",
     "CHANNELS_BY_HOST",
     "LEVEL3_DEPTHS",
     "OHLC_INTERVALS",
     "PRIVATE_CHANNELS",
     "PUBLIC_CHANNELS",
+    "SUBSCRIPTION_TRANSITIONS",
     "SYMBOL_CHANNELS",
     "Subscription",
     "SubscriptionInfo",
     "SubscriptionStatus",
+    "SubscriptionTrigger",
     "SubscriptionsView",
     "book_depth_for",
     "group_requests",
+    "subscription_transition",
     "unsubscribe_params",
     "validate_subscription",
     "validate_unsubscription",
@@ -39,16 +48,18 @@ PRIVATE_CHANNELS = frozenset({"executions", "balances", "level3"})
 """Channels that need a token (and the auth or level3 host)."""
 SYMBOL_CHANNELS = frozenset({"ticker", "trade", "book", "ohlc", "level3"})
 """Channels subscribed per symbol, with one ack per symbol."""
-CHANNELS_BY_HOST: dict[str, frozenset[str]] = {
-    "public": PUBLIC_CHANNELS,
-    "auth": frozenset({"executions", "balances"}),
-    "level3": frozenset({"level3"}),
+BOOK_CHANNELS = frozenset({"book", "level3"})
+"""Channels that keep a book per symbol (L2 and L3)."""
+CHANNELS_BY_HOST: dict[Host, frozenset[str]] = {
+    Host.PUBLIC: PUBLIC_CHANNELS,
+    Host.AUTH: frozenset({"executions", "balances"}),
+    Host.LEVEL3: frozenset({"level3"}),
 }
 """Which channels each host serves (Kraken refuses the others with a wrong-host error)."""
 _HOST_HINT = {
-    "public": "a public connection (KrakenProtocol())",
-    "auth": "a private connection (KrakenProtocol(config, private=True))",
-    "level3": "a level3 connection (KrakenProtocol(config, level3=True))",
+    Host.PUBLIC: "a public connection (KrakenProtocol())",
+    Host.AUTH: "a private connection (KrakenProtocol(config, private=True))",
+    Host.LEVEL3: "a level3 connection (KrakenProtocol(config, level3=True))",
 }
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 """The depths Kraken accepts for the book channel."""
@@ -94,6 +105,83 @@ class SubscriptionStatus(enum.Enum):
     """Refused by Kraken, not acknowledged in time, or given up after resyncs."""
 
 
+class SubscriptionTrigger(enum.Enum):
+    """What can move one subscription from one status to another."""
+
+    SUBSCRIBE = "subscribe"
+    """The user subscribes (a new record, or again after a failure)."""
+    ADOPT = "adopt"
+    """Replay only: Kraken's side of a capture shows a subscription never requested here."""
+    ACKED = "acked"
+    """Kraken acknowledged a subscribe request of this key."""
+    REFUSED = "refused"
+    """Kraken refused a subscribe request of this key."""
+    TIMED_OUT = "timed_out"
+    """A subscribe request of this key was not answered within ``ack_timeout``."""
+    RESYNC = "resync"
+    """The stream (a book, a sequenced private stream) is resubscribed for a fresh snapshot."""
+    GIVE_UP = "give_up"
+    """The resync budget is spent."""
+    UNSUBSCRIBE = "unsubscribe"
+    """The user unsubscribes while connected; Kraken's answer is awaited."""
+    UNSUBSCRIBED = "unsubscribed"
+    """The subscription ends: Kraken's answer (or its absence) to an unsubscribe, or an
+    unsubscribe while disconnected. The record is forgotten."""
+    CONNECTION_LOST = "connection_lost"
+    """The connection failed or was closed."""
+    RESUBSCRIBE = "resubscribe"
+    """A new connection opened (and authenticated) and the record is sent again."""
+
+
+_P = SubscriptionStatus.PENDING
+_A = SubscriptionStatus.ACTIVE
+_U = SubscriptionStatus.UNSUBSCRIBING
+_F = SubscriptionStatus.FAILED
+_ST = SubscriptionTrigger
+_KEPT = (_P, _A, _F)  # every status but UNSUBSCRIBING: the user still wants these
+
+SUBSCRIPTION_TRANSITIONS: dict[
+    tuple[SubscriptionStatus | None, SubscriptionTrigger], SubscriptionStatus | None
+] = {
+    (None, _ST.SUBSCRIBE): _P,
+    (_F, _ST.SUBSCRIBE): _P,
+    (None, _ST.ADOPT): _A,
+    **{(status, _ST.ACKED): _A for status in _KEPT},
+    (_U, _ST.ACKED): _U,  # a late ack: the user's unsubscribe stands
+    **{(status, _ST.REFUSED): _F for status in _KEPT},
+    (_U, _ST.REFUSED): _U,
+    **{(status, _ST.TIMED_OUT): _F for status in _KEPT},
+    (_U, _ST.TIMED_OUT): _U,
+    **{(status, _ST.RESYNC): _P for status in _KEPT},
+    **{(status, _ST.GIVE_UP): _F for status in _KEPT},
+    **{(status, _ST.UNSUBSCRIBE): _U for status in _KEPT},
+    **{(status, _ST.UNSUBSCRIBED): None for status in SubscriptionStatus},
+    (_P, _ST.CONNECTION_LOST): _P,
+    (_A, _ST.CONNECTION_LOST): _P,
+    (_F, _ST.CONNECTION_LOST): _F,
+    (_U, _ST.CONNECTION_LOST): None,  # the user asked to stop it: it is simply not resent
+    (_P, _ST.RESUBSCRIBE): _P,
+    (_F, _ST.RESUBSCRIBE): _P,  # only failures of our own making are retried
+}
+"""Every allowed ``(status, trigger) -> next status`` of one subscription; ``None`` stands
+for "no record" (before ``SUBSCRIBE``/``ADOPT``, after it is forgotten). Anything absent is
+not possible: the user's calls that would need it raise ``LocalProtocolError``."""
+
+
+def subscription_transition(
+    status: SubscriptionStatus | None, trigger: SubscriptionTrigger
+) -> SubscriptionStatus | None:
+    """Return the status ``trigger`` leads to from ``status`` (``None``: no record).
+
+    Raises :class:`LocalProtocolError` when the table has no such transition.
+    """
+    try:
+        return SUBSCRIPTION_TRANSITIONS[(status, trigger)]
+    except KeyError:
+        where = "no subscription" if status is None else f"status {status.value!r}"
+        raise LocalProtocolError(f"{trigger.value!r} is not possible for {where}") from None
+
+
 class SubscriptionInfo(msgspec.Struct, frozen=True):
     """A snapshot of one subscription for the ``subscriptions`` query.
 
@@ -134,13 +222,20 @@ class Subscription:
     )
 
     def __init__(
-        self, channel: str, symbol: str | None, params: dict[str, Any], user_depth: int | None
+        self,
+        channel: str,
+        symbol: str | None,
+        params: dict[str, Any],
+        user_depth: int | None,
+        trigger: SubscriptionTrigger = SubscriptionTrigger.SUBSCRIBE,
     ) -> None:
+        status = subscription_transition(None, trigger)
+        assert status is not None  # SUBSCRIBE or ADOPT: a record comes to be
         self.channel = channel
         self.symbol = symbol
         self.params = params
         self.user_depth = user_depth
-        self.status = SubscriptionStatus.PENDING
+        self.status = status
         self.error: str | None = None
         # True when the failure was ours (ack timeout, resync budget): retried on reconnect.
         self.local_failure = False
@@ -151,6 +246,14 @@ class Subscription:
     def key(self) -> tuple[str, str | None]:
         """``(channel, symbol)``."""
         return (self.channel, self.symbol)
+
+    def move(self, trigger: SubscriptionTrigger) -> SubscriptionStatus | None:
+        """Apply ``trigger`` through :data:`SUBSCRIPTION_TRANSITIONS`; return the new status,
+        ``None`` when the record is to be forgotten (its status is then left as it was)."""
+        new = subscription_transition(self.status, trigger)
+        if new is not None:
+            self.status = new
+        return new
 
     def info(self) -> SubscriptionInfo:
         """The immutable public view of this record."""
@@ -205,14 +308,17 @@ def _check_symbols(channel: str, symbols: Sequence[str] | str | None) -> tuple[s
 
 
 def validate_unsubscription(
-    channel: str, symbols: Sequence[str] | str | None, params: dict[str, Any], host: str = "public"
+    channel: str,
+    symbols: Sequence[str] | str | None,
+    params: dict[str, Any],
+    host: Host | str = Host.PUBLIC,
 ) -> tuple[str | None, ...]:
     """Check an unsubscribe call (parameters optional: they come from the subscription)."""
-    _check_channel(channel, params, host)
+    _check_channel(channel, params, Host(host))
     return _check_symbols(channel, symbols)
 
 
-def _check_channel(channel: str, params: dict[str, Any], host: str) -> frozenset[str]:
+def _check_channel(channel: str, params: dict[str, Any], host: Host) -> frozenset[str]:
     allowed = _ALLOWED_PARAMS.get(channel)
     if allowed is None:
         known = sorted(_ALLOWED_PARAMS)
@@ -220,7 +326,7 @@ def _check_channel(channel: str, params: dict[str, Any], host: str) -> frozenset
     if channel not in CHANNELS_BY_HOST[host]:
         owner = next(h for h, channels in CHANNELS_BY_HOST.items() if channel in channels)
         raise LocalProtocolError(
-            f"channel {channel!r} is not served on this {host} connection; "
+            f"channel {channel!r} is not served on this {host.value} connection; "
             f"subscribe it on {_HOST_HINT[owner]}"
         )
     unknown = set(params) - allowed
@@ -236,14 +342,14 @@ def validate_subscription(
     symbols: Sequence[str] | str | None,
     params: dict[str, Any],
     depth_headroom: int,
-    host: str = "public",
+    host: Host | str = Host.PUBLIC,
 ) -> tuple[tuple[str | None, ...], dict[str, Any], int | None]:
-    """Check a subscribe call on a ``host`` connection ("public", "auth" or "level3");
+    """Check a subscribe call on a ``host`` connection (a :class:`Host` or its value);
     return ``(symbols, wire params, user depth)``.
 
     Raises :class:`LocalProtocolError` naming the bad argument.
     """
-    _check_channel(channel, params, host)
+    _check_channel(channel, params, Host(host))
     checked = _check_symbols(channel, symbols)
     wire: dict[str, Any] = {}
     user_depth: int | None = None

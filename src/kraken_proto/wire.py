@@ -58,6 +58,7 @@ from kraken_proto.level3 import Level3Frame
 from kraken_proto.private import Balance, BalancesFrame, Execution, ExecutionsFrame
 
 __all__ = [
+    "UNDECODABLE",
     "AckResult",
     "BalancesFrame",
     "ExecutionsFrame",
@@ -390,8 +391,10 @@ _entries_decoder = msgspec.json.Decoder(_EntriesFrame)
 _instrument_entries_decoder = msgspec.json.Decoder(_InstrumentEntriesFrame)
 _decode_asset = msgspec.json.Decoder(InstrumentAsset).decode
 _decode_pair = msgspec.json.Decoder(InstrumentPair).decode
-# What decoding hostile input can raise: see protocol._UNDECODABLE.
-_UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError)
+UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError)
+"""What decoding hostile input can raise besides ``DecodeError``: invalid UTF-8 inside a
+string (or a lone surrogate in a str payload), and nesting deep enough to exhaust the
+stack."""
 
 Salvaged = list[tuple[Any, msgspec.Raw]]
 """Per entry, in wire order: the decoded entry, or the text of why it failed; and its
@@ -403,7 +406,7 @@ def _salvage(decode: Any, raws: tuple[msgspec.Raw, ...], where: str) -> Salvaged
     for index, raw in enumerate(raws):
         try:
             entries.append((decode(raw), raw))
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             entries.append((f"{where}[{index}]: {exc}", raw))
     return entries
 
@@ -416,7 +419,7 @@ def decode_entries(channel: str, payload: bytes | str) -> Salvaged | None:
     """
     try:
         frame = _entries_decoder.decode(payload)
-    except _UNDECODABLE:
+    except UNDECODABLE:
         return None
     return _salvage(_ENTRY_DECODERS[channel], frame.data, "data")
 
@@ -426,7 +429,7 @@ def decode_instrument_entries(payload: bytes | str) -> tuple[str, Salvaged, Salv
     :func:`decode_entries`): its ``type``, its assets, its pairs."""
     try:
         frame = _instrument_entries_decoder.decode(payload)
-    except _UNDECODABLE:
+    except UNDECODABLE:
         return None
     data = frame.data
     assets = _salvage(_decode_asset, data.assets, "data.assets")

@@ -6,12 +6,15 @@
 - :class:`ThreadedClient`: a background thread, for blocking scripts.
 - :func:`run_simulator`: the fake Kraken exchange on a loopback port, for tests and demos.
 
-Every driver only translates the protocol's actions into IO; reconnects, resubscribes,
-staleness, backoff, pacing and book resyncs all come from the core. Every wait (subscribe,
-trading calls, ``wait_until``) gives up after :data:`DEFAULT_TIMEOUT` seconds unless given
-``timeout=``, with a :class:`~kraken_proto.errors.WaitTimeoutError` that names the last
-connection failure; connection failures are logged at WARNING on
-``kraken_transports.connection``.
+The three take the same arguments and answer every call the same way, with the same
+errors: what happens between the protocol and the user (callbacks, the bounded buffer,
+statistics, waits, errors) is one IO-free layer, :class:`kraken_transports.driver.Driver`,
+and each driver only does its IO. Reconnects, resubscribes, staleness, backoff, pacing and
+book resyncs all come from the core. Every wait (subscribe, trading calls, ``wait_until``)
+gives up after :data:`DEFAULT_TIMEOUT` seconds unless given ``timeout=``, with a
+:class:`~kraken_proto.errors.WaitTimeoutError` that names the last connection failure;
+connection failures are logged at WARNING on ``kraken_transports.connection``. The shared
+surface, call by call: ``docs/drivers.md``.
 
 Each takes ``private=True`` (the auth host: executions, balances and trading through
 ``submit``, ``add_order``, ``cancel_order``, ...) or ``level3=True`` (the level3 host), with

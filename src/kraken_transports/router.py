@@ -1,8 +1,8 @@
-"""What every driver does with events: callbacks, the bounded buffer, acks, statistics.
+"""What every driver does with events: callbacks, the bounded buffer, statistics.
 
-Drivers differ only in how they do IO and wait; this module is the part they share, so
-callback semantics, backpressure accounting and subscribe/unsubscribe results are the same
-under asyncio, a caller's own loop and a background thread.
+Part of the shared driver layer (:mod:`kraken_transports.driver`), so callback semantics and
+backpressure accounting are the same under asyncio, a caller's own loop and a background
+thread.
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
 from kraken_proto.backpressure import EventBuffer
 from kraken_proto.config import BackpressureConfig
-from kraken_proto.errors import SubscriptionError
-from kraken_proto.events import Event, Subscribed, SubscriptionFailed, Unsubscribed
+from kraken_proto.events import Event
 
-__all__ = ["AckWaiter", "ClientStats", "EventRouter"]
+__all__ = ["ClientStats", "EventRouter"]
 
 log = logging.getLogger("kraken_transports.callbacks")
 
@@ -59,20 +57,27 @@ class EventRouter:
     only its 2nd, 4th, 8th, ... as a count, so a callback broken for every event cannot
     flood the log.
 
-    ``callback_guard``, if set, is entered around the callbacks of each event: the threaded
-    client uses it to release its lock while user code runs.
+    ``release`` and ``reacquire``, if set, are called before and after the callbacks of
+    each event: the threaded client releases its lock while user code runs.
+
+    :class:`~kraken_transports.driver.Driver` inlines :meth:`dispatch` in its hot loop,
+    reading ``routes``, ``push`` and ``release`` as :meth:`dispatch` does.
     """
 
     def __init__(self, config: BackpressureConfig, *, buffer_events: bool = True) -> None:
         self.buffer = EventBuffer(config)
-        self._buffer_events = buffer_events
-        self.callback_guard: Callable[[], AbstractContextManager[object]] | None = None
+        self.push: Callable[[Event, float], object] | None = (
+            self.buffer.push if buffer_events else None
+        )
+        """Queue an event for iteration (``None`` with ``buffer_events=False``)."""
+        self.release: Callable[[], object] | None = None
+        self.reacquire: Callable[[], object] | None = None
         self._raised: dict[int, int] = {}  # id(callback) -> exceptions raised so far
         self._callbacks: dict[type | None, list[_Callback]] = {}
-        # What dispatch reads: per registered type its callbacks then the catch-all ones, and
-        # the catch-all ones for every other type. Rebuilt (under the lock) and swapped in
-        # whole on every change, so a dispatch in another thread sees one consistent set.
-        self._routes: tuple[dict[type, tuple[_Callback, ...]], tuple[_Callback, ...]] = ({}, ())
+        self.routes: tuple[dict[type, tuple[_Callback, ...]], tuple[_Callback, ...]] = ({}, ())
+        """What dispatch reads: per registered type its callbacks then the catch-all ones,
+        and the catch-all ones for every other type. Rebuilt (under a lock) and swapped in
+        whole on every change, so a dispatch in another thread sees one consistent set."""
         self._registering = threading.Lock()
         self.frames_in = 0
         self.frames_out = 0
@@ -116,7 +121,7 @@ class EventRouter:
             for key, entries in self._callbacks.items()
             if key is not None and entries
         }
-        self._routes = (typed, catch_all)
+        self.routes = (typed, catch_all)
 
     def dispatch(self, event: Event, now: float) -> None:
         """Deliver one event to its callbacks and queue it for iteration.
@@ -124,26 +129,30 @@ class EventRouter:
         The callbacks are those registered when the event is dispatched: one registered or
         removed by a callback takes effect from the next event.
         """
-        typed, catch_all = self._routes
+        typed, catch_all = self.routes
         callbacks = typed.get(type(event), catch_all)
         if callbacks:
-            guard = self.callback_guard
-            if guard is None:
-                self._call(callbacks, event)
-            else:
-                with guard():
-                    self._call(callbacks, event)
-        if self._buffer_events:
-            self.buffer.push(event, now)
+            self.call(callbacks, event)
+        if self.push is not None:
+            self.push(event, now)
 
-    def _call(self, callbacks: tuple[_Callback, ...], event: Event) -> None:
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception as exc:
-                self._failed(callback, event, exc)
+    def call(self, callbacks: tuple[_Callback, ...], event: Event) -> None:
+        """Call each of ``callbacks`` with ``event`` (between ``release`` and ``reacquire``
+        if set), counting and logging what they raise."""
+        release = self.release
+        if release is not None:
+            release()
+        try:
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception as exc:
+                    self.failed(callback, event, exc)
+        finally:
+            if self.reacquire is not None:
+                self.reacquire()
 
-    def _failed(self, callback: _Callback, event: Event, exc: Exception) -> None:
+    def failed(self, callback: _Callback, event: Event, exc: Exception) -> None:
         """Count a callback's exception; log the first in full, then on a doubling schedule."""
         self.callback_errors += 1
         count = self._raised[id(callback)] = self._raised.get(id(callback), 0) + 1
@@ -175,46 +184,3 @@ class EventRouter:
             reconnects=self.reconnects,
             callback_errors=self.callback_errors,
         )
-
-
-class AckWaiter:
-    """Collects the per-symbol answers that one subscribe or unsubscribe call waits for."""
-
-    def __init__(self, method: str, channel: str, symbols: Sequence[str | None]) -> None:
-        if method not in ("subscribe", "unsubscribe"):
-            raise ValueError(f"method must be 'subscribe' or 'unsubscribe', not {method!r}")
-        self.method = method
-        self.channel = channel
-        self.symbols = tuple(symbols)
-        """The symbols waited for (``(None,)`` for a channel without symbols)."""
-        self._waiting = set(symbols)
-        self._answers: list[Subscribed | Unsubscribed] = []
-        self._failure: SubscriptionFailed | None = None
-
-    @property
-    def done(self) -> bool:
-        """True once every symbol was answered (or one failed)."""
-        return not self._waiting or self._failure is not None
-
-    def feed(self, event: Event) -> bool:
-        """Offer an event; returns ``done``."""
-        expected = Subscribed if self.method == "subscribe" else Unsubscribed
-        if (
-            isinstance(event, (expected, SubscriptionFailed))
-            and event.channel == self.channel
-            and event.symbol in self._waiting
-        ):
-            self._waiting.discard(event.symbol)
-            if isinstance(event, SubscriptionFailed):
-                if self._failure is None:
-                    self._failure = event
-            else:
-                self._answers.append(event)
-        return self.done
-
-    def result(self) -> list[Subscribed | Unsubscribed]:
-        """The acks in arrival order; raises :class:`SubscriptionError` if one failed."""
-        if self._failure is not None:
-            failure = self._failure
-            raise SubscriptionError(failure.channel, failure.symbol, failure.error)
-        return list(self._answers)

