@@ -76,7 +76,12 @@ class EventBuffer:
         self._capacity = config.max_queue_depth
         self._window = config.coalesce_window
         self._slots: deque[Event | _Slot] = deque()
-        self._market = 0  # queued droppable events, the ones max_queue_depth bounds
+        # Queued control events: every other queued item is market data, the ones
+        # max_queue_depth bounds (see _market), so a market event costs no count.
+        self._control = 0
+        # What the market events queued must stay under for push's fast path: the depth,
+        # or none (-1) when coalescing, which always takes the full path.
+        self._room = -1 if self._coalesce else self._capacity
         self._latest: dict[tuple[type, str], _Slot] = {}
         rate = config.max_messages_per_second
         self._pacer = None if rate is None else TokenBucket(rate, max(1, int(rate)))
@@ -112,14 +117,20 @@ class EventBuffer:
     def push(self, event: Event, now: float) -> bool:
         """Queue ``event``; returns False if it was itself rejected (``LATEST`` when full)."""
         self._received += 1
+        slots = self._slots
         if type(event) not in _DROPPABLE_TYPES and not isinstance(event, _DROPPABLE):
-            self._slots.append(event)  # control events are never dropped nor bounded
+            self._control += 1
+            slots.append(event)  # control events are never dropped nor bounded
             return True
-        if self._market < self._capacity and not self._coalesce:  # the common case
-            self._market += 1
-            self._slots.append(event)
+        if len(slots) - self._control < self._room:  # the common case
+            slots.append(event)
             return True
         return self._push_market(event, now)
+
+    @property
+    def _market(self) -> int:
+        """Queued market events (plain or in a coalescing slot)."""
+        return len(self._slots) - self._control
 
     def _push_market(self, event: Event, now: float) -> bool:
         """``push`` of a market event into a full or coalescing buffer."""
@@ -135,7 +146,6 @@ class EventBuffer:
                 return True
             if full:
                 self._drop_oldest()
-            self._market += 1
             slot = _Slot(event, key, now)
             self._slots.append(slot)
             self._latest[key] = slot
@@ -145,7 +155,6 @@ class EventBuffer:
                 self._count_dropped()
                 return False
             self._drop_oldest()
-        self._market += 1
         self._slots.append(event)
         return True
 
@@ -184,7 +193,6 @@ class EventBuffer:
             self._summary_sent = False
             self._gated = self._pacer is not None or self._summary_due()
         if type(item) in _DROPPABLE_TYPES:
-            self._market -= 1
             return item  # type: ignore[return-value]
         return self._unwrap(item)
 
@@ -195,7 +203,6 @@ class EventBuffer:
             self._summary_sent = False
             self._gated = self._pacer is not None or self._summary_due()
         if type(item) in _DROPPABLE_TYPES:
-            self._market -= 1
             return item  # type: ignore[return-value]
         return self._unwrap(item)
 
@@ -204,8 +211,8 @@ class EventBuffer:
         if isinstance(item, _Slot):
             self._forget_slot(item)
             return item.event
-        if isinstance(item, _DROPPABLE):  # a subclass of a market event
-            self._market -= 1
+        if not isinstance(item, _DROPPABLE):  # else a subclass of a market event
+            self._control -= 1
         return item
 
     def next_ready(self, now: float) -> float | None:
@@ -223,7 +230,6 @@ class EventBuffer:
         return bool(unreported) and not self._summary_sent
 
     def _forget_slot(self, slot: _Slot) -> None:
-        self._market -= 1
         if self._latest.get(slot.key) is slot:
             del self._latest[slot.key]
 
@@ -239,8 +245,6 @@ class EventBuffer:
         del slots[index]
         if isinstance(item, _Slot):
             self._forget_slot(item)
-        else:
-            self._market -= 1
         self._count_dropped()
 
     def _count_dropped(self) -> None:

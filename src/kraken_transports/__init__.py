@@ -3,7 +3,7 @@
 - :func:`connect` / :class:`AsyncClient`: asyncio over aiohttp.
 - :class:`SocketClient`: a non-blocking socket with wsproto framing, for your own loop
   (``fileno()``, ``step()``) or a blocking ``run()``.
-- :class:`ThreadedClient`: a background thread, for blocking scripts.
+- :class:`ThreadedClient`: a background thread running the asyncio IO, for blocking scripts.
 - :func:`run_simulator`: the fake Kraken exchange on a loopback port, for tests and demos.
 
 The three take the same arguments and answer every call the same way, with the same

@@ -161,10 +161,13 @@ class AsyncClient(AwaitableClient):
         io = self._io
         clock = io.clock
         buffer = driver.router.buffer
+        take = buffer.take
         while True:
-            event = buffer.take()  # the common case: no clock needed
-            if event is None:
-                event = buffer.pop(clock())
+            event = take()  # the common case: no clock needed
+            if event is not None:
+                yield event
+                continue
+            event = buffer.pop(clock())
             if event is not None:
                 yield event
                 continue

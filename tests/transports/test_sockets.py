@@ -45,7 +45,8 @@ from kraken_proto import (
 )
 from kraken_proto.simulator import CorruptChecksum, Drop, MalformedFrame, Stall, TruncatedFrame
 from kraken_proto.simulator.faults import MALFORMED_TEXT
-from kraken_transports.sockets import SocketClient
+from kraken_transports.driver import Driver
+from kraken_transports.sockets import SocketClient, SocketTransport, Waker
 
 FAST = ReconnectConfig(initial_delay=0.05, jitter=0.0)
 HEARTBEAT = '{"channel":"heartbeat"}'
@@ -586,3 +587,49 @@ def test_garbled_frames_are_reported_and_the_stream_continues(sim: SimThread) ->
     assert errors[0].payload == MALFORMED_TEXT[:200]
     assert client.state is ConnectionState.SUBSCRIBED and client.stats.reconnects == 0
     client.close()
+
+
+def test_the_transport_stepped_on_a_thread_of_ones_own(sim: SimThread) -> None:
+    # SocketTransport's pieces for a caller's own IO thread (lock, pause, Waker): another
+    # thread calls the driver under the lock and wakes the waiting step to send at once.
+    driver = Driver(make_config(sim.url))
+    lock = threading.RLock()
+    asked: list[bool] = []
+    transport = SocketTransport(driver, lock=lock, pause=lambda: bool(asked.append(True)))
+    waker = Waker()
+    stop = threading.Event()
+    woken: list[bool] = []
+
+    def run() -> None:
+        while not stop.is_set():
+            woken.append(transport.step(1.0, waker))
+
+    with lock:
+        driver.connect(time.monotonic())
+    thread = threading.Thread(target=run, name="own-io")
+    thread.start()
+    try:
+        assert wait_for(lambda: driver.proto.state is ConnectionState.SUBSCRIBED, 5.0)
+        with lock:
+            driver.call("subscribe", "ticker", "BTC/USD", {}, time.monotonic(), wait=False)
+        waker.wake()  # the step waiting for IO ends now and writes the request
+
+        def ticker_seen() -> bool:
+            with lock:
+                return any(
+                    isinstance(driver.router.buffer.pop(time.monotonic()), Ticker)
+                    for _ in range(len(driver.router.buffer))
+                )
+
+        assert wait_for(ticker_seen, 5.0)
+    finally:
+        stop.set()
+        waker.wake()
+        thread.join(5)
+    assert not thread.is_alive() and True in woken and asked  # pause() asked per message
+    with lock:
+        now = time.monotonic()
+        driver.close(now)
+    transport.finish(now + 0.5)
+    waker.close()
+    assert driver.proto.state is ConnectionState.CLOSED
