@@ -8,7 +8,6 @@ connections, Kraken's answers (and silences), timers, failures and closes.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,10 +15,10 @@ import pytest
 from frames import NaiveBook, ack, error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from protocols import cfg, events, open_proto, sent, states
 
 from kraken_proto import (
     Action,
-    ClientConfig,
     ConnectionState,
     Emit,
     Event,
@@ -41,28 +40,6 @@ E = TypeVar("E")
 S = ConnectionState
 
 
-def cfg(**overrides: Any) -> ClientConfig:
-    base: dict[str, Any] = {
-        "ping_interval": None,
-        "reconnect": ReconnectConfig(jitter=0.0),
-        "rng": random.Random(7),
-    }
-    base.update(overrides)
-    return ClientConfig(**base)
-
-
-def sent(actions: list[Action]) -> list[dict[str, Any]]:
-    return [json.loads(a.text) for a in actions if isinstance(a, Send)]
-
-
-def events(actions: list[Action], kind: type[E]) -> list[E]:
-    return [a.event for a in actions if isinstance(a, Emit) and isinstance(a.event, kind)]
-
-
-def states(actions: list[Action]) -> list[tuple[str, str]]:
-    return [(e.old, e.new) for e in events(actions, StateChanged)]
-
-
 def state(proto: KrakenProtocol) -> ConnectionState:
     """The state now (a function: mypy would keep an earlier ``proto.state`` narrowing)."""
     return proto.state
@@ -74,13 +51,6 @@ def failure(proto: KrakenProtocol) -> tuple[str | None, int]:
 
 def emitted(actions: list[Action]) -> list[Event]:
     return [a.event for a in actions if isinstance(a, Emit)]
-
-
-def open_proto(config: ClientConfig | None = None, now: float = 0.0) -> KrakenProtocol:
-    proto = KrakenProtocol(config or cfg())
-    proto.connect(now)
-    proto.connection_made(now)
-    return proto
 
 
 def statuses(proto: KrakenProtocol) -> dict[tuple[str, str | None], SubscriptionStatus]:

@@ -6,14 +6,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import pytest
 from frames import HEARTBEAT, STATUS, instrument, ticker
 from protocols import events, open_proto
 
 from kraken_proto import Emit, Instrument, ProtocolError, SystemStatus, Ticker, Trade
-
-# Every test here runs with the compiled L2 update loop and with the Python one.
-pytestmark = pytest.mark.usefixtures("book_loop")
 
 
 def test_trades_and_tickers_become_one_event_per_entry_with_exact_decimals() -> None:

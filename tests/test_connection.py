@@ -44,9 +44,6 @@ from kraken_proto import (
 )
 from kraken_proto.replay import encode_capture_line
 
-# Every test here runs with the compiled L2 update loop and with the Python one.
-pytestmark = pytest.mark.usefixtures("book_loop")
-
 
 def test_connect_then_open_with_nothing_to_subscribe_settles_at_once() -> None:
     proto = KrakenProtocol(cfg())

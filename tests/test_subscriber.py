@@ -37,9 +37,6 @@ from kraken_proto import (
     Unsubscribed,
 )
 
-# Every test here runs with the compiled L2 update loop and with the Python one.
-pytestmark = pytest.mark.usefixtures("book_loop")
-
 
 def test_subscriptions_made_before_connect_are_sent_grouped_on_open() -> None:
     proto = KrakenProtocol(cfg())
