@@ -214,35 +214,7 @@ class Driver:
             text = excerpt if isinstance(excerpt, str) else excerpt.decode("utf-8", "replace")
             problem = f"frame not handled: {type(exc).__name__}: {exc}"
             actions = [Emit(ProtocolError(problem, text, now))]
-        # perform(actions, now) inlined: every message passes here. Keep the two in step.
-        push, release, handlers = router.push, router.release, self._handlers
-        for action in actions:
-            if type(action) is not Emit:
-                self._perform_other(action, now)
-                continue
-            event = action.event
-            try:
-                typed, catch_all = router.routes
-                etype = type(event)
-                callbacks = typed.get(etype, catch_all)
-                if callbacks:
-                    if release is None:
-                        for callback in callbacks:
-                            try:
-                                callback(event)
-                            except Exception as exc:
-                                router.failed(callback, event, exc)
-                    else:
-                        router.call(callbacks, event)
-                if push is not None:
-                    push(event, now)
-                if etype in handlers:
-                    handlers[etype](event)
-            except Exception:
-                log.exception("driver error while performing Emit")
-        if self._unsent and self.proto.can_submit:
-            self._send_unsent(now)
-        self.io.performed()
+        self.perform(actions, now)
 
     def discarded(self, problem: str, excerpt: str, now: float) -> None:
         """A message arrived that the IO had to discard (too large): report it."""
