@@ -1,6 +1,6 @@
 """End to end over loopback: the aiohttp and threaded drivers against bare aiohttp + msgspec.
 
-    python benchmarks/bench_e2e.py [--frames 20000] [--rounds 5]
+    python benchmarks/bench_e2e.py [--frames 20000] [--rounds 5] [--latency]
 
 The frames are the simulator's mixed stream, served by the separate blaster process as fast
 as the socket takes them (see bench_drivers.py). Three receivers, alternated round by round
@@ -10,6 +10,11 @@ as the socket takes them (see bench_drivers.py). Three receivers, alternated rou
   ``msgspec.json.decode`` and does nothing else: the most any driver on aiohttp can reach;
 - ``aiohttp``: ``kraken_transports.aio.connect``, events consumed with ``async for``;
 - ``threaded``: ``ThreadedClient``, events consumed from ``client.events()``.
+
+With ``--latency`` two more receivers join the alternation: ``aiohttp+lat`` and
+``threaded+lat``, the same drivers with ``ClientConfig(latency=True)`` (latency tracking,
+default sampling), and their rates are compared with the plain drivers' (the issue's bound:
+at most 5% slower); the tracker's report is checked to count (about) the timed events.
 
 Each is timed from its first timed frame (the ceiling) or event (the drivers, as
 bench_drivers.py does) to the last one consumed; the rate is timed frames per second. The
@@ -24,14 +29,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
+
+from kraken_proto import ClientConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,6 +54,7 @@ from kraken_transports.threaded import ThreadedClient
 
 TARGET_AIO = 0.40  # aiohttp driver / ceiling
 TARGET_THREADED = 0.50  # threaded driver / aiohttp driver
+TARGET_LATENCY = 0.95  # a driver tracking latency / the same driver without
 
 
 class MissingError(Exception):
@@ -96,29 +106,58 @@ def run_ceiling(port: int, stream: Stream, deadline: float) -> float:
     return asyncio.run(bounded())
 
 
-def run_aio(port: int, clock: Clock, deadline: float) -> None:
-    """The aiohttp driver, consumed with ``async for`` (as bench_drivers.run_aio, bounded)."""
+def latency_config(port: int) -> ClientConfig:
+    """The benchmark's configuration with latency tracking on."""
+    return dataclasses.replace(config(port), latency=True)
+
+
+def check_latency(name: str, counted: int, timed_events: int) -> None:
+    """The tracker saw the stream: its delivery counts stand for about the timed events (a
+    sample: the events skipped since the last measurement are not counted yet)."""
+    if counted < 0.9 * timed_events:
+        raise MissingError(f"{name}: latency report counts {counted} of {timed_events} events")
+
+
+def delivered_count(client: Any) -> int:
+    """Events the client's latency report counts as delivered, over every channel."""
+    return sum(channel.delivery.count for channel in client.latency.channels.values())
+
+
+def run_aio(
+    port: int, clock: Clock, deadline: float, make: Callable[[int], ClientConfig] = config
+) -> int:
+    """The aiohttp driver, consumed with ``async for`` (as bench_drivers.run_aio, bounded);
+    returns the delivered events its latency report counts (0 without tracking)."""
+    delivered = 0
 
     async def go() -> None:
-        async with connect(config(port)) as client:
+        nonlocal delivered
+        async with connect(make(port)) as client:
             client.on(None, clock.produced)
             for channel, params in SUBSCRIPTIONS:
                 await client.subscribe(channel, SYMBOLS, wait=False, **params)
             async for event in client:
                 if clock.see(event):
                     break
+            if client.config.latency:
+                delivered = delivered_count(client)
 
     async def bounded() -> None:
         with contextlib.suppress(asyncio.TimeoutError):  # measure() reports clock.left
             await asyncio.wait_for(go(), deadline)
 
     asyncio.run(bounded())
+    return delivered
 
 
-def run_threaded(port: int, clock: Clock, deadline: float) -> None:
-    """The threaded driver, consumed from ``events()`` (closed from a timer at the deadline)."""
+def run_threaded(
+    port: int, clock: Clock, deadline: float, make: Callable[[int], ClientConfig] = config
+) -> int:
+    """The threaded driver, consumed from ``events()`` (closed from a timer at the deadline);
+    returns the delivered events its latency report counts (0 without tracking)."""
     expired = threading.Event()
-    with ThreadedClient(config(port)) as client:
+    delivered = 0
+    with ThreadedClient(make(port)) as client:
 
         def expire() -> None:
             expired.set()
@@ -138,13 +177,23 @@ def run_threaded(port: int, clock: Clock, deadline: float) -> None:
                     break
         finally:
             watchdog.cancel()
+        if client.config.latency:
+            delivered = delivered_count(client)
     if expired.is_set():
         raise MissingError(f"threaded: not every event arrived within {deadline:.0f} s")
+    return delivered
 
 
-DriverRunner = Callable[[int, Clock, float], None]
-DRIVERS: dict[str, DriverRunner] = {"aiohttp": run_aio, "threaded": run_threaded}
-NAMES = ["ceiling", *DRIVERS]
+DriverRunner = Callable[[int, Clock, float], int]
+DRIVERS: dict[str, DriverRunner] = {
+    "aiohttp": run_aio,
+    "threaded": run_threaded,
+    "aiohttp+lat": lambda port, clock, deadline: run_aio(port, clock, deadline, latency_config),
+    "threaded+lat": lambda port, clock, deadline: run_threaded(
+        port, clock, deadline, latency_config
+    ),
+}
+PLAIN = ["ceiling", "aiohttp", "threaded"]
 
 
 def measure(
@@ -157,9 +206,11 @@ def measure(
             seconds = run_ceiling(port, stream, deadline)
         else:
             clock = Clock(setup_events, timed_events)
-            DRIVERS[name](port, clock, deadline)
+            delivered = DRIVERS[name](port, clock, deadline)
             if clock.left:
                 raise MissingError(f"{name}: {clock.left} of {timed_events} events missing")
+            if name.endswith("+lat"):
+                check_latency(name, delivered, timed_events)
             seconds = clock.end - clock.start
     finally:
         process.join(5)
@@ -179,7 +230,13 @@ def main() -> None:
     parser.add_argument(
         "--deadline", type=float, default=60.0, help="seconds a round may take (default 60)"
     )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="also run both drivers with ClientConfig(latency=True) and compare",
+    )
     args = parser.parse_args()
+    names = [*PLAIN, "aiohttp+lat", "threaded+lat"] if args.latency else PLAIN
 
     stream = mixed_stream(args.frames)
     check(stream)
@@ -188,30 +245,35 @@ def main() -> None:
     setup_events = setup_event_count(stream)
     print(f"{frames} frames, {timed_events} events, {args.rounds} rounds (alternated)")
 
-    rates: dict[str, list[float]] = {name: [] for name in NAMES}
+    rates: dict[str, list[float]] = {name: [] for name in names}
     try:
         for round_ in range(args.rounds):
-            shift = round_ % len(NAMES)
-            for name in NAMES[shift:] + NAMES[:shift]:
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
                 rates[name].append(measure(name, stream, setup_events, timed_events, args.deadline))
     except MissingError as exc:
         raise SystemExit(f"events missing: {exc}") from None
 
     ceiling = rates["ceiling"]
-    print(f"  {'receiver':<9} {'best msg/s':>11}   {'range over rounds':>21}")
-    for name in NAMES:
+    print(f"  {'receiver':<12} {'best msg/s':>11}   {'range over rounds':>21}")
+    for name in names:
         values = rates[name]
         spread = f"{min(values):,.0f} - {max(values):,.0f}"
-        print(f"  {name:<9} {max(values):>11,.0f}   {spread:>21}")
+        print(f"  {name:<12} {max(values):>11,.0f}   {spread:>21}")
     pairs = [
         ("aiohttp / ceiling", rates["aiohttp"], ceiling, TARGET_AIO),
         ("threaded / aiohttp", rates["threaded"], rates["aiohttp"], TARGET_THREADED),
     ]
+    if args.latency:
+        pairs += [
+            ("aiohttp+lat / aiohttp", rates["aiohttp+lat"], rates["aiohttp"], TARGET_LATENCY),
+            ("threaded+lat / threaded", rates["threaded+lat"], rates["threaded"], TARGET_LATENCY),
+        ]
     for label, part, whole, target in pairs:
         ratio = max(part) / max(whole)
         per_round = [p / w for p, w in zip(part, whole, strict=True)]
         print(
-            f"  {label:<19} {ratio:6.1%} (rounds {min(per_round):.1%} - {max(per_round):.1%})"
+            f"  {label:<23} {ratio:6.1%} (rounds {min(per_round):.1%} - {max(per_round):.1%})"
             f"  target >= {target:.0%}: {verdict(ratio, target)}"
         )
 

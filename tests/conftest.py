@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from budget import PROFILE
 from hypothesis import settings
-
-import kraken_proto.book as book_module
-import kraken_proto.books as books_module
+from loops import IN_TEST, LOOPS, using_loop
 
 # The suite is a gate (100% branch coverage of kraken_proto): by default hypothesis draws
 # the same examples on every run, so a branch reached only by a lucky example cannot make
-# CI flaky, and no timing deadline applies on a loaded machine. HYPOTHESIS_PROFILE=explore
-# draws fresh examples to hunt for new failures.
+# CI flaky, and no timing deadline applies on a loaded machine. HYPOTHESIS_PROFILE=thorough
+# draws the same way, more examples (the costly properties' thorough counts, budget.py,
+# and 300 for the others); HYPOTHESIS_PROFILE=explore draws fresh examples, as many as
+# thorough, to hunt for new failures.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("explore", deadline=None, print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+settings.register_profile(
+    "thorough", derandomize=True, deadline=None, print_blob=True, max_examples=300
+)
+settings.register_profile("explore", deadline=None, print_blob=True, max_examples=300)
+settings.load_profile(PROFILE)
 
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -53,14 +56,13 @@ def book_loop(request: pytest.FixtureRequest) -> Iterator[str]:
 
     ``kraken_proto.book.apply_live_update`` is the compiled loop when it was built; the
     ``python`` run swaps in the reference loop ``OrderBook._apply_update_py`` everywhere it
-    is used.
+    is used. A test marked :data:`loops.LOOPS_IN_TEST` runs once, nothing patched: it checks
+    every loop itself (``loops.with_each_loop``).
     """
-    compiled = book_module._compiled
-    if request.param == "compiled" and compiled is None:
+    if request.param == IN_TEST:
+        yield request.param
+        return
+    if request.param not in LOOPS:
         pytest.skip("kraken_proto._speedups is not built")
-    python = book_module.OrderBook._apply_update_py
-    loop = compiled if compiled is not None and request.param == "compiled" else python
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(book_module, "apply_live_update", loop)
-        patch.setattr(books_module, "apply_live_update", loop)
+    with using_loop(LOOPS[request.param]):
         yield request.param

@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
+from budget import sized
 from frames import NaiveBook, ack
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loops import LOOPS, LOOPS_IN_TEST, using_loop, with_each_loop
 
 from kraken_proto import (
     Action,
@@ -31,7 +33,8 @@ from kraken_proto.checksum import book_checksum, digits, level_fragment
 from kraken_proto.errors import BookNotLiveError, LocalProtocolError
 from kraken_proto.events import BookLevel, BookUpdate
 
-# Every test here runs with the compiled L2 update loop and with the Python one.
+# Every test here runs with the compiled L2 update loop and with the Python one: the costly
+# ones (LOOPS_IN_TEST) build or draw their input once and check it with each loop themselves.
 pytestmark = pytest.mark.usefixtures("book_loop")
 
 D = Decimal
@@ -756,6 +759,7 @@ def _token(value: Decimal, form: str) -> bytes:
     return f'"{text}"'.encode() if form == "quoted" else text.encode()
 
 
+@LOOPS_IN_TEST  # no update loop involved
 @settings(max_examples=500, deadline=None)
 @given(value=DECIMALS, form=st.sampled_from(FORMS), precision=PRECISIONS_ST)
 def test_token_digits_and_value_equal_the_decimals(
@@ -772,6 +776,7 @@ def test_token_digits_and_value_equal_the_decimals(
     assert BookLevel(msgspec.Raw(token), msgspec.Raw(token)).price == value
 
 
+@LOOPS_IN_TEST  # no update loop involved
 @settings(max_examples=300, deadline=None)
 @given(
     price=DECIMALS,
@@ -901,7 +906,8 @@ class _Model:
         return _expected(self.best_asks(), self.best_bids(), pp, qp)
 
 
-@settings(max_examples=300, deadline=None)
+@LOOPS_IN_TEST
+@sized(150, 300)
 @given(
     depth=st.sampled_from([1, 3, 10, 11, 25]),
     view_cut=st.integers(0, 30),
@@ -910,6 +916,16 @@ class _Model:
     steps=st.lists(STEP, max_size=25),
 )
 def test_book_matches_naive_model(
+    depth: int,
+    view_cut: int,
+    precisions: tuple[int | None, int | None],
+    first: tuple[list[BookLevel], list[BookLevel]],
+    steps: list[tuple[Any, ...]],
+) -> None:
+    with_each_loop(_matches_naive_model, depth, view_cut, precisions, first, steps)
+
+
+def _matches_naive_model(
     depth: int,
     view_cut: int,
     precisions: tuple[int | None, int | None],
@@ -991,6 +1007,7 @@ def _large_side(pattern: str, best: int, sign: int) -> list[BookLevel]:
     return levels + [_tick_level(best + sign * k, "0.00000000") for k in range(10)]
 
 
+@LOOPS_IN_TEST
 @pytest.mark.parametrize("depth", [10, 25])
 @pytest.mark.parametrize("pattern", ["worse", "better", "lifted"])
 def test_one_large_update_lists_few_levels_and_ends_as_the_model(
@@ -1000,19 +1017,19 @@ def test_one_large_update_lists_few_levels_and_ends_as_the_model(
 
     The book must end as the model's; during the message the lists never hold more than
     ``depth + _SPARE`` live levels plus at most ``_TRUNCATED`` truncated ones (they held
-    every level of the message before, the cause of the quadratic cost).
+    every level of the message before, the cause of the quadratic cost). The message and
+    the model's book are built once, then applied with each loop.
     """
-    book = OrderBook("TST/USD", depth, price_precision=1, qty_precision=8)
     model = _Model(depth)
     snapshot = (
         [_tick_level(40_000 - k, "1.00000000") for k in range(depth)],
         [_tick_level(50_000 + k, "2.00000000") for k in range(depth)],
     )
     model.apply(*snapshot, snapshot=True)
-    book.apply_snapshot(*snapshot)
     # The worst bids stay above 0 (a price that is not positive is refused).
     bids, asks = _large_side(pattern, 40_000, -1), _large_side(pattern, 50_000, 1)
     model.apply(bids, asks, snapshot=False)
+    checksum, best_bids, best_asks = model.checksum(1, 8), model.best_bids(), model.best_asks()
     # Every unpadded quantity goes through _qty_fragment, in both loops: it watches the lists.
     longest = [0]
     qty_fragment = OrderBook._qty_fragment
@@ -1022,12 +1039,17 @@ def test_one_large_update_lists_few_levels_and_ends_as_the_model(
         return qty_fragment(self, price_digits, qty)
 
     monkeypatch.setattr(OrderBook, "_qty_fragment", watching)
-    assert book.apply_update(bids, asks) == model.checksum(1, 8)
-    assert book.bids() == model.best_bids()
-    assert book.asks() == model.best_asks()
-    assert len(book.asks()) == depth
-    assert depth < longest[0] <= depth + _SPARE + _TRUNCATED
-    assert not book._asks.deep and not book._bids.deep
+    for loop in LOOPS.values():
+        book = OrderBook("TST/USD", depth, price_precision=1, qty_precision=8)
+        book.apply_snapshot(*snapshot)
+        longest[0] = 0
+        with using_loop(loop):
+            assert book.apply_update(bids, asks) == checksum
+        assert book.bids() == best_bids
+        assert book.asks() == best_asks
+        assert len(book.asks()) == depth
+        assert depth < longest[0] <= depth + _SPARE + _TRUNCATED
+        assert not book._asks.deep and not book._bids.deep
 
 
 def test_deep_levels_settle_with_their_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1076,7 +1098,8 @@ def test_a_refused_token_keeps_the_levels_before_it_deep_or_not() -> None:
     assert not book._asks.deep and book.checksum() == before
 
 
-@settings(max_examples=300, deadline=None)
+@LOOPS_IN_TEST
+@sized(150, 300)
 @given(
     depth=st.sampled_from([1, 3, 10, 12, 25]),
     listed=st.integers(0, 14),
@@ -1100,6 +1123,16 @@ def test_many_deep_inserts_and_deletes_match_a_model_that_keeps_everything(
     The model keeps every level of a message and truncates after it; half the quantities
     are zeros, so deletes often lift deep levels back.
     """
+    with_each_loop(_many_deep_match_the_model, depth, listed, precisions, snapshot, messages)
+
+
+def _many_deep_match_the_model(
+    depth: int,
+    listed: int,
+    precisions: tuple[int | None, int | None],
+    snapshot: tuple[list[BookLevel], list[BookLevel]],
+    messages: list[tuple[list[BookLevel], list[BookLevel]]],
+) -> None:
     pp, qp = precisions
     book = OrderBook("TST/USD", depth, price_precision=pp, qty_precision=qp)
     book._listed = listed

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
+from budget import sized
 from frames import NaiveBook, ack, error
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from protocols import cfg, events, open_proto, sent, states
 
@@ -778,7 +779,7 @@ class _Run:
         raise AssertionError("calls still open after 200 steps")
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@sized(150, 300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.booleans())
 def test_every_call_settles_exactly_once(data: st.DataObject, quiesce: bool) -> None:
     """Whatever happens, each req_id that subscribe/unsubscribe returned gets one result,

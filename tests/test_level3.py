@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from budget import sized
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kraken_proto.book import _SPARE, BookState
@@ -658,6 +659,13 @@ class NaiveL3:
         return zlib.crc32(text.encode())
 
 
+# The strategies the model tests draw from, made once: a strategy over a list is made anew
+# at every call, which costs more than the draw.
+_SIDES = st.sampled_from(["bid", "ask"])
+_EVENTS = st.sampled_from(["add", "add", "modify", "delete"])
+_TICKS = {"bid": st.sampled_from(BID_TICKS), "ask": st.sampled_from(ASK_TICKS)}
+
+
 @st.composite
 def _message(
     draw: st.DrawFn, model: NaiveL3, fresh: list[int], events: int = 8
@@ -666,17 +674,15 @@ def _message(
     bids: list[L3Order] = []
     asks: list[L3Order] = []
     for _ in range(draw(st.integers(1, events))):
-        side = draw(st.sampled_from(["bid", "ask"]))
-        ticks = BID_TICKS if side == "bid" else ASK_TICKS
+        side = draw(_SIDES)
+        ticks = _TICKS[side]
         held = sorted(oid for oid, entry in model.orders.items() if entry[0] == side)
-        event = draw(
-            st.sampled_from(["add", "add", "modify", "delete"]) if held else st.just("add")
-        )
+        event = draw(_EVENTS if held else st.just("add"))
         qty = _qty(draw(st.integers(0, 3 * 10**8)))
         if event == "add":
             fresh[0] += 1
             oid = f"O{fresh[0]}"
-            price = _price(draw(st.sampled_from(ticks)))
+            price = _price(draw(ticks))
             model.put(oid, side, price, qty)
         else:
             oid = draw(st.sampled_from(held))
@@ -685,7 +691,7 @@ def _message(
                 price, qty = old_price, old_qty
                 del model.orders[oid]
             else:
-                price = draw(st.sampled_from([old_price, _price(draw(st.sampled_from(ticks)))]))
+                price = draw(st.sampled_from([old_price, _price(draw(ticks))]))
                 if price == old_price:
                     model.orders[oid] = (side, price, qty, arrival)
                 else:
@@ -696,13 +702,13 @@ def _message(
     return bids, asks
 
 
-@settings(max_examples=150, deadline=None)
+@sized(100, 150)
 @given(st.data(), st.booleans())
 def test_book_matches_a_naive_model(data: st.DataObject, with_precision: bool) -> None:
     _check_against_the_model(data, with_precision, None, 8)
 
 
-@settings(max_examples=120, deadline=None)
+@sized(60, 120)
 @given(st.data(), st.booleans(), st.integers(0, 12))
 def test_few_levels_listed_still_match_the_model(
     data: st.DataObject, with_precision: bool, listed: int
@@ -727,10 +733,10 @@ def _check_against_the_model(
         book._listed = listed
     snapshot: dict[str, list[L3Order]] = {"bid": [], "ask": []}
     for _ in range(data.draw(st.integers(0, 30))):
-        side = data.draw(st.sampled_from(["bid", "ask"]))
+        side = data.draw(_SIDES)
         fresh[0] += 1
         oid = f"O{fresh[0]}"
-        price = _price(data.draw(st.sampled_from(BID_TICKS if side == "bid" else ASK_TICKS)))
+        price = _price(data.draw(_TICKS[side]))
         qty = _qty(data.draw(st.integers(1, 3 * 10**8)))
         model.put(oid, side, price, qty)
         snapshot[side].append(L3Order(oid, price, qty))

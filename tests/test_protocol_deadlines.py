@@ -19,8 +19,9 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from budget import sized
 from frames import HEARTBEAT, NaiveBook, ack, error, ticker, trade
-from hypothesis import event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -336,7 +337,7 @@ class TimerContract(RuleBasedStateMachine):
 
 
 TestTimerContract = TimerContract.TestCase
-TestTimerContract.settings = settings(max_examples=250, stateful_step_count=60, deadline=None)
+TestTimerContract.settings = sized(150, 250, stateful_step_count=60)
 
 
 def test_market_data_events_are_the_five_market_events() -> None:

@@ -17,7 +17,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from budget import sized
+from hypothesis import given
 from hypothesis import strategies as st
 
 import kraken_proto.book as book_module
@@ -100,7 +101,7 @@ SNAPSHOT_LEVELS = st.lists(
 
 
 @needs_compiled
-@settings(max_examples=400, deadline=None)
+@sized(200, 400)
 @given(
     depth=st.sampled_from([1, 2, 10, 11, 30]),
     precisions=st.sampled_from([(None, None), (2, 8), (2, None), (None, 8), (3, 4), (0, 0)]),
@@ -117,7 +118,7 @@ def test_compiled_loop_equals_python_loop(
 
 
 @needs_compiled
-@settings(max_examples=300, deadline=None)
+@sized(150, 300)
 @given(
     depth=st.sampled_from([1, 2, 10, 11, 30]),
     listed=st.integers(0, 12),

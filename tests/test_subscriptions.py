@@ -9,8 +9,8 @@ import random
 from typing import Any
 
 import pytest
+from budget import sized
 from frames import NaiveBook, ack, error
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -310,4 +310,4 @@ class SubscriptionMachine(RuleBasedStateMachine):
 
 
 TestSubscriptionMachine = SubscriptionMachine.TestCase
-TestSubscriptionMachine.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
+TestSubscriptionMachine.settings = sized(100, 200, stateful_step_count=50)

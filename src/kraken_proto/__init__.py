@@ -26,6 +26,7 @@ from kraken_proto.config import (
     RateTier,
     ReconnectConfig,
 )
+from kraken_proto.counters import ProtocolCounters
 from kraken_proto.errors import (
     AuthenticationError,
     BookNotLiveError,
@@ -155,6 +156,7 @@ __all__ = [
     "ParseError",
     "Pong",
     "Precision",
+    "ProtocolCounters",
     "ProtocolError",
     "RateCounterState",
     "RateTier",

@@ -1,5 +1,6 @@
 /*
- * kraken_proto._speedups: the L2 book's per-level update loop, compiled.
+ * kraken_proto._speedups: the L2 book's per-level update loop, compiled; and exact sums of
+ * book tokens for the analytics (at the end of this file).
  *
  * apply_update(book, bids, asks) does what OrderBook._apply_update_py in book.py does,
  * step for step, on the same objects: the side's parallel ``keys``/``toks``/``frags``
@@ -918,18 +919,489 @@ done:
     return result;
 }
 
+/*
+ * Exact sums of number tokens, for kraken_proto.analytics (which has the same functions in
+ * Python: _sum_qty_py, _sum_notional_py and _micro_parts_py in analytics/depth.py).
+ *
+ * A book's levels are its ``(price, qty)`` token pairs (OrderBook.top_tokens). Almost every
+ * token is a plain decimal, digits with an optional "." and digits, which is an integer at
+ * a decimal scale: ``0.00005100`` is 5100 at scale 8. These functions add and multiply
+ * such integers in machine words (unsigned 128 bits where the compiler has them, else 64)
+ * and return Python ints with their scales, so that the caller makes one ``Decimal`` per
+ * result instead of one per token. Like the Python functions, they return None for a token
+ * that is not plain (an exponent, a sign, a quoted number...); unlike them, also for a
+ * token of more than 19 significant digits and for a result (or an argument) that does
+ * not fit the machine word. Otherwise both give the same ints. The caller then takes its
+ * exact Decimal path, so None costs time, never exactness. Wrong argument types raise
+ * TypeError (the Python functions expect the right ones).
+ */
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 wide_t;
+#define WIDE_DIGITS 38 /* 10**38 < 2**128 */
+#else
+typedef uint64_t wide_t;
+#define WIDE_DIGITS 19 /* 10**19 < 2**64 */
+#endif
+#define WIDE_MAX (~(wide_t)0)
+#define TOKEN_DIGITS 19 /* significant digits of a token read here: below 2**64 */
+
+static wide_t tens[WIDE_DIGITS + 1]; /* tens[k] == 10**k */
+
+static void
+tens_init(void)
+{
+    tens[0] = 1;
+    for (int k = 1; k <= WIDE_DIGITS; k++) {
+        tens[k] = tens[k - 1] * 10;
+    }
+}
+
+/* *x *= 10**k; 0 if that overflows. */
+static int
+scale_up(wide_t *x, Py_ssize_t k)
+{
+    if (*x == 0 || k == 0) {
+        return 1;
+    }
+    if (k > WIDE_DIGITS || *x > WIDE_MAX / tens[k]) {
+        return 0;
+    }
+    *x *= tens[k];
+    return 1;
+}
+
+/* *x += v; 0 if that overflows. */
+static int
+add_to(wide_t *x, wide_t v)
+{
+    if (v > WIDE_MAX - *x) {
+        return 0;
+    }
+    *x += v;
+    return 1;
+}
+
+/* *out = a * b; 0 if that overflows. */
+static int
+multiply(wide_t a, wide_t b, wide_t *out)
+{
+    if (a != 0 && b > WIDE_MAX / a) {
+        return 0;
+    }
+    *out = a * b;
+    return 1;
+}
+
+/* A plain decimal token as an integer and its count of decimals. */
+typedef struct {
+    wide_t value;
+    Py_ssize_t decimals;
+} Plain;
+
+/*
+ * Read a token: 1 if it is plain (digits, or digits "." digits) with at most TOKEN_DIGITS
+ * significant digits, 0 if not, -1 (TypeError) if it is not bytes.
+ */
+static int
+read_plain(PyObject *token, Plain *out)
+{
+    if (!PyBytes_Check(token)) {
+        PyErr_Format(PyExc_TypeError, "a number token must be bytes, not %.100s",
+                     Py_TYPE(token)->tp_name);
+        return -1;
+    }
+    const char *p = PyBytes_AS_STRING(token);
+    Py_ssize_t n = PyBytes_GET_SIZE(token);
+    uint64_t value = 0;
+    int significant = 0;
+    Py_ssize_t dot = -1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        char c = p[k];
+        if (c == '.' && dot < 0 && k > 0) {
+            dot = k;
+            continue;
+        }
+        if (c < '0' || c > '9') {
+            return 0;
+        }
+        if (significant || c != '0') {
+            if (++significant > TOKEN_DIGITS) {
+                return 0;
+            }
+            value = value * 10 + (uint64_t)(c - '0');
+        }
+    }
+    if (n == 0 || dot == n - 1) {
+        return 0;
+    }
+    out->value = value;
+    out->decimals = dot < 0 ? 0 : n - dot - 1;
+    return 1;
+}
+
+/* The price and qty tokens of a level (borrowed), or -1 (TypeError). */
+static int
+level_tokens(PyObject *level, PyObject **price, PyObject **qty)
+{
+    if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
+        PyErr_Format(PyExc_TypeError, "a level must be a (price, qty) tuple, not %.100s",
+                     Py_TYPE(level)->tp_name);
+        return -1;
+    }
+    *price = PyTuple_GET_ITEM(level, 0);
+    *qty = PyTuple_GET_ITEM(level, 1);
+    return 0;
+}
+
+/*
+ * The levels to read: ``pairs`` (a list or tuple) and how many of them, ``min(n, len)``;
+ * -1 with TypeError or ValueError. The items are borrowed: nothing below runs Python code.
+ */
+static int
+levels_arg(PyObject *pairs, PyObject *n, PyObject ***items, Py_ssize_t *count)
+{
+    if (!PyList_Check(pairs) && !PyTuple_Check(pairs)) {
+        PyErr_Format(PyExc_TypeError, "levels must be a list or tuple, not %.100s",
+                     Py_TYPE(pairs)->tp_name);
+        return -1;
+    }
+    if (!PyLong_Check(n)) {
+        PyErr_Format(PyExc_TypeError, "n must be an int, not %.100s", Py_TYPE(n)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long wanted = PyLong_AsLongLongAndOverflow(n, &overflow);
+    if (wanted == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (!overflow && wanted < 0)) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return -1;
+    }
+    Py_ssize_t size = PySequence_Fast_GET_SIZE(pairs);
+    *count = overflow || wanted > (long long)size ? size : (Py_ssize_t)wanted;
+    *items = PySequence_Fast_ITEMS(pairs);
+    return 0;
+}
+
+/* A machine integer as a Python int. */
+static PyObject *
+wide_long(wide_t value)
+{
+#ifdef __SIZEOF_INT128__
+    if (value >> 64) {
+        PyObject *high = PyLong_FromUnsignedLongLong((unsigned long long)(value >> 64));
+        PyObject *shift = PyLong_FromLong(64);
+        PyObject *low = PyLong_FromUnsignedLongLong((unsigned long long)value);
+        PyObject *shifted = NULL, *result = NULL;
+        if (high != NULL && shift != NULL && low != NULL &&
+            (shifted = PyNumber_Lshift(high, shift)) != NULL) {
+            result = PyNumber_Or(shifted, low);
+        }
+        Py_XDECREF(high);
+        Py_XDECREF(shift);
+        Py_XDECREF(low);
+        Py_XDECREF(shifted);
+        return result;
+    }
+#endif
+    return PyLong_FromUnsignedLongLong((unsigned long long)value);
+}
+
+/*
+ * A tuple of Python ints: ``count`` values, each a machine integer (``wide``) or a signed
+ * ssize (``small``), as ``kinds`` says: "w" or "s" per item.
+ */
+static PyObject *
+int_tuple(const char *kinds, const wide_t *wides, const Py_ssize_t *smalls)
+{
+    Py_ssize_t count = (Py_ssize_t)strlen(kinds);
+    PyObject *result = PyTuple_New(count);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = kinds[k] == 'w' ? wide_long(wides[k]) : PyLong_FromSsize_t(smalls[k]);
+        if (item == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, k, item);
+    }
+    return result;
+}
+
+/* *total (at *scale decimals) += value (at ``decimals``), at the larger scale; 0 on overflow. */
+static int
+add_scaled(wide_t *total, Py_ssize_t *scale, wide_t value, Py_ssize_t decimals)
+{
+    if (decimals > *scale) {
+        if (!scale_up(total, decimals - *scale)) {
+            return 0;
+        }
+        *scale = decimals;
+    }
+    else if (!scale_up(&value, *scale - decimals)) {
+        return 0;
+    }
+    return add_to(total, value);
+}
+
+static PyObject *
+sum_qty(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sum_qty(levels, n) takes 2 arguments");
+        return NULL;
+    }
+    PyObject **items;
+    Py_ssize_t count;
+    if (levels_arg(args[0], args[1], &items, &count) < 0) {
+        return NULL;
+    }
+    wide_t total = 0;
+    Py_ssize_t scale = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *price, *qty;
+        Plain q;
+        if (level_tokens(items[i], &price, &qty) < 0) {
+            return NULL;
+        }
+        int plain = read_plain(qty, &q);
+        if (plain < 0) {
+            return NULL;
+        }
+        if (!plain || !add_scaled(&total, &scale, q.value, q.decimals)) {
+            Py_RETURN_NONE;
+        }
+    }
+    wide_t wides[2] = {total, 0};
+    Py_ssize_t smalls[2] = {0, scale};
+    return int_tuple("ws", wides, smalls);
+}
+
+/* ``limit`` as two positive machine integers: 1, 0 if one does not fit, -1 on error. */
+static int
+limit_arg(PyObject *limit, wide_t *num, wide_t *den)
+{
+    if (!PyTuple_Check(limit) || PyTuple_GET_SIZE(limit) != 2 ||
+        !PyLong_Check(PyTuple_GET_ITEM(limit, 0)) || !PyLong_Check(PyTuple_GET_ITEM(limit, 1))) {
+        PyErr_SetString(PyExc_TypeError, "limit must be None or a (num, den) tuple of ints");
+        return -1;
+    }
+    wide_t *out[2] = {num, den};
+    int fits = 1;
+    for (int k = 0; k < 2; k++) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(limit, k), &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow < 0 || (!overflow && value <= 0)) {
+            PyErr_SetString(PyExc_ValueError, "limit must be two ints > 0");
+            return -1;
+        }
+        if (overflow) {
+            fits = 0;
+        }
+        else {
+            *out[k] = (wide_t)value;
+        }
+    }
+    return fits;
+}
+
+/*
+ * ``start`` as the sums to continue: (qty, qty_scale, notional, notional_scale), ints >= 0.
+ * 1, 0 if one does not fit 63 bits, -1 on error.
+ */
+static int
+start_arg(PyObject *start, wide_t *qty, Py_ssize_t *qty_scale, wide_t *notional,
+          Py_ssize_t *notional_scale)
+{
+    if (!PyTuple_Check(start) || PyTuple_GET_SIZE(start) != 4) {
+        PyErr_SetString(PyExc_TypeError, "start must be None or a (qty, qty_scale, notional, "
+                                         "notional_scale) tuple of ints");
+        return -1;
+    }
+    long long values[4];
+    int fits = 1;
+    for (int k = 0; k < 4; k++) {
+        PyObject *item = PyTuple_GET_ITEM(start, k);
+        if (!PyLong_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "start must be None or a (qty, qty_scale, "
+                                             "notional, notional_scale) tuple of ints");
+            return -1;
+        }
+        int overflow;
+        values[k] = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (values[k] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow < 0 || (!overflow && values[k] < 0)) {
+            PyErr_SetString(PyExc_ValueError, "start must be ints >= 0");
+            return -1;
+        }
+        if (overflow) {
+            fits = 0;
+        }
+    }
+    if (fits) {
+        *qty = (wide_t)values[0];
+        *qty_scale = (Py_ssize_t)values[1];
+        *notional = (wide_t)values[2];
+        *notional_scale = (Py_ssize_t)values[3];
+    }
+    return fits;
+}
+
+static PyObject *
+sum_notional(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs < 2 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "sum_notional(levels, n, limit=None, start=None) "
+                                         "takes 2 to 4 positional arguments");
+        return NULL;
+    }
+    PyObject **items;
+    Py_ssize_t count;
+    if (levels_arg(args[0], args[1], &items, &count) < 0) {
+        return NULL;
+    }
+    wide_t num = 0, den = 0;
+    wide_t qty_total = 0, notional = 0;
+    Py_ssize_t qty_scale = 0, notional_scale = 0, levels = 0;
+    int limited = nargs >= 3 && args[2] != Py_None;
+    int fits = 1;
+    if (limited) {
+        fits = limit_arg(args[2], &num, &den);
+    }
+    if (fits > 0 && nargs == 4 && args[3] != Py_None) {
+        fits = start_arg(args[3], &qty_total, &qty_scale, &notional, &notional_scale);
+    }
+    if (fits <= 0) {
+        if (fits < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    for (; levels < count; levels++) {
+        PyObject *price, *qty;
+        Plain p, q;
+        if (level_tokens(items[levels], &price, &qty) < 0) {
+            return NULL;
+        }
+        int plain = read_plain(qty, &q);
+        if (plain <= 0) {
+            if (plain < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        /* The quantity up to and including this level. */
+        wide_t cumulative = qty_total;
+        Py_ssize_t cumulative_scale = qty_scale;
+        if (!add_scaled(&cumulative, &cumulative_scale, q.value, q.decimals)) {
+            Py_RETURN_NONE;
+        }
+        if (limited) {
+            /* cumulative / 10**scale >= num / den: the level is not taken whole. */
+            wide_t left, right = num;
+            if (!multiply(cumulative, den, &left) || !scale_up(&right, cumulative_scale)) {
+                Py_RETURN_NONE;
+            }
+            if (left >= right) {
+                break;
+            }
+        }
+        plain = read_plain(price, &p);
+        if (plain <= 0) {
+            if (plain < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        wide_t product;
+        if (!multiply(p.value, q.value, &product) ||
+            !add_scaled(&notional, &notional_scale, product, p.decimals + q.decimals)) {
+            Py_RETURN_NONE;
+        }
+        qty_total = cumulative;
+        qty_scale = cumulative_scale;
+    }
+    wide_t wides[5] = {0, qty_total, 0, notional, 0};
+    Py_ssize_t smalls[5] = {levels, 0, qty_scale, 0, notional_scale};
+    return int_tuple("swsws", wides, smalls);
+}
+
+static PyObject *
+micro_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "micro_parts(bid, ask) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *tokens[4];
+    Plain bid_price, bid_qty, ask_price, ask_qty;
+    Plain *read[4] = {&bid_price, &bid_qty, &ask_price, &ask_qty};
+    if (level_tokens(args[0], &tokens[0], &tokens[1]) < 0 ||
+        level_tokens(args[1], &tokens[2], &tokens[3]) < 0) {
+        return NULL;
+    }
+    for (int k = 0; k < 4; k++) {
+        int plain = read_plain(tokens[k], read[k]);
+        if (plain <= 0) {
+            if (plain < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    /* bid_price * ask_qty + ask_price * bid_qty, and bid_qty + ask_qty, with their scales */
+    wide_t numerator, second, denominator = bid_qty.value;
+    Py_ssize_t numerator_scale = bid_price.decimals + ask_qty.decimals;
+    Py_ssize_t denominator_scale = bid_qty.decimals;
+    if (!multiply(bid_price.value, ask_qty.value, &numerator) ||
+        !multiply(ask_price.value, bid_qty.value, &second) ||
+        !add_scaled(&numerator, &numerator_scale, second, ask_price.decimals + bid_qty.decimals) ||
+        !add_scaled(&denominator, &denominator_scale, ask_qty.value, ask_qty.decimals) ||
+        denominator == 0) {
+        Py_RETURN_NONE;
+    }
+    wide_t wides[3] = {numerator, denominator, 0};
+    Py_ssize_t smalls[3] = {0, 0, denominator_scale - numerator_scale};
+    return int_tuple("wws", wides, smalls);
+}
+
 static PyMethodDef methods[] = {
     {"apply_update", (PyCFunction)(void (*)(void))apply_update, METH_FASTCALL,
      "apply_update(book, bids, asks) -> int\n\n"
      "Apply an update to a live book and return its CRC32. The compiled form of "
      "OrderBook._apply_update_py."},
+    {"sum_qty", (PyCFunction)(void (*)(void))sum_qty, METH_FASTCALL,
+     "sum_qty(levels, n) -> tuple[int, int] | None\n\n"
+     "(sum of qty * 10**d, d) over the first n (price, qty) token pairs, d their most "
+     "decimals; None if a qty is not plain or a machine word is too small."},
+    {"sum_notional", (PyCFunction)(void (*)(void))sum_notional, METH_FASTCALL,
+     "sum_notional(levels, n, limit=None, start=None) -> tuple[int, int, int, int, int] | "
+     "None\n\n"
+     "(levels, sum of qty * 10**dq, dq, sum of price * qty * 10**dn, dn) over the first n "
+     "levels, or over those before the cumulative qty reaches limit = (num, den); the sums "
+     "continue start = (qty, dq, notional, dn)."},
+    {"micro_parts", (PyCFunction)(void (*)(void))micro_parts, METH_FASTCALL,
+     "micro_parts(bid, ask) -> tuple[int, int, int] | None\n\n"
+     "(numerator, denominator, exponent) of the microprice of two (price, qty) token pairs."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "kraken_proto._speedups",
-    "The L2 book's update loop, compiled (optional; book.py has the same loop in Python).",
+    "The L2 book's update loop and exact token sums, compiled (optional; book.py and "
+    "analytics/depth.py have the same in Python).",
     -1,
     methods,
     NULL,
@@ -959,6 +1431,7 @@ PyInit__speedups(void)
         }
     }
     crc_init();
+    tens_init();
     PyObject *self = PyModule_Create(&module);
     if (self == NULL || PyModule_AddIntConstant(self, "TOP", TOP) < 0 ||
         PyModule_AddIntConstant(self, "TRUNCATED", TRUNCATED) < 0) {

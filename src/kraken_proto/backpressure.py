@@ -17,6 +17,9 @@ consumer wrong about the connection itself.
 Every loss is counted, and surfaced to the consumer as one :class:`Dropped` event delivered
 before the next event, so ``received == delivered + dropped + coalesced + queued`` always
 holds (``Dropped`` events themselves are not counted as received or delivered).
+:meth:`EventBuffer.losses` gives the losses by event type and reason
+(:data:`DROP_REASONS`, :data:`COALESCE_REASONS`) and what is queued by event type, for
+monitoring (whoever pushes counts what it pushed by type: the driver layer's router does).
 """
 
 from __future__ import annotations
@@ -29,12 +32,20 @@ from kraken_proto.config import BackpressureConfig, DropPolicy
 from kraken_proto.events import OHLC, BookUpdate, Dropped, Event, Ticker, Trade
 from kraken_proto.throttle import TokenBucket
 
-__all__ = ["BufferStats", "EventBuffer"]
+__all__ = ["COALESCE_REASONS", "DROP_REASONS", "BufferLosses", "BufferStats", "EventBuffer"]
 
 _COALESCABLE = (Ticker, BookUpdate)
 _DROPPABLE = (Ticker, BookUpdate, Trade, OHLC)
 # The hot paths test the exact type (a set lookup) before falling back to isinstance.
 _DROPPABLE_TYPES = frozenset(_DROPPABLE)
+
+DROP_REASONS = ("oldest", "latest")
+"""Why an event was dropped: ``oldest``, a queued event made room for a new one (``OLDEST``,
+or ``COALESCE`` with nothing to coalesce); ``latest``, the new event was rejected
+(``LATEST``)."""
+COALESCE_REASONS = ("window", "full")
+"""Why an event was coalesced (replaced by a newer one of its kind and symbol): ``window``,
+within ``coalesce_window``; ``full``, the buffer was full."""
 
 
 class BufferStats(msgspec.Struct, frozen=True):
@@ -45,6 +56,23 @@ class BufferStats(msgspec.Struct, frozen=True):
     dropped: int
     coalesced: int
     queued: int
+
+
+class BufferLosses(msgspec.Struct, frozen=True):
+    """What an :class:`EventBuffer` lost and holds, by event type (class name), at one moment.
+
+    ``dropped`` and ``coalesced`` are keyed ``(type, reason)`` (reasons:
+    :data:`DROP_REASONS`, :data:`COALESCE_REASONS`) and sum to the :class:`BufferStats`
+    figures, as ``queued`` (by type) does; ``policy`` and ``capacity`` are the configured
+    ``drop_policy`` value and ``max_queue_depth``. For each type, what was pushed equals
+    what was delivered plus these.
+    """
+
+    dropped: dict[tuple[str, str], int]
+    coalesced: dict[tuple[str, str], int]
+    queued: dict[str, int]
+    policy: str
+    capacity: int
 
 
 class _Slot:
@@ -85,8 +113,11 @@ class EventBuffer:
         self._latest: dict[tuple[type, str], _Slot] = {}
         rate = config.max_messages_per_second
         self._pacer = None if rate is None else TokenBucket(rate, max(1, int(rate)))
-        # ``delivered`` is not counted: it is received - dropped - coalesced - queued
+        # ``delivered`` is not counted: it is received - dropped - coalesced - queued. The
+        # losses are also counted by (type, reason), off the common path.
         self._received = self._dropped = self._coalesced = 0
+        self._dropped_by: dict[tuple[type, str], int] = {}
+        self._coalesced_by: dict[tuple[type, str], int] = {}
         self._unreported_dropped = self._unreported_coalesced = 0
         self._summary_sent = False  # a summary went out and no event has followed it yet
         # take() must defer to pop(): a rate cap is configured or a summary is due. Kept up
@@ -142,7 +173,7 @@ class EventBuffer:
                 full or (self._window > 0 and now - queued.pushed_at <= self._window)
             ):
                 queued.event = event
-                self._count_coalesced()
+                self._count_coalesced(key[0], "full" if full else "window")
                 return True
             if full:
                 self._drop_oldest()
@@ -152,7 +183,7 @@ class EventBuffer:
             return True
         if full:
             if self._policy is DropPolicy.LATEST:
-                self._count_dropped()
+                self._count_dropped(type(event), "latest")
                 return False
             self._drop_oldest()
         self._slots.append(event)
@@ -245,14 +276,48 @@ class EventBuffer:
         del slots[index]
         if isinstance(item, _Slot):
             self._forget_slot(item)
-        self._count_dropped()
+            self._count_dropped(item.key[0], "oldest")
+        else:
+            self._count_dropped(type(item), "oldest")
 
-    def _count_dropped(self) -> None:
+    def _count_dropped(self, kind: type, reason: str) -> None:
         self._dropped += 1
         self._unreported_dropped += 1
         self._gated = self._gated or not self._summary_sent
+        key = (kind, reason)
+        self._dropped_by[key] = self._dropped_by.get(key, 0) + 1
 
-    def _count_coalesced(self) -> None:
+    def _count_coalesced(self, kind: type, reason: str) -> None:
         self._coalesced += 1
         self._unreported_coalesced += 1
         self._gated = self._gated or not self._summary_sent
+        key = (kind, reason)
+        self._coalesced_by[key] = self._coalesced_by.get(key, 0) + 1
+
+    def losses(self) -> BufferLosses:
+        """The losses by event type and reason, and what is queued by type, now (see
+        :class:`BufferLosses`).
+
+        Copies what it reads first, so that a reader on another thread than the one pushing
+        and popping (unlocked) gets no error, only figures possibly a few events apart.
+        """
+        dropped_by = dict(self._dropped_by)
+        coalesced_by = dict(self._coalesced_by)
+        items = list(self._slots)
+        queued: dict[str, int] = {}
+        for item in items:
+            name = (item.key[0] if isinstance(item, _Slot) else type(item)).__name__
+            queued[name] = queued.get(name, 0) + 1
+        dropped: dict[tuple[str, str], int] = {}
+        coalesced: dict[tuple[str, str], int] = {}
+        for source, target in ((dropped_by, dropped), (coalesced_by, coalesced)):
+            for (kind, reason), count in source.items():
+                key = (kind.__name__, reason)
+                target[key] = target.get(key, 0) + count
+        return BufferLosses(
+            dropped=dropped,
+            coalesced=coalesced,
+            queued=queued,
+            policy=self._policy.value,
+            capacity=self._capacity,
+        )

@@ -41,7 +41,9 @@ The book does not compare checksums or resync by itself: :meth:`OrderBook.apply_
 and :meth:`OrderBook.apply_update` return the computed CRC32, the caller compares it with
 the wire value and drives the state (:meth:`OrderBook.mark_resyncing` and friends).
 Queries answer only while the book is :attr:`BookState.LIVE`; they build the
-:class:`~kraken_proto.events.BookLevel` and ``Decimal`` values they return on demand.
+:class:`~kraken_proto.events.BookLevel` and ``Decimal`` values they return on demand,
+except :meth:`OrderBook.top_tokens`, which hands out the tokens themselves to code that
+reads the numbers its own way (:mod:`kraken_proto.analytics`).
 """
 
 from __future__ import annotations
@@ -719,6 +721,46 @@ class OrderBook(BookBase):
         """The best ``n`` asks (up to ``view_depth``; all of those if ``n`` is None), best first."""
         self._require_live()
         return [_level(tokens) for tokens in self._asks.best(self._limit(n))]
+
+    def top_tokens(self, n: int | None = None) -> tuple[list[_Tokens], list[_Tokens]]:
+        """The best ``n`` bids and asks as Kraken's own number text: ``(bids, asks)``.
+
+        Each side is a new list, best level first, of ``(price, qty)`` pairs of ``bytes``:
+        the exact tokens Kraken sent for the level, as :attr:`BookLevel.price_text
+        <kraken_proto.events.BookLevel.price_text>` and ``qty_text`` hold them (copied out
+        of the frame). A token is a JSON number, nearly always plain digits padded to the
+        pair's precision (``b"63418.3"``, ``b"0.10493453"``), but any form the book accepts
+        may occur (``b"1.5E-3"``, a quoted ``b'"0.5"'``); the value is what
+        :attr:`BookLevel.qty <kraken_proto.events.BookLevel.qty>` decodes. Quantities are
+        never zero (a zero deletes its level).
+
+        The same levels as :meth:`bids` and :meth:`asks`: up to ``view_depth`` per side, all
+        of those if ``n`` is None; but no level object or ``Decimal`` is made, so this is
+        the cheap read for code that parses the numbers itself (as
+        :mod:`kraken_proto.analytics` does). Raises
+        :class:`~kraken_proto.errors.BookNotLiveError` unless the book is live, and
+        :class:`~kraken_proto.errors.LocalProtocolError` for ``n < 0``.
+        """
+        if self._state is not _LIVE:
+            raise BookNotLiveError(self._symbol, self._state.value)
+        view = self._view_depth
+        if n is None or n > view:
+            n = view
+        elif n < 0:
+            raise LocalProtocolError(f"n must be None or >= 0, got {n}")
+        # What _Side.best(n) returns, for both sides, in fewer steps (this is the cheap
+        # read): the last n live entries reversed, toks[max(lo, start):][::-1], copied in
+        # one go as toks[:max(lo, start) - 1:-1], except from 0 (a stop of -1 would mean
+        # the last entry).
+        side = self._bids
+        toks, lo = side.toks, side.lo
+        start = len(toks) - n
+        bids = toks[: start - 1 : -1] if start > lo else toks[: lo - 1 : -1] if lo else toks[::-1]
+        side = self._asks
+        toks, lo = side.toks, side.lo
+        start = len(toks) - n
+        asks = toks[: start - 1 : -1] if start > lo else toks[: lo - 1 : -1] if lo else toks[::-1]
+        return bids, asks
 
     def bid_volume(self) -> Decimal:
         """Total quantity of the bids within ``view_depth``."""

@@ -12,7 +12,8 @@ the fresh snapshot), within the resync budget, after which the subscription fail
 A book's :class:`~kraken_proto.book.BookState` changes in one place, :meth:`Books._move`,
 which also keeps :attr:`Books.resyncing`, the count of books being rebuilt: the connection
 is ``RESYNCING`` while any book part counts one. Whoever composes the part learns of the
-moments the count may have changed through the ``changed`` callback.
+moments the count may have changed through the ``changed`` callback. Resyncs (by reason)
+and checksum mismatches are counted in the protocol's :class:`~kraken_proto.counters.Tally`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import msgspec
 from kraken_proto.actions import Action, Emit
 from kraken_proto.book import BookState, OrderBook, apply_live_update
 from kraken_proto.config import ClientConfig, Precision
+from kraken_proto.counters import Tally
 from kraken_proto.events import BookResync, ProtocolError
 from kraken_proto.level3 import L3Book
 from kraken_proto.subscriber import Subscriber
@@ -91,6 +93,7 @@ class Books(Generic[_B]):
         "_resyncing",
         "_silence",
         "_subscriber",
+        "_tally",
         "_unusable",
     )
 
@@ -104,6 +107,7 @@ class Books(Generic[_B]):
         replay: bool,
         subscriber: Subscriber,
         changed: ResyncsChanged,
+        tally: Tally,
         levels_of: Callable[[Sequence[Any]], int] = len,
         depths: tuple[int, ...] = BOOK_DEPTHS,
         unusable: str = "unusable number in the {} book: {!r}",
@@ -114,6 +118,7 @@ class Books(Generic[_B]):
         self._replay = replay
         self._subscriber = subscriber
         self._changed = changed
+        self._tally = tally
         self._levels_of = levels_of
         self._depths = depths
         self._unusable = unusable
@@ -266,23 +271,27 @@ class Books(Generic[_B]):
         for symbol in symbols:
             book = self._books.get(symbol)
             if book is not None and book.state is _LIVE:
-                self._resync(symbol, reason, actions, now)
+                self._resync(symbol, reason, "invalid_frame", actions, now)
 
     # ------------------------------------------------------------------ resyncs
 
     def _refused(self, symbol: str, exc: Exception, actions: list[Action], now: float) -> None:
         problem = self._unusable.format(symbol, exc)
         actions.append(Emit(ProtocolError(problem, "", now)))
-        self._resync(symbol, problem, actions, now)
+        self._resync(symbol, problem, "unusable", actions, now)
 
     def _mismatch(
         self, symbol: str, computed: int, sent: int, actions: list[Action], now: float
     ) -> None:
+        self._tally.checksum_failure(self._channel)
         reason = f"checksum mismatch: computed {computed}, Kraken sent {sent}"
-        self._resync(symbol, reason, actions, now)
+        self._resync(symbol, reason, "checksum", actions, now)
 
-    def _resync(self, symbol: str, reason: str, actions: list[Action], now: float) -> None:
-        """Rebuild one book from a fresh snapshot; give up after the configured budget."""
+    def _resync(
+        self, symbol: str, reason: str, kind: str, actions: list[Action], now: float
+    ) -> None:
+        """Rebuild one book from a fresh snapshot; give up after the configured budget.
+        ``kind`` is the reason counted (one of :data:`~kraken_proto.counters.RESYNC_REASONS`)."""
         key = (self._channel, symbol)
         subscriber = self._subscriber
         attempt = subscriber.spend_resync(key, now)
@@ -297,6 +306,7 @@ class Books(Generic[_B]):
             return
         self._move(book, _RESYNCING)
         actions.append(Emit(BookResync(symbol, reason, attempt, now)))
+        self._tally.resync(self._channel, kind)
         subscriber.resubscribe(key, actions, now)
         self._changed(actions, now, f"resyncing {symbol}")
 
@@ -348,7 +358,12 @@ def _price_levels(orders: Sequence[Any]) -> int:
 
 
 def l2_books(
-    config: ClientConfig, *, replay: bool, subscriber: Subscriber, changed: ResyncsChanged
+    config: ClientConfig,
+    *,
+    replay: bool,
+    subscriber: Subscriber,
+    changed: ResyncsChanged,
+    tally: Tally,
 ) -> Books[OrderBook]:
     """The part for the ``book`` channel (L2)."""
     return Books(
@@ -359,11 +374,17 @@ def l2_books(
         replay=replay,
         subscriber=subscriber,
         changed=changed,
+        tally=tally,
     )
 
 
 def l3_books(
-    config: ClientConfig, *, replay: bool, subscriber: Subscriber, changed: ResyncsChanged
+    config: ClientConfig,
+    *,
+    replay: bool,
+    subscriber: Subscriber,
+    changed: ResyncsChanged,
+    tally: Tally,
 ) -> Books[L3Book]:
     """The part for the ``level3`` channel (L3)."""
     return Books(
@@ -374,6 +395,7 @@ def l3_books(
         replay=replay,
         subscriber=subscriber,
         changed=changed,
+        tally=tally,
         levels_of=_price_levels,
         depths=LEVEL3_DEPTHS,
         unusable="unusable level3 message for {}: {}",

@@ -424,6 +424,17 @@ class ClientConfig:
             Default 10.
         allow_insecure: allow ``ws://`` endpoints and an ``http://`` ``rest_url`` to hosts
             other than loopback. Default False.
+        latency: track per-channel latencies (exchange -> receive, receive -> delivery) in
+            the bundled drivers, read as ``client.latency``
+            (:class:`~kraken_proto.analytics.LatencyTracker`). Default False: no cost.
+        latency_sample_rate: with ``latency``, about the most events measured per second:
+            beyond it one event in N is (standing for N; see
+            :class:`~kraken_proto.analytics.LatencySampler`), so that tracking stays cheap
+            at any event rate, float > 0; ``None`` measures every event. Default 500.0.
+        count_messages: count every message received, by channel and with its size in
+            bytes (``KrakenProtocol.counters``; see
+            :meth:`~kraken_proto.protocol.KrakenProtocol.count_messages`, which also turns
+            it on later). Default False: the per-message path pays nothing for it.
         rng: source of jitter; seed it (``random.Random(42)``) for a reproducible session.
             Default: a fresh ``random.Random()``.
     """
@@ -458,6 +469,9 @@ class ClientConfig:
     max_requests_per_second: float = 20.0
     request_burst: int = 10
     allow_insecure: bool = False
+    latency: bool = False
+    latency_sample_rate: float | None = 500.0
+    count_messages: bool = False
     rng: random.Random = dataclasses.field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -532,6 +546,13 @@ class ClientConfig:
             _check_float("max_requests_per_second", self.max_requests_per_second, gt=0.0),
         )
         _check_int("request_burst", self.request_burst, minimum=1)
+        _check_bool("latency", self.latency)
+        _set(
+            self,
+            "latency_sample_rate",
+            _check_optional_float("latency_sample_rate", self.latency_sample_rate, gt=0.0),
+        )
+        _check_bool("count_messages", self.count_messages)
         if not isinstance(self.rng, random.Random):
             raise _fail("rng", f"must be a random.Random, got {type(self.rng).__name__}")
 

@@ -6,6 +6,8 @@ connect, token and reconnect deadlines, the backoff and failure count, and liven
 :class:`~kraken_proto.outbox.Outbox`); :class:`~kraken_proto.protocol.KrakenProtocol` asks
 it for every move and composes the other parts around it. When Kraken was last heard from is
 the protocol's to note (it sees every frame); the liveness rules take it as ``heard_at``.
+It counts attempts, reconnects, failures and ping round trips into the protocol's
+:class:`~kraken_proto.counters.Tally`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kraken_proto.actions import Action, Emit, FetchToken, OpenConnection
 from kraken_proto.auth import TokenRequest
 from kraken_proto.backoff import Backoff
 from kraken_proto.config import ClientConfig
+from kraken_proto.counters import Tally
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import Pong, StateChanged
 from kraken_proto.outbox import Outbox
@@ -54,12 +57,16 @@ class Connection:
         "_stale_armed",
         "_stale_timeout",
         "_state",
+        "_tally",
         "_url",
         "is_open",
     )
 
-    def __init__(self, config: ClientConfig, url: str, outbox: Outbox, ids: Iterator[int]) -> None:
+    def __init__(
+        self, config: ClientConfig, url: str, outbox: Outbox, ids: Iterator[int], tally: Tally
+    ) -> None:
         self._config = config
+        self._tally = tally
         self._url = url
         self._outbox = outbox
         self._ids = ids
@@ -140,6 +147,8 @@ class Connection:
         old = self._state
         self._state = new = transition(old, trigger)
         self.is_open = new in OPEN_STATES
+        if old is _S.DEGRADED and new is _S.CONNECTING:
+            self._tally.reconnects += 1
         return Emit(StateChanged(old.value, new.value, reason, retry, delay, now))
 
     def restart(self) -> None:
@@ -150,6 +159,7 @@ class Connection:
     def begin_connect(self, now: float) -> OpenConnection:
         """A new connection attempt: its number, its connect timeout."""
         self._number += 1
+        self._tally.attempts += 1
         self._retry_at = NEVER
         self._connect_deadline = after(now, self._config.timeout)
         return OpenConnection(self._url)
@@ -224,6 +234,7 @@ class Connection:
         up (``terminal``, or the retry budget is spent)."""
         self._last_failure = reason
         self._failures += 1
+        self._tally.failures += 1
         delay = None if terminal else self._backoff.next_delay()
         if delay is not None:
             self._retry_at = after(now, delay)
@@ -298,5 +309,8 @@ class Connection:
             # Only a ping that left can be answered: a pong for one still waiting in the
             # outbox proves nothing and must not let another queue behind it.
             self._ping_req_id = self._ping_sent_at = None
-        rtt = None if sent is None else now - sent
+        if sent is None:
+            return Emit(Pong(req_id, None, now))
+        rtt = now - sent
+        self._tally.round_trip(rtt)
         return Emit(Pong(req_id, rtt, now))

@@ -32,7 +32,8 @@ import heapq
 import zlib
 from bisect import bisect_left, insort
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
+from functools import reduce
 from typing import Literal
 
 import msgspec
@@ -42,13 +43,21 @@ from kraken_proto.checksum import CHECKSUM_LEVELS, digits
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import L3Order, L3Update
 
-__all__ = ["L3Book", "L3Level", "L3Order", "L3Update", "Level3Frame"]
+__all__ = ["L3Book", "L3Level", "L3Order", "L3Update", "LevelTotal", "Level3Frame"]
 
 _DEPTHS = (10, 100, 1000)
 _MAX_MAGNITUDE = 64  # digits before or after the point of the most extreme number accepted
 _ZERO = Decimal(0)
 _EVENTS = ("add", "modify", "delete")
 _LIVE = BookState.LIVE
+# Sums of quantities: exact whatever the thread's context (numbers have at most 64 digits
+# either side of the point; Inexact is trapped so that a rounding could never go unseen).
+_exact_add = Context(
+    prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Inexact]
+).add
+
+LevelTotal = tuple[Decimal, Decimal, int]
+"""A level of :meth:`L3Book.top_totals`: ``(price, total qty, order count)``."""
 
 
 class Level3Frame(msgspec.Struct, frozen=True, tag_field="channel", tag="level3"):
@@ -98,18 +107,27 @@ def _resting(order: L3Order) -> L3Order:
 
 
 class _Level:
-    """A price level: its orders by id, in queue order, and its cached checksum text."""
+    """A price level: its orders by id, in queue order, and its cached checksum text and
+    total. Whatever changes ``orders`` sets both to ``None``."""
 
-    __slots__ = ("key", "orders", "price", "text")
+    __slots__ = ("key", "orders", "price", "text", "total")
 
     def __init__(self, key: Decimal, price: Decimal) -> None:
         self.key = key
         self.price = price
         self.orders: dict[str, L3Order] = {}
         self.text: str | None = None  # T(price) + T(qty) of every order; None = stale
+        self.total: LevelTotal | None = None  # (price, exact qty, order count); None = stale
 
     def view(self) -> L3Level:
         return L3Level(self.price, tuple(self.orders.values()))
+
+    def summary(self) -> LevelTotal:
+        """``total`` computed afresh (and kept until the orders change)."""
+        orders = self.orders.values()
+        qty = reduce(_exact_add, [order.order_qty for order in orders], _ZERO)
+        self.total = total = (self.price, qty, len(orders))
+        return total
 
 
 class _Side:
@@ -136,6 +154,14 @@ class _Side:
     def best(self, n: int | None) -> list[_Level]:
         levels = self.levels
         return [levels[key] for key in self.keys[:n]]
+
+    def totals(self, n: int | None) -> list[LevelTotal]:
+        levels = self.levels
+        out = []
+        for key in self.keys[:n]:
+            level = levels[key]
+            out.append(level.total or level.summary())  # the kept total, or a new one
+        return out
 
 
 class L3Book(BookBase):
@@ -233,7 +259,7 @@ class L3Book(BookBase):
                     self._remove(side, level, order.order_id)
                 elif order.limit_price == level.price:
                     level.orders[order.order_id] = _resting(order)
-                    level.text = None
+                    level.text = level.total = None
                 else:  # a modify with a new price: the order moves to that level's back
                     self._remove(side, level, order.order_id)
                     self._insert(side, _resting(order))
@@ -288,7 +314,7 @@ class L3Book(BookBase):
             side.levels[key] = level = _Level(key, price)
             self._list(side, key)
         level.orders[order.order_id] = order
-        level.text = None
+        level.text = level.total = None
         self._index[order.order_id] = (side, level)
         side.count += 1
 
@@ -298,7 +324,7 @@ class L3Book(BookBase):
         del self._index[order_id]
         side.count -= 1
         if level.orders:
-            level.text = None
+            level.text = level.total = None
             return
         del side.levels[level.key]
         keys = side.keys
@@ -410,6 +436,24 @@ class L3Book(BookBase):
     def bids(self, n: int | None = None) -> tuple[L3Level, ...]:
         """The best ``n`` bid levels (all of them if ``n`` is None), best first."""
         return self._levels(self._bids, n)
+
+    def top_totals(self, n: int | None = None) -> tuple[list[LevelTotal], list[LevelTotal]]:
+        """The best ``n`` bid and ask levels as totals: ``(bids, asks)``, each best first.
+
+        Each level is a :data:`LevelTotal` tuple ``(price, qty, order_count)``: its price,
+        the exact sum of its orders' quantities (whatever the thread's decimal context) and
+        how many orders rest there. The same levels as :meth:`bids` and :meth:`asks` (all
+        of them if ``n`` is None), but without a view object per level: each level keeps
+        its tuple until one of its orders changes, so this is the cheap read for code that
+        only needs the totals (as :mod:`kraken_proto.analytics` does). The lists are new on
+        every call. Raises :class:`~kraken_proto.errors.BookNotLiveError` unless the book
+        is live, and :class:`~kraken_proto.errors.LocalProtocolError` unless ``n`` is None
+        or an int >= 0.
+        """
+        self._require_live()
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise LocalProtocolError(f"n must be None or an int >= 0, got {n!r}")
+        return self._bids.totals(n), self._asks.totals(n)
 
     def asks(self, n: int | None = None) -> tuple[L3Level, ...]:
         """The best ``n`` ask levels (all of them if ``n`` is None), best first."""

@@ -6,6 +6,7 @@ emits what a gate releases (one ``Execution`` or ``Balance`` per entry, numbered
 each hole once as ``GapDetected``, and when a gate can no longer trust its stream has the
 :class:`~kraken_proto.subscriber.Subscriber` resubscribe it for a fresh snapshot (within the
 resync budget). Executions are also handed to the trading part, which ages orders from them.
+Gaps are counted in the protocol's :class:`~kraken_proto.counters.Tally`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 
 from kraken_proto.actions import Action, Emit
 from kraken_proto.config import ClientConfig
+from kraken_proto.counters import Tally
 from kraken_proto.events import Balance, Execution, GapDetected, ProtocolError
 from kraken_proto.private import BalancesFrame, ExecutionsFrame
 from kraken_proto.sequence import GateResult, SequenceGate
@@ -33,15 +35,17 @@ _set = msgspec.structs.force_setattr
 class PrivateStreams:
     """The sequence gates of one private connection (see the module docstring)."""
 
-    __slots__ = ("_config", "_gates", "_silence", "_subscriber", "_track")
+    __slots__ = ("_config", "_gates", "_silence", "_subscriber", "_tally", "_track")
 
     def __init__(
         self,
         config: ClientConfig,
         subscriber: Subscriber,
         track_executions: Callable[[Sequence[Execution], float], None],
+        tally: Tally,
     ) -> None:
         self._config = config
+        self._tally = tally
         self._subscriber = subscriber
         self._track = track_executions
         self._silence = config.silent_subscription_timeout is not None
@@ -105,6 +109,7 @@ class PrivateStreams:
         policy = self._config.gap_policy.value
         for expected, received in result.gaps:
             actions.append(Emit(GapDetected(channel, expected, received, policy, now)))
+            self._tally.gap(channel)
         for frame in result.released:
             snapshot = frame.type == "snapshot"
             entry: Execution | Balance

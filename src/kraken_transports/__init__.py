@@ -4,7 +4,8 @@
 - :class:`SocketClient`: a non-blocking socket with wsproto framing, for your own loop
   (``fileno()``, ``step()``) or a blocking ``run()``.
 - :class:`ThreadedClient`: a background thread running the asyncio IO, for blocking scripts.
-- :func:`run_simulator`: the fake Kraken exchange on a loopback port, for tests and demos.
+- :func:`run_simulator`: the fake Kraken exchange on a loopback port, for tests and demos;
+  :class:`SimulatorThread` serves it from a thread of its own, for blocking code.
 
 The three take the same arguments and answer every call the same way, with the same
 errors: what happens between the protocol and the user (callbacks, the bounded buffer,
@@ -25,7 +26,13 @@ token is fetched by the driver (:mod:`kraken_transports.tokens`) on every connec
 from kraken_transports.aio import AsyncClient, FrameHook, connect
 from kraken_transports.base import DEFAULT_TIMEOUT
 from kraken_transports.router import ClientStats
-from kraken_transports.simserver import SimConnection, SimServer, run_simulator, serve
+from kraken_transports.simserver import (
+    SimConnection,
+    SimServer,
+    SimulatorThread,
+    run_simulator,
+    serve,
+)
 from kraken_transports.sockets import SocketClient
 from kraken_transports.threaded import ThreadedClient
 
@@ -36,6 +43,7 @@ __all__ = [
     "FrameHook",
     "SimConnection",
     "SimServer",
+    "SimulatorThread",
     "SocketClient",
     "ThreadedClient",
     "connect",

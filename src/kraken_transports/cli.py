@@ -9,11 +9,15 @@
     kraken-ws record BTC/USD --channel book -o capture.jsonl --duration 60
     kraken-ws replay capture.jsonl                  # exit 1 if a checksum or the stream failed
     kraken-ws serve --port 8765                     # the simulator, for your own tests
+    kraken-ws demo --metrics-port 9108              # and Prometheus metrics at /metrics
 
 Every live command runs the asyncio driver (:mod:`kraken_transports.aio`) with a small
 reconnect budget. Exit codes: 0 success, 1 a runtime failure (cannot connect, subscription
 refused, connection lost, replay found a bad checksum or a protocol error), 2 bad
-arguments, 130 interrupted (Ctrl-C).
+arguments, 130 interrupted (Ctrl-C). ``demo``, ``stream``, ``book`` and ``serve`` take
+``--metrics-port PORT``: ``http://127.0.0.1:PORT/metrics`` serves the client's (or the
+simulator's) Prometheus metrics while they run (:mod:`kraken_transports.metrics`, the
+``metrics`` extra).
 """
 
 from __future__ import annotations
@@ -21,16 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
@@ -65,8 +70,10 @@ from kraken_proto.replay import ReplayResult, encode_capture_line, read_capture,
 from kraken_proto.subscriptions import BOOK_DEPTHS, OHLC_INTERVALS, validate_subscription
 from kraken_transports.aio import AsyncClient, connect
 from kraken_transports.ladder import (
+    LatencyFigures,
     MarketTracker,
     clock_text,
+    ladder_json,
     level_text,
     number_text,
     render_ladder,
@@ -74,6 +81,9 @@ from kraken_transports.ladder import (
     render_summary,
     take_view,
 )
+
+if TYPE_CHECKING:
+    from kraken_transports.simserver import SimServer
 
 __all__ = [
     "CliError",
@@ -240,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log the driver's activity to stderr"
     )
 
+    metrics = argparse.ArgumentParser(add_help=False)
+    metrics.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics while running; "
+        '0 picks a free port (printed); needs pip install "kraken-ws-sdk[metrics]"',
+    )
+
     depth = argparse.ArgumentParser(add_help=False)
     depth.add_argument(
         "--depth", type=_depth, default=10, help="book depth (10, 25, 100, 500, 1000; default 10)"
@@ -256,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        parents=[live, depth],
+        parents=[live, depth, metrics],
         formatter_class=_Formatter,
         help="live order book ladder against the embedded simulator (no network needed)",
         description=(
@@ -281,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stream = commands.add_parser(
         "stream",
-        parents=[live, remote, depth],
+        parents=[live, remote, depth, metrics],
         formatter_class=_Formatter,
         help="print events, one line each (or JSON lines with --json)",
         description=(
@@ -308,17 +327,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     book = commands.add_parser(
         "book",
-        parents=[live, remote, depth],
+        parents=[live, remote, depth, metrics],
         formatter_class=_Formatter,
         help="live order book ladder of one pair",
         description=(
             "The live, checksum-verified order book ladder of one pair (with its trades and\n"
-            "ticker) against any public endpoint; Kraken's by default. On a terminal it is\n"
+            "ticker) against any public endpoint; Kraken's by default. The header shows the\n"
+            "microprice, the imbalance of the top 10 levels with its buy/sell pressure, the\n"
+            "market status and the book channel's latency p50/p99. On a terminal it is\n"
             "redrawn a few times a second, fitted to the terminal's size; otherwise one\n"
-            "compact line is printed per second. A summary line ends the run."
+            "compact line is printed per second. A summary line ends the run.\n"
+            "With --json: one JSON object per book update, the ladder (price, qty, cumulative)\n"
+            "and those figures, numbers exact (the summary goes to stderr)."
         ),
     )
     book.add_argument("symbol", type=_symbol, metavar="SYMBOL", help="e.g. BTC/USD")
+    book.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per book update: the ladder and its analytics",
+    )
     book.set_defaults(handler=_cmd_book, parser=book)
 
     record = commands.add_parser(
@@ -366,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
+        parents=[metrics],
         formatter_class=_Formatter,
         help="run the Kraken simulator on a local port until Ctrl-C",
         description=(
@@ -597,6 +626,49 @@ def _asyncio_run(coroutine: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coroutine)
 
 
+# --------------------------------------------------------------------------- metrics
+
+
+class _Exporter:
+    """The ``--metrics-port`` endpoint of one command: what it exports goes to ``registry``."""
+
+    def __init__(self, metrics: Any, registry: Any) -> None:
+        self._metrics = metrics  # the kraken_transports.metrics module
+        self.registry = registry
+
+    def track_client(self, client: AsyncClient) -> None:
+        """Export ``client``'s metrics (counting from now: call it before starting)."""
+        client.metrics(self.registry)
+
+    def track_simulator(self, server: SimServer) -> None:
+        """Export the simulator's own metrics."""
+        self._metrics.register_simulator(server, self.registry)
+
+
+@contextlib.contextmanager
+def _metrics_endpoint(args: argparse.Namespace) -> Iterator[_Exporter | None]:
+    """With ``--metrics-port``: serve ``/metrics`` on loopback for the block (the port on
+    stderr); without it, ``None``. A missing extra is a usage error naming it."""
+    port: int | None = getattr(args, "metrics_port", None)
+    if port is None:
+        yield None
+        return
+    try:
+        from kraken_transports import metrics  # noqa: PLC0415 - the optional extra
+    except ImportError as exc:
+        _usage_error(args, f"argument --metrics-port: {exc}")
+    registry = metrics.new_registry()
+    try:
+        server = metrics.serve_metrics(registry, port, "127.0.0.1")
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    print(f"metrics at {server.url}", file=sys.stderr, flush=True)
+    try:
+        yield _Exporter(metrics, registry)
+    finally:
+        server.close()
+
+
 # --------------------------------------------------------------------------- ladder commands
 
 
@@ -609,25 +681,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"argument --symbol: the simulator has no {args.symbol!r}; "
             f"choose from {', '.join(DEFAULT_SYMBOLS)}",
         )
-    return _asyncio_run(_demo(args))
+    with _metrics_endpoint(args) as exporter:
+        return _asyncio_run(_demo(args, exporter))
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(args: argparse.Namespace, exporter: _Exporter | None = None) -> int:
     from kraken_transports.simserver import run_simulator  # noqa: PLC0415 - starts aiohttp.web
 
     async with run_simulator(seed=args.seed) as sim:
+        if exporter is not None:
+            exporter.track_simulator(sim)
         config = _client_config(args, sim.url)
         title = f"kraken-ws demo · simulator at {sim.url} (seed {args.seed})"
-        return await _ladder(args, config, args.symbol, title)
+        return await _ladder(args, config, args.symbol, title, exporter)
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
     config = _client_config(args, args.url)
-    return _asyncio_run(_ladder(args, config, args.symbol, f"kraken-ws book · {args.url}"))
+    with _metrics_endpoint(args) as exporter:
+        if args.json:
+            return _asyncio_run(_book_json(args, config, args.symbol, exporter))
+        title = f"kraken-ws book · {args.url}"
+        return _asyncio_run(_ladder(args, config, args.symbol, title, exporter))
 
 
-async def _ladder(args: argparse.Namespace, config: ClientConfig, symbol: str, title: str) -> int:
-    """Subscribe book, trade and ticker for ``symbol`` and draw the ladder until done."""
+async def _ladder(
+    args: argparse.Namespace,
+    config: ClientConfig,
+    symbol: str,
+    title: str,
+    exporter: _Exporter | None = None,
+) -> int:
+    """Subscribe book, trade and ticker for ``symbol`` and draw the ladder until done.
+
+    The client tracks latency, for the header's p50/p99; the header's analytics are
+    computed by ``take_view`` once per frame drawn, never per event.
+    """
+    config = dataclasses.replace(config, latency=True)
     url = config.endpoint
     depth: int = args.depth
     requests: list[_Request] = [
@@ -646,10 +736,14 @@ async def _ladder(args: argparse.Namespace, config: ClientConfig, symbol: str, t
     client = connect(config, buffer_events=False)
     client.on(None, tracker.feed)
     client.on(StateChanged, watch.feed)
+    if exporter is not None:
+        exporter.track_client(client)
 
     def draw() -> None:
         now = loop.time()
-        view = take_view(tracker, client.book(symbol), now=now, elapsed=now - started)
+        view = take_view(
+            tracker, client.book(symbol), now=now, elapsed=now - started, latency=client.latency
+        )
         if tty:
             columns, lines = _terminal_size()
             frame = render_ladder(view, title=title, width=columns, height=lines, color=color)
@@ -668,6 +762,70 @@ async def _ladder(args: argparse.Namespace, config: ClientConfig, symbol: str, t
             _finish_ladder(tty, tracker, loop.time() - started)
             raise
         _finish_ladder(tty, tracker, loop.time() - started)
+    if lost:
+        _raise_connection_failure(url, watch)
+    return EXIT_OK
+
+
+_JSON_LATENCY_INTERVAL = 1.0  # seconds between refreshes of the latency figures --json prints
+
+
+async def _book_json(
+    args: argparse.Namespace,
+    config: ClientConfig,
+    symbol: str,
+    exporter: _Exporter | None = None,
+) -> int:
+    """``book --json``: subscribe the book of ``symbol`` and print one :func:`ladder_json`
+    line per update (flushed), until done; the summary goes to stderr.
+
+    The latency figures are refreshed once a second, not per update: each refresh copies
+    every histogram of the client's tracker.
+    """
+    config = dataclasses.replace(config, latency=True)
+    url = config.endpoint
+    depth: int = args.depth
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tracker = MarketTracker(symbol)
+    watch = _Watch()
+    client = connect(config, buffer_events=False)
+    broken: list[BrokenPipeError] = []
+    latency: LatencyFigures | None = None
+    refreshed: float | None = None
+
+    def show(event: Event) -> None:
+        nonlocal latency, refreshed
+        tracker.feed(event)  # first: the market status counts this update
+        if broken or type(event) is not BookUpdate:
+            return
+        assert isinstance(event, BookUpdate)
+        book = client.book(symbol)
+        if event.symbol != symbol or book is None or not book.is_live:
+            return
+        now = event.received_at
+        if refreshed is None or now - refreshed >= _JSON_LATENCY_INTERVAL:
+            latency, refreshed = LatencyFigures.of(client.latency), now
+        status = tracker.health.check_status(symbol, now)
+        line = ladder_json(
+            book, depth=depth, market=status, latency=latency, timestamp=event.timestamp
+        )
+        try:
+            _write(line + "\n")
+        except BrokenPipeError as exc:
+            broken.append(exc)
+            watch.done.set()
+
+    client.on(None, show)
+    client.on(StateChanged, watch.feed)
+    if exporter is not None:
+        exporter.track_client(client)
+    async with client:
+        await _subscribe_all(client, url, [("book", [symbol], {"depth": depth})], watch)
+        lost = await _wait(watch, args.duration, 1.0)
+    print(render_summary(tracker, loop.time() - started), file=sys.stderr)
+    if broken:
+        raise broken[0]
     if lost:
         _raise_connection_failure(url, watch)
     return EXIT_OK
@@ -834,12 +992,20 @@ def _control_text(event: Event) -> str | None:
 def _cmd_stream(args: argparse.Namespace) -> int:
     config = _client_config(args, args.url)
     requests = _requests(args, _channel_list(args, ("ticker", "trade")))
-    return _asyncio_run(_stream(args, config, requests))
+    with _metrics_endpoint(args) as exporter:
+        return _asyncio_run(_stream(args, config, requests, exporter))
 
 
-async def _stream(args: argparse.Namespace, config: ClientConfig, requests: list[_Request]) -> int:
+async def _stream(
+    args: argparse.Namespace,
+    config: ClientConfig,
+    requests: list[_Request],
+    exporter: _Exporter | None = None,
+) -> int:
     watch = _Watch()
     client = connect(config, buffer_events=False)
+    if exporter is not None:
+        exporter.track_client(client)
     broken: list[BrokenPipeError] = []
     as_json: bool = args.json
 
@@ -1031,7 +1197,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from kraken_transports.simserver import serve  # noqa: PLC0415 - starts aiohttp.web
 
     try:
-        serve(args.host, args.port, args.seed, allow_remote=args.allow_remote)
+        with _metrics_endpoint(args) as exporter:
+            on_start = None if exporter is None else exporter.track_simulator
+            serve(
+                args.host, args.port, args.seed, allow_remote=args.allow_remote, on_start=on_start
+            )
     except ValueError as exc:  # a non-loopback host without --allow-remote
         _usage_error(args, f"argument --host: {exc} (pass --allow-remote)")
     except OSError as exc:

@@ -12,24 +12,33 @@ threaded clients) and :class:`~kraken_transports.awaitable.AwaitableClient` (asy
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
+from kraken_proto.analytics.latency import LatencyReport
 from kraken_proto.book import OrderBook
 from kraken_proto.config import ClientConfig
+from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import BookLevel
 from kraken_proto.level3 import L3Book
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.ratecounter import RateCounterState
 from kraken_proto.state import ConnectionState
 from kraken_proto.subscriptions import SubscriptionsView
-from kraken_transports.driver import Driver, FrameHook
+from kraken_transports.driver import Driver, DriverSnapshot, FrameHook
 from kraken_transports.router import ClientStats
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from kraken_transports.metrics import ClientMetrics
 
 __all__ = ["ClientBase", "ClientOptions"]
 
 E = TypeVar("E")
+_SNAPSHOT_TRIES = 3
 
 
 class ClientOptions(TypedDict, total=False):
@@ -74,6 +83,8 @@ class ClientBase:
             level3=level3,
             buffer_events=buffer_events,
             frame_hook=frame_hook,
+            clock=self._now,
+            wall_clock=time.time,
         )
         self._attach_io(ssl_context)
 
@@ -113,6 +124,71 @@ class ClientBase:
         every value returned."""
         with self._lock:
             return self._driver.router.stats()
+
+    @property
+    def latency(self) -> LatencyReport:
+        """Per-channel latencies so far, a frozen snapshot (``ClientConfig(latency=True)``).
+
+        For each channel (``book``, ``ticker``, ``trade``, ...): ``exchange``, Kraken's
+        timestamp to receipt, corrected by the clock offset estimated from ping round trips
+        (``clock``; the machine's UTC clock until the first pong, ``ping_interval`` after
+        connecting); and ``delivery``, receipt to delivery: when iteration returns the
+        event (``async for``, ``events()``, ``get()``, ``poll()``), or when its callbacks
+        are called in a client with ``buffer_events=False``. Percentiles in seconds; under
+        load a weighted sample is measured (``latency_sample_rate``). Raises
+        ``LocalProtocolError`` when latency tracking is off.
+        """
+        tracker = self._driver.latency
+        if tracker is None:
+            raise LocalProtocolError(
+                "latency tracking is off: create the client with ClientConfig(latency=True)"
+            )
+        with self._lock:
+            tracker = tracker.copy()
+        return tracker.report()
+
+    def metrics(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        symbol_labels: bool = False,
+        max_symbols: int = 20,
+    ) -> ClientMetrics:
+        """Export this client's metrics to Prometheus through ``registry`` (default:
+        ``prometheus_client.REGISTRY``); needs the extra: ``pip install
+        "kraken-ws-sdk[metrics]"`` (``ImportError`` naming it otherwise).
+
+        The metrics (``docs/metrics.md``) are read from the client's own counts at each
+        scrape and agree with ``stats``; they carry the label ``endpoint`` (this client's
+        URL), so several clients of different endpoints share a registry (``ValueError``
+        for a second client of the same one). Registering turns on message counting
+        (``ClientConfig(count_messages=True)``), from now on: register before
+        :meth:`start` to count from the first message. ``symbol_labels=True`` adds
+        per-symbol counts of the market data entries for the first ``max_symbols`` symbols
+        seen, and a count of the entries of the others. Returns the registration:
+        ``unregister()`` it (or use it as a context manager) to remove the metrics.
+        """
+        from kraken_transports.metrics import register_client  # noqa: PLC0415 - the extra
+
+        return register_client(self, registry, symbol_labels=symbol_labels, max_symbols=max_symbols)
+
+    def _start_counting(self, max_symbols: int) -> None:
+        """Turn on what is counted only for :meth:`metrics`: the protocol's messages."""
+        with self._lock:
+            self._driver.proto.count_messages(max_symbols=max_symbols)
+
+    def _snapshot(self) -> DriverSnapshot:
+        """Every count at one moment (for :meth:`metrics`), under the lock. A client without
+        one (asyncio, sockets) is read as it runs when asked from another thread: a
+        container that changed size meanwhile is read again."""
+        with self._lock:
+            for attempt in range(_SNAPSHOT_TRIES):
+                try:
+                    return self._driver.snapshot()
+                except RuntimeError:  # e.g. "dictionary changed size during iteration"
+                    if attempt == _SNAPSHOT_TRIES - 1:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def pending_requests(self) -> int:

@@ -15,6 +15,13 @@ Waits are :class:`Waiter` objects: a subscribe or unsubscribe call is settled by
 caller waits (an asyncio future, its own loop, a condition variable) and gives up with
 :meth:`Driver.expired` when its timeout runs out.
 
+With ``config.latency`` the driver also tracks latencies (``latency``, a
+:class:`~kraken_proto.analytics.LatencyTracker`) of the events as they are delivered: when
+iteration takes them from the buffer, or, in a client with ``buffer_events=False``, when a
+message's events are handed to the callbacks; a weighted sample of them under load
+(:class:`~kraken_proto.analytics.LatencySampler`). Pongs (``Driver._on_pong``) give the
+clock offset. Turned off, it costs one attribute check per message.
+
 Logger ``kraken_transports.connection``: every connection failure at WARNING (what failed,
 the attempt, the delay before the next one), and giving up at ERROR;
 ``kraken_transports.driver``: faults of the driver itself.
@@ -26,6 +33,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
+import msgspec
+
 from kraken_proto.actions import (
     Action,
     CloseConnection,
@@ -34,7 +43,10 @@ from kraken_proto.actions import (
     OpenConnection,
     Send,
 )
-from kraken_proto.config import ClientConfig
+from kraken_proto.analytics.latency import LATENCY_CHANNELS, LatencySampler, LatencyTracker
+from kraken_proto.backpressure import EventBuffer
+from kraken_proto.config import BackpressureConfig, ClientConfig
+from kraken_proto.counters import ProtocolCounters
 from kraken_proto.errors import (
     AuthenticationError,
     KrakenConnectionError,
@@ -45,6 +57,7 @@ from kraken_proto.errors import (
 )
 from kraken_proto.events import (
     Event,
+    Pong,
     ProtocolError,
     StateChanged,
     Subscribed,
@@ -55,6 +68,7 @@ from kraken_proto.events import (
 from kraken_proto.host import Host
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.state import ConnectionState
+from kraken_proto.subscriptions import SubscriptionsView
 from kraken_proto.trading import OrderResponse, TradingRequest
 from kraken_transports.base import (
     IN_FLIGHT,
@@ -64,9 +78,9 @@ from kraken_transports.base import (
     redact_frame,
     request_label,
 )
-from kraken_transports.router import EventRouter
+from kraken_transports.router import ClientStats, EventCounts, EventRouter
 
-__all__ = ["Acks", "Driver", "DriverIO", "FrameHook", "Waiter"]
+__all__ = ["Acks", "Driver", "DriverIO", "DriverSnapshot", "FrameHook", "Waiter"]
 
 T = TypeVar("T")
 
@@ -104,6 +118,28 @@ class DriverIO(Protocol):
 
     def performed(self) -> None:
         """Called after every batch of actions: any input may have moved ``next_deadline()``."""
+
+
+class DriverSnapshot(msgspec.Struct, frozen=True):
+    """Everything a driver counts, taken at one moment (:meth:`Driver.snapshot`): what
+    ``kraken_transports.metrics`` exports.
+
+    ``url`` and ``host`` name the connection, ``state`` is where it is; ``stats`` the
+    client's counters (``client.stats``), ``events`` the events by type
+    (:class:`~kraken_transports.router.EventCounts`); ``counters`` the protocol's
+    (:class:`~kraken_proto.counters.ProtocolCounters`); ``subscriptions`` every
+    subscription; ``latency`` a copy of the latency tracker (``None`` unless
+    ``ClientConfig(latency=True)``).
+    """
+
+    url: str
+    host: str
+    state: ConnectionState
+    stats: ClientStats
+    events: EventCounts
+    counters: ProtocolCounters
+    subscriptions: SubscriptionsView
+    latency: LatencyTracker | None
 
 
 class Waiter(Generic[T]):
@@ -154,7 +190,10 @@ class Driver:
 
     Not thread-safe: a driver that runs IO on another thread calls it under its own lock.
     ``settled`` counts the waiters settled so far (a threaded driver polls it to end a step
-    early).
+    early). ``clock`` is the client's clock (the ``now`` it passes), read only to stamp
+    deliveries when ``config.latency`` is on (required then); ``wall_clock`` its UTC wall
+    clock (``time.time``), read at each connection to map exchange times before a pong
+    gives a better offset.
     """
 
     def __init__(
@@ -165,6 +204,8 @@ class Driver:
         level3: bool = False,
         buffer_events: bool = True,
         frame_hook: FrameHook | None = None,
+        clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config = config if config is not None else ClientConfig()
         self.proto = KrakenProtocol(config, private=private, level3=level3)
@@ -185,6 +226,47 @@ class Driver:
             SubscriptionResult: self._on_result,
             OrderResponse: self._on_order,
         }
+        self.latency: LatencyTracker | None = None
+        """The latency tracker (``config.latency``), else ``None``."""
+        if config.latency:
+            self._track_latency(clock, wall_clock)
+
+    def _track_latency(
+        self, clock: Callable[[], float] | None, wall_clock: Callable[[], float] | None
+    ) -> None:
+        if clock is None:
+            raise LocalProtocolError(
+                "config.latency needs the client's clock: pass Driver(..., clock=...)"
+            )
+        self.latency = tracker = LatencyTracker()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        delivered = LatencySampler(self.config.latency_sample_rate)
+        self._frame: str | bytes = ""  # the last message received
+        self._handlers[Pong] = self._on_pong
+        self._at_callbacks: LatencySampler | None = None
+        if self.buffer_events:  # delivered when taken from the buffer
+            router = self.router
+            buffer = _TimedBuffer(self.config.backpressure, tracker, delivered, clock)
+            router.buffer, router.push = buffer, buffer.push
+        else:  # delivered when the callbacks are called
+            self._at_callbacks = delivered
+
+    def snapshot(self) -> DriverSnapshot:
+        """Every count now (see :class:`DriverSnapshot`); call it under the client's lock."""
+        proto = self.proto
+        router = self.router
+        tracker = self.latency
+        return DriverSnapshot(
+            url=proto.url,
+            host=proto.host.value,
+            state=proto.state,
+            stats=router.stats(),
+            events=router.counts(),
+            counters=proto.counters,
+            subscriptions=proto.subscriptions,
+            latency=None if tracker is None else tracker.copy(),
+        )
 
     # ------------------------------------------------------------------ inputs from the IO
 
@@ -198,6 +280,8 @@ class Driver:
 
     def connected(self, now: float) -> None:
         """The WebSocket asked for by the last ``open`` is open."""
+        if self.latency is not None and self._wall_clock is not None:
+            self.latency.wall_clock(self._wall_clock(), self._clock())
         self.perform(self.proto.connection_made(now), now)
 
     def received(self, payload: str | bytes, now: float) -> None:
@@ -214,6 +298,10 @@ class Driver:
             text = excerpt if isinstance(excerpt, str) else excerpt.decode("utf-8", "replace")
             problem = f"frame not handled: {type(exc).__name__}: {exc}"
             actions = [Emit(ProtocolError(problem, text, now))]
+        if self.latency is not None:
+            self._frame = payload  # for its Pong, if any (see _on_pong)
+            if self._at_callbacks is not None:
+                self._handed_over(actions, now)
         self.perform(actions, now)
 
     def discarded(self, problem: str, excerpt: str, now: float) -> None:
@@ -265,10 +353,12 @@ class Driver:
                 continue
             event = action.event
             try:
-                # router.dispatch inlined (one call less per event): callbacks, buffer
-                typed, catch_all = router.routes
+                # router.dispatch inlined (one call less per event): count, callbacks, buffer
                 etype = type(event)
-                callbacks = typed.get(etype, catch_all)
+                try:
+                    callbacks, count = router.routes[etype]
+                except KeyError:  # the first event of its type
+                    callbacks, count = router.route(etype)
                 if callbacks:
                     if release is None:
                         for callback in callbacks:
@@ -278,6 +368,7 @@ class Driver:
                                 router.failed(callback, event, exc)
                     else:
                         router.call(callbacks, event)
+                count[0] += 1  # with the push, both under the lock (callbacks run without)
                 if push is not None:
                     push(event, now)
                 if etype in handlers:
@@ -287,6 +378,30 @@ class Driver:
         if self._unsent and self.proto.can_submit:
             self._send_unsent(now)
         self.io.performed()
+
+    def _handed_over(self, actions: list[Action], now: float) -> None:
+        """In a callback-only client tracking latency, the events of a message received at
+        ``now`` are delivered as they are handed to the callbacks: record a sample of them
+        (the time is read once, after the protocol has handled the message)."""
+        sampler = self._at_callbacks
+        tracker = self.latency
+        assert sampler is not None and tracker is not None
+        delivered: float | None = None
+        for action in actions:
+            if type(action) is Emit and type(action.event) in _TRACKED:
+                left = sampler.left
+                if left > 1:
+                    sampler.left = left - 1
+                    continue
+                if delivered is None:
+                    delivered = self._clock()
+                tracker.record(action.event, delivered, sampler.sample(now))
+
+    def _on_pong(self, event: Pong) -> None:
+        """A clock-offset sample from a pong and its message (the last one received: a
+        ``Pong`` is only ever emitted by ``receive_data``)."""
+        assert self.latency is not None
+        self.latency.pong(event, self._frame)
 
     def _perform_other(self, action: Action, now: float) -> None:
         """Perform one action other than ``Emit``."""
@@ -566,6 +681,59 @@ class Driver:
         """The error of a call that the client's closing ended (or found closed)."""
         cause = self.describe_failure() or self._closed_reason or _USER_CLOSE
         return KrakenConnectionError(f"{what} ({cause})", terminal=True)
+
+
+class _TimedBuffer(EventBuffer):
+    """The event buffer of a driver tracking latency: an event taken from it has been
+    delivered (``async for``, ``events()``, ``get()``, ``poll()``), so a sample of them
+    has its receive -> delivery latency recorded, on the client's ``clock``."""
+
+    def __init__(
+        self,
+        config: BackpressureConfig,
+        tracker: LatencyTracker,
+        sampler: LatencySampler,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(config)
+        self._tracker = tracker
+        self._sampler = sampler
+        self._clock = clock
+
+    def take(self) -> Event | None:
+        """As :meth:`EventBuffer.take`; a sample of the events is timed."""
+        event = _take(self)
+        if event is not None:
+            sampler = self._sampler
+            left = sampler.left
+            if left > 1:
+                sampler.left = left - 1
+            else:
+                self._delivered(event, self._clock())
+        return event
+
+    def pop(self, now: float) -> Event | None:
+        """As :meth:`EventBuffer.pop`; a sample of the events is timed (at ``now``)."""
+        event = _pop(self, now)
+        if event is not None:
+            sampler = self._sampler
+            left = sampler.left
+            if left > 1:
+                sampler.left = left - 1
+            else:
+                self._delivered(event, now)
+        return event
+
+    def _delivered(self, event: Event, now: float) -> None:
+        sampler = self._sampler
+        weight = sampler.sample(event.received_at)
+        if not self._tracker.record(event, now, weight):
+            sampler.unused(weight)
+
+
+_TRACKED = frozenset(LATENCY_CHANNELS)
+_take = EventBuffer.take
+_pop = EventBuffer.pop
 
 
 class _NoIO:

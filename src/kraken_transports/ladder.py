@@ -10,18 +10,40 @@ Two pieces, both free of IO:
   and :func:`render_line` a one-line frame for logs; :func:`render_summary` is the closing
   line. :func:`take_view` freezes what they show from a tracker and the client's
   :class:`~kraken_proto.book.OrderBook`.
+
+The header also shows the book's analytics (:mod:`kraken_proto.analytics`): the
+microprice, the imbalance of the top :data:`IMBALANCE_LEVELS` levels with its pressure
+signal, the market status (a :class:`~kraken_proto.analytics.MarketHealthTracker` the
+tracker feeds with every event) and the book channel's latency p50/p99 (receive ->
+delivery, and exchange -> receive once a clock offset is known) from the client's
+:class:`~kraken_proto.analytics.LatencyReport`. They are computed by :func:`take_view`,
+once per frame, never per event; a book that is not live shows its status and no book
+analytics. :func:`ladder_json` is the same as one JSON object (``kraken-ws book --json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import textwrap
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
+from typing import Any
 
+import msgspec
+
+from kraken_proto.analytics import (
+    LatencyReport,
+    MarketHealthTracker,
+    MarketStatus,
+    PressureSignal,
+    book_pressure,
+    depth_ladder,
+    microprice,
+)
 from kraken_proto.book import OrderBook
 from kraken_proto.checksum import plain
 from kraken_proto.errors import BookNotLiveError
@@ -36,13 +58,20 @@ from kraken_proto.events import (
 )
 
 __all__ = [
+    "IMBALANCE_LEVELS",
     "TRADES_SHOWN",
+    "BookFigures",
     "LadderView",
+    "LatencyFigures",
     "MarketTracker",
+    "book_figures",
     "clip",
     "clock_text",
     "depth_bar",
+    "duration_text",
+    "ladder_json",
     "level_text",
+    "microprice_text",
     "number_text",
     "render_ladder",
     "render_line",
@@ -54,11 +83,18 @@ __all__ = [
 TRADES_SHOWN = 8
 """How many recent trades the ladder lists."""
 
+IMBALANCE_LEVELS = 10
+"""How many of the best levels per side the imbalance (and its pressure signal) sums."""
+
+LATENCY_CHANNEL = "book"
+"""The channel whose latencies the ladder shows."""
+
 _RATE_WINDOW = 1.0  # seconds over which events per second are measured
 _PARTIAL_BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
 _FULL_BLOCK = "█"
 _RED = "\x1b[31m"
 _GREEN = "\x1b[32m"
+_YELLOW = "\x1b[33m"
 _BOLD = "\x1b[1m"
 _DIM = "\x1b[2m"
 _RESET = "\x1b[0m"
@@ -82,11 +118,16 @@ class MarketTracker:
 
     ``verified`` counts the symbol's :class:`BookUpdate` events (each one was applied and its
     checksum verified before it was emitted), ``resyncs`` its :class:`BookResync` events.
+    Every event is also shown to :attr:`health` with its ``received_at`` as ``now`` (the
+    driver's clock, the one :func:`take_view` is given); by default a
+    :class:`~kraken_proto.analytics.MarketHealthTracker` with its default timers.
     """
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, health: MarketHealthTracker | None = None) -> None:
         self.symbol = symbol
         """The tracked pair."""
+        self.health = MarketHealthTracker() if health is None else health
+        """The market status of :attr:`symbol` (and of any other symbol seen)."""
         self.state = "disconnected"
         """The connection state (its value, e.g. ``"subscribed"``)."""
         self.state_reason = ""
@@ -108,6 +149,7 @@ class MarketTracker:
     def feed(self, event: Event) -> None:
         """Account for one event (a callback for ``client.on(None, tracker.feed)``)."""
         self.events += 1
+        self.health.observe(event, event.received_at)
         kind = type(event)
         if kind is BookUpdate:
             assert isinstance(event, BookUpdate)
@@ -143,6 +185,54 @@ class MarketTracker:
 
 
 @dataclasses.dataclass(frozen=True)
+class BookFigures:
+    """The analytics of a live book that the ladder shows (see :func:`book_figures`)."""
+
+    microprice: Decimal | None
+    """The size-weighted mid of the top of the book; ``None`` when a side is empty."""
+    imbalance: Decimal
+    """The imbalance of the best :data:`IMBALANCE_LEVELS` levels per side, in [-1, 1]."""
+    signal: PressureSignal
+    """The pressure signal read from :attr:`imbalance` (default thresholds ±0.2, ±0.5)."""
+
+
+def book_figures(book: OrderBook | None) -> BookFigures | None:
+    """The microprice, imbalance and pressure of ``book``; ``None`` unless it is live."""
+    if book is None or not book.is_live:
+        return None
+    try:
+        pressure = book_pressure(book, IMBALANCE_LEVELS)
+        return BookFigures(microprice(book), pressure.imbalance, pressure.signal)
+    except BookNotLiveError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyFigures:
+    """The p50 and p99 of one channel's two latencies, seconds (``None``: not measured)."""
+
+    delivery_p50: float | None
+    """Receive -> delivery to user code, median."""
+    delivery_p99: float | None
+    """Receive -> delivery to user code, 99th percentile."""
+    exchange_p50: float | None
+    """Exchange timestamp -> receive, median (``None`` until a clock offset is known)."""
+    exchange_p99: float | None
+    """Exchange timestamp -> receive, 99th percentile."""
+
+    @classmethod
+    def of(
+        cls, report: LatencyReport | None, channel: str = LATENCY_CHANNEL
+    ) -> LatencyFigures | None:
+        """The figures of ``channel`` in ``report``; ``None`` if it recorded nothing yet."""
+        found = None if report is None else report.channels.get(channel)
+        if found is None:
+            return None
+        delivery, exchange = found.delivery, found.exchange
+        return cls(delivery.p50, delivery.p99, exchange.p50, exchange.p99)
+
+
+@dataclasses.dataclass(frozen=True)
 class LadderView:
     """Everything one frame shows, frozen at one instant."""
 
@@ -163,6 +253,12 @@ class LadderView:
     trade_count: int
     events_per_second: float
     elapsed: float
+    market: MarketStatus | None = None
+    """The market status of :attr:`symbol`; ``None``: not shown."""
+    figures: BookFigures | None = None
+    """The book's analytics; ``None`` when the book is not live (or not shown)."""
+    latency: LatencyFigures | None = None
+    """The book channel's latencies; ``None`` when not tracked or nothing measured yet."""
 
 
 def take_view(
@@ -172,10 +268,14 @@ def take_view(
     now: float,
     elapsed: float,
     depth: int | None = None,
+    latency: LatencyReport | None = None,
 ) -> LadderView:
-    """Freeze a frame: the tracker's counters and ``depth`` levels per side of ``book``.
+    """Freeze a frame: the tracker's counters and ``depth`` levels per side of ``book``,
+    the book's analytics, the market status at ``now`` (the driver's clock) and the book
+    channel's latencies from ``latency`` (``client.latency``, when tracked).
 
-    A book that is absent or not live shows no levels (its state says why).
+    A book that is absent or not live shows no levels and no analytics (its state and the
+    market status say why). This is where the analytics are computed: once per frame.
     """
     asks: list[BookLevel] = []
     bids: list[BookLevel] = []
@@ -205,6 +305,9 @@ def take_view(
         trade_count=tracker.trade_count,
         events_per_second=tracker.events_per_second(now),
         elapsed=elapsed,
+        market=tracker.health.check_status(tracker.symbol, now),
+        figures=book_figures(book),
+        latency=LatencyFigures.of(latency),
     )
 
 
@@ -242,6 +345,73 @@ def _basis_points(spread: Decimal | None, mid: Decimal | None) -> str:
     if spread is None or mid is None or mid <= 0:
         return ""
     return f" ({float(spread / mid) * 10_000:.2f} bps)"
+
+
+def duration_text(seconds: float | None) -> str:
+    """A latency for people: ``45 µs``, ``1.2 ms``, ``2.35 s`` (either sign); ``-`` for None."""
+    if seconds is None:
+        return "-"
+    magnitude = abs(seconds)
+    if magnitude < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if magnitude < 1.0:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+_WIDE = Context(prec=1000)  # rounds nothing a price needs: 1000 digits
+_EXTRA_PLACES = 2  # decimals of the microprice shown beyond the price's own
+
+
+def microprice_text(value: Decimal | None, reference: Decimal | None) -> str:
+    """The microprice to show: to two decimals more than ``reference`` (a price of the
+    book) has, half to even; ``-`` for None. The exact value is :class:`BookFigures`'."""
+    if value is None:
+        return "-"
+    if reference is not None:
+        exponent = reference.as_tuple().exponent
+        if isinstance(exponent, int):
+            quantum = Decimal(1).scaleb(exponent - _EXTRA_PLACES)
+            with contextlib.suppress(ArithmeticError):  # absurd magnitudes: shown as they are
+                value = value.quantize(quantum, context=_WIDE)
+    return number_text(value)
+
+
+_MARKET_COLORS = {
+    MarketStatus.ACTIVE: _GREEN,
+    MarketStatus.STALE: _YELLOW,
+    MarketStatus.HALTED: _RED,
+    MarketStatus.UNKNOWN: _DIM,
+}
+_BUYING = frozenset({PressureSignal.BUY, PressureSignal.STRONG_BUY})
+_SELLING = frozenset({PressureSignal.SELL, PressureSignal.STRONG_SELL})
+
+
+def _signal_color(signal: PressureSignal) -> str:
+    return _GREEN if signal in _BUYING else _RED if signal in _SELLING else _DIM
+
+
+def _analytics_fields(view: LadderView, color: bool) -> list[str]:
+    """The header's analytics: microprice, imbalance and signal, the book's latencies."""
+    fields: list[str] = []
+    figures = view.figures
+    if figures is not None:
+        reference = view.bids[0].price if view.bids else None
+        fields.append(f"microprice {microprice_text(figures.microprice, reference)}")
+        signal = _paint(figures.signal.value, _signal_color(figures.signal), color)
+        fields.append(f"imbalance({IMBALANCE_LEVELS}) {figures.imbalance:+.3f} {signal}")
+    latency = view.latency
+    if latency is not None:
+        fields.append(
+            f"latency recv→deliver p50 {duration_text(latency.delivery_p50)} "
+            f"p99 {duration_text(latency.delivery_p99)}"
+        )
+        if latency.exchange_p50 is not None:
+            fields.append(
+                f"exch→recv p50 {duration_text(latency.exchange_p50)} "
+                f"p99 {duration_text(latency.exchange_p99)}"
+            )
+    return fields
 
 
 def level_text(level: BookLevel) -> str:
@@ -305,7 +475,7 @@ def _flow(fields: Sequence[str], width: int, separator: str = "   ") -> list[str
     line = ""
     for field in fields:
         candidate = f"{line}{separator}{field}" if line else f" {field}"
-        if line and len(candidate) > width:
+        if line and visible_width(candidate) > width:
             lines.append(line)
             candidate = f" {field}"
         line = candidate
@@ -335,10 +505,10 @@ def render_ladder(
     """
     width = max(1, width)
     header = [_paint(clip(f" {title}", width), _BOLD, color)]
-    header += _flow(
-        (view.symbol, f"state {view.state}", f"book {view.book_state}"),
-        width,
-    )
+    status = [view.symbol, f"state {view.state}", f"book {view.book_state}"]
+    if view.market is not None:
+        status.append(f"market {_paint(view.market.value, _MARKET_COLORS[view.market], color)}")
+    header += _flow(status, width)
     header += _flow(
         (
             f"{view.events_per_second:,.0f} ev/s",
@@ -360,6 +530,9 @@ def render_ladder(
             ),
             width,
         )
+    analytics = _analytics_fields(view, color)
+    if analytics:
+        header += _flow(analytics, width)
 
     rows = max_rows
     trades_shown = max(1, len(view.trades))
@@ -426,12 +599,14 @@ def render_line(view: LadderView) -> str:
     if view.trades:
         trade = view.trades[0]
         last = f" | last trade {trade.side} {number_text(trade.qty)} @ {number_text(trade.price)}"
+    extra = "" if view.market is None else f" | market {view.market.value}"
+    extra += "".join(f" | {field}" for field in _analytics_fields(view, color=False))
     return (
         f"[{view.elapsed:5.1f}s] {view.symbol} {view.state} (book {view.book_state}) | "
         f"bid {bid} | ask {ask} | spread {number_text(view.spread)} | "
         f"mid {number_text(view.mid)} | "
         f"verified {view.verified} | resyncs {view.resyncs} | trades {view.trade_count}"
-        f"{last} | {view.events_per_second:.0f} ev/s"
+        f"{last} | {view.events_per_second:.0f} ev/s{extra}"
     )
 
 
@@ -453,3 +628,66 @@ def render_summary(tracker: MarketTracker, elapsed: float, width: int | None = N
         text, width, subsequent_indent="  " if width > 2 else "", break_on_hyphens=False
     )
     return "\n".join(lines)
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _json_number(value: Decimal | None) -> msgspec.Raw | None:
+    """``value`` as a JSON number written from its exact digits (positional), or null."""
+    return None if value is None else msgspec.Raw(number_text(value).encode())
+
+
+def ladder_json(
+    book: OrderBook,
+    *,
+    depth: int,
+    market: MarketStatus | None = None,
+    latency: LatencyFigures | None = None,
+    timestamp: str | None = None,
+) -> str:
+    """One JSON object (one line, no newline) with ``book``'s ladder and analytics.
+
+    Keys: ``type`` (``"ladder"``), ``symbol``, ``timestamp`` (``timestamp``, Kraken's time
+    of the update shown, or null), ``status`` (``market``'s value or null), ``microprice``,
+    ``imbalance`` (of the best :data:`IMBALANCE_LEVELS` levels per side), ``signal`` (the
+    :class:`~kraken_proto.analytics.PressureSignal` value), ``spread``, ``mid``,
+    ``spread_bps``, ``latency`` (null, or ``{"delivery": {"p50", "p99"}, "exchange":
+    {"p50", "p99"}}`` in seconds, null where not measured), and ``bids`` and ``asks``: the
+    :func:`~kraken_proto.analytics.depth_ladder` of the best ``depth`` levels, best first,
+    as ``{"price", "qty", "cumulative"}`` (``cumulative``: the running quantity from the
+    best level). Every price, quantity and figure is a JSON number written from its exact
+    ``Decimal`` (positional, all digits: ``0.00000005``, ``63000.10``), null when it does
+    not exist (a side is empty). Raises :class:`~kraken_proto.BookNotLiveError` if the book
+    is not live.
+    """
+    ladder = depth_ladder(book, depth)
+    pressure = book_pressure(book, IMBALANCE_LEVELS)
+    data: dict[str, Any] = {
+        "type": "ladder",
+        "symbol": book.symbol,
+        "timestamp": timestamp,
+        "status": None if market is None else market.value,
+        "microprice": _json_number(microprice(book)),
+        "imbalance": _json_number(pressure.imbalance),
+        "signal": pressure.signal.value,
+        "spread": _json_number(ladder.spread),
+        "mid": _json_number(ladder.mid),
+        "spread_bps": _json_number(ladder.spread_bps),
+        "latency": None
+        if latency is None
+        else {
+            "delivery": {"p50": latency.delivery_p50, "p99": latency.delivery_p99},
+            "exchange": {"p50": latency.exchange_p50, "p99": latency.exchange_p99},
+        },
+    }
+    for side, levels in (("bids", ladder.bids), ("asks", ladder.asks)):
+        data[side] = [
+            {
+                "price": _json_number(level.price),
+                "qty": _json_number(level.qty),
+                "cumulative": _json_number(level.cumulative_qty),
+            }
+            for level in levels
+        ]
+    return _encode_json(data).decode()

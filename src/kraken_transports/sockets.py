@@ -24,11 +24,15 @@ Inside your own loop (``select``, ``selectors``, a GUI's socket notifier, ...)::
     client.start()
     while client.state is not ConnectionState.CLOSED:
         fd = client.fileno()              # -1 while there is no socket (backoff)
-        # wait for fd readable (and writable if client.wants_write()),
-        # but no later than client.next_deadline() (time.monotonic() clock)
+        # (re-)register fd whenever client.socket_id changed: a new socket may reuse
+        # the old one's number; wait for fd readable (and writable if
+        # client.wants_write()), but no later than client.next_deadline()
+        # (time.monotonic() clock)
         client.step()                     # non-blocking: IO, timers, writes
         while (event := client.poll()) is not None:
             handle(event)
+
+``docs/own-driver.md`` has the whole loop on :mod:`selectors`.
 
 Everything runs on the thread that calls :meth:`~SocketClient.step` (callbacks included); the
 object is not thread-safe. For a background thread see :mod:`kraken_transports.threaded`
@@ -114,6 +118,7 @@ _SEND_CHUNK = 256 * 1024
 _RESOLVE_POLL = 0.005  # while a host name is being resolved on its helper thread
 _TOKEN_POLL = 0.005  # while a token is being fetched on its helper thread
 _MAX_CLOSE_REASON = 123  # bytes of UTF-8 a close frame's reason may hold
+_NO_CLOSE_FRAME = 1006  # the close code of a connection that ended without a close frame
 _EXCERPT = 200
 _WAIT_SLICE = 0.25  # longest single wait of the blocking helpers (keeps them responsive)
 _CONNECT_PENDING = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN}
@@ -191,6 +196,7 @@ class _Conn:
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.phase = "resolving"
         self.sock: socket.socket | None = None
+        self.sock_id = 0  # which of the transport's sockets ``sock`` is (0: none yet)
         self.resolver: _Resolver | None = None
         self.addrs: list[_Addr] = []
         self.last_error: OSError | None = None
@@ -294,6 +300,7 @@ class SocketTransport:
         self._budget = _MAX_MESSAGES
         self._fetch: _TokenFetch | None = None  # the token request in flight
         self._fetch_next: FetchToken | None = None  # asked for while one was in flight
+        self._sockets = 0  # sockets opened so far: the last one's socket_id
         driver.io = self
 
     # ------------------------------------------------------------------ the owner's view
@@ -309,9 +316,18 @@ class SocketTransport:
         return self._conn is None and not self._closing
 
     def fileno(self) -> int:
-        """The socket to watch, or -1 when there is none (it changes on every reconnect)."""
+        """The socket to watch, or -1 when there is none (it changes on every reconnect,
+        possibly to the same number: see :attr:`socket_id`)."""
         conn = self._watched()
         return -1 if conn is None else conn.fd()
+
+    @property
+    def socket_id(self) -> int:
+        """Which socket :meth:`fileno` names: 0 when none, else a number given to no other
+        socket of this transport (each new socket gets the next one). A new socket may
+        reuse a closed one's descriptor number, never its ``socket_id``."""
+        conn = self._watched()
+        return 0 if conn is None or conn.sock is None else conn.sock_id
 
     def wants_write(self) -> bool:
         """True while the watched socket has unsent data or a connect in progress."""
@@ -546,6 +562,8 @@ class SocketTransport:
             err = sock.connect_ex(address)
             if err == 0 or err in _CONNECT_PENDING:
                 conn.sock = sock
+                self._sockets += 1
+                conn.sock_id = self._sockets
                 conn.phase = "tcp"
                 if err == 0:
                     self._tcp_connected(conn, now)
@@ -667,7 +685,7 @@ class SocketTransport:
                     conn.tls_wants_write = True
                     return
                 except OSError as exc:
-                    self._lost(conn, now, exc)
+                    self._broken(conn, now, exc)
                     return
                 if not data:
                     self._eof(conn, now)
@@ -776,19 +794,33 @@ class SocketTransport:
         if conn.phase == "upgrade" and conn.reject_status:
             self._rejected(conn, now)
             return
-        where = (
-            "during the WebSocket upgrade" if conn.phase == "upgrade" else "without a close frame"
+        if conn.phase == "open":  # the server went away without a close frame
+            self._lost(conn, now, None, _NO_CLOSE_FRAME)
+            return
+        error = ConnectionResetError(
+            "the server closed the connection during the WebSocket upgrade"
         )
-        self._lost(conn, now, ConnectionResetError(f"the server closed the connection {where}"))
+        self._lost(conn, now, error)
 
-    def _lost(self, conn: _Conn, now: float, exc: BaseException) -> None:
+    def _broken(self, conn: _Conn, now: float, exc: OSError) -> None:
+        """An error on the socket. A reset of an open WebSocket is the same drop as an EOF
+        (code 1006, as every driver reports it); other errors are passed on."""
+        if conn.phase == "open" and isinstance(exc, ConnectionError):
+            log.debug("connection reset: %s: %s", type(exc).__name__, exc)
+            self._lost(conn, now, None, _NO_CLOSE_FRAME)
+        else:
+            self._lost(conn, now, exc)
+
+    def _lost(
+        self, conn: _Conn, now: float, exc: BaseException | None, close_code: int | None = None
+    ) -> None:
         """The connection broke or could not be opened: hard-close it; if it is the current
-        one, tell the driver."""
+        one, tell the driver (which words the reason from ``exc`` and ``close_code``)."""
         current = conn is self._conn
         self._drop_conn(conn)
         if current:
-            log.debug("connection lost: %s: %s", type(exc).__name__, exc)
-            self._driver.lost(now, exc)
+            log.debug("connection lost: %r (close code %s)", exc, close_code)
+            self._driver.lost(now, exc, close_code)
 
     # ------------------------------------------------------------------ closing connections
 
@@ -872,7 +904,7 @@ class SocketTransport:
                 return
             except OSError as exc:
                 if conn is self._conn:
-                    self._lost(conn, now, exc)
+                    self._broken(conn, now, exc)
                 else:
                     self._drop_conn(conn)
                 return
@@ -956,9 +988,22 @@ class SocketClient(BlockingClient):
     def fileno(self) -> int:
         """The socket to watch in your own loop, or -1 when there is none (e.g. in backoff).
 
-        It changes on every reconnect: look it up again before each wait.
+        It changes on every reconnect, but the new socket may get the old one's number, so
+        the number alone cannot tell that the socket changed: :attr:`socket_id` does. Look
+        both up before each wait.
         """
         return self._io.fileno()
+
+    @property
+    def socket_id(self) -> int:
+        """Which socket :meth:`fileno` names: 0 while there is none, and a new number for
+        every socket the client opens (never reused, unlike descriptor numbers).
+
+        A loop that registers :meth:`fileno` with a selector (``epoll``, ``kqueue``, a GUI's
+        notifier) must re-register whenever ``socket_id`` changes, even if the number did
+        not: the registration belonged to the closed socket (``docs/own-driver.md``).
+        """
+        return self._io.socket_id
 
     def wants_write(self) -> bool:
         """True while the watched socket has unsent data or a connect in progress."""

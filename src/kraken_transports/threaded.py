@@ -14,7 +14,7 @@
     # leaving the block closes the connection and stops the thread within about a second
 
 One daemon thread (``kraken-ws``) runs an asyncio event loop with the aiohttp IO of
-:mod:`kraken_transports.aio` (:class:`~kraken_transports.aio.AioTransport`). Other threads
+:mod:`kraken_transports.aiohttp_io`, the same as ``AsyncClient``'s. Other threads
 never touch the socket or the protocol: their calls are handed to the event loop
 (``call_soon_threadsafe``), which runs them after the message in hand; events reach them
 through the bounded buffer under the client's lock, which the IO thread holds while it feeds
@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.state import ConnectionState
-from kraken_transports.aio import AioTransport
+from kraken_transports.aiohttp_io import AioTransport
 from kraken_transports.base import Deadline
 from kraken_transports.blocking import BlockingClient
 

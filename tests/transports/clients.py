@@ -128,3 +128,12 @@ def until(client: Client, predicate: Callable[[], bool], timeout: float = 10.0) 
             client.step(0.01)
         else:
             time.sleep(0.005)
+
+
+def read_until(client: Client, predicate: Callable[[], bool], idle_timeout: float = 10.0) -> int:
+    """Read ``client.events()`` (as a user iterates) until ``predicate()`` holds after an
+    event; the number of events read. Fails if the stream is idle for ``idle_timeout``."""
+    for read, _ in enumerate(client.events(idle_timeout=idle_timeout), start=1):
+        if predicate():
+            return read
+    raise AssertionError(f"no event for {idle_timeout} s; state {client.state}")

@@ -1,7 +1,7 @@
 """Loopback peers for the blocking drivers' tests, each on its own background thread.
 
-- :class:`SimThread`: the simulator (``kraken_transports.simserver.run_simulator``, asyncio)
-  on a thread with its own event loop, with a thread-safe ``inject``.
+- :class:`SimThread`: the public ``kraken_transports.simserver.SimulatorThread`` (the
+  simulator on a thread with its own event loop), with ``sim`` for its server.
 - :class:`RawServer`: a tiny scripted WebSocket server (blocking sockets + wsproto) for
   wire-level details the simulator does not expose (pings, fragments, close frames, HTTP
   rejections, TLS).
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import ssl
@@ -18,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState as WsState
@@ -34,7 +32,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from kraken_transports.simserver import run_simulator
+from kraken_transports.simserver import SimServer, SimulatorThread
 
 # A self-signed certificate for localhost / 127.0.0.1 (P-256, valid for 100 years).
 CERT_PEM = """-----BEGIN CERTIFICATE-----
@@ -78,7 +76,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: floa
 class ServerConn:
     """The server side of one accepted connection, driven by a test script (blocking)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, closing: threading.Event | None = None) -> None:
         self.sock = sock
         sock.settimeout(5.0)
         self.ws = WSConnection(ConnectionType.SERVER)
@@ -86,6 +84,9 @@ class ServerConn:
         self.request: Request | None = None
         self._pending: list[Event] = []
         self.eof = False
+        # Set when the server closes (the test is done with it): a hold ends then.
+        self._closing = closing or threading.Event()
+        self.holding = False
 
     def _pump(self) -> None:
         data = self.sock.recv(65536)
@@ -162,8 +163,17 @@ class ServerConn:
         return [str(e.data) for e in self.received if isinstance(e, Message)]
 
     def hold(self, timeout: float = 5.0) -> None:
-        """Keep reading (answering nothing) until the client goes away or ``timeout``."""
-        self.next_event(CloseConnection, timeout=timeout)
+        """Keep reading (answering nothing) until the client goes away, ``timeout`` passes or
+        the server closes (see :meth:`RawServer.close`)."""
+        self.holding = True
+        if not self._closing.is_set():  # else close() may have looked before we held
+            self.next_event(CloseConnection, timeout=timeout)
+
+    def stop_holding(self) -> None:
+        """End a :meth:`hold` at once: the reading side sees the end of the stream."""
+        if self.holding:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RD)
 
 
 class RawServer:
@@ -209,7 +219,7 @@ class RawServer:
             if self._tls is not None:
                 sock.settimeout(5.0)
                 sock = self._tls.wrap_socket(sock, server_side=True)
-            conn = ServerConn(sock)
+            conn = ServerConn(sock, self._stop)
             self.conns.append(conn)
             self._script(conn)
         except (OSError, ssl.SSLError) as exc:
@@ -219,10 +229,13 @@ class RawServer:
                 sock.close()
 
     def close(self) -> None:
-        """Stop accepting and wait for the scripts."""
+        """Stop accepting and wait for the scripts; a script holding its connection open
+        (:meth:`ServerConn.hold`) stops holding, so no test waits out a hold's timeout."""
         self._stop.set()
         self._acceptor.join(2)
         self._listener.close()
+        for conn in list(self.conns):
+            conn.stop_holding()
         for thread in self._threads:
             thread.join(6)
 
@@ -266,76 +279,11 @@ def closed_port_url() -> str:
 # --------------------------------------------------------------------------- simulator
 
 
-class SimThread:
-    """The simulator served from a background thread with its own asyncio loop."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sim: Any = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
-
-    def start(self) -> SimThread:
-        """Start serving; returns once the URL is known."""
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the simulator did not start within 10 s")
-        if self._error is not None:
-            raise RuntimeError("the simulator failed to start") from self._error
-        return self
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with run_simulator(**self._options) as sim:
-            self._sim = sim
-            self._ready.set()
-            await self._stop.wait()
+class SimThread(SimulatorThread):
+    """:class:`~kraken_transports.simserver.SimulatorThread` under the name these tests
+    use, with ``sim`` for its :attr:`~kraken_transports.simserver.SimulatorThread.server`."""
 
     @property
-    def sim(self) -> Any:
-        """The simulator object (only touch it through :meth:`call`)."""
-        return self._sim
-
-    @property
-    def url(self) -> str:
-        """The simulator's WebSocket URL."""
-        return str(self._sim.url)
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args)`` on the simulator's loop (awaiting it if it is a coroutine)."""
-        assert self._loop is not None
-
-        async def runner() -> Any:
-            result = fn(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
-
-        return asyncio.run_coroutine_threadsafe(runner(), self._loop).result(10)
-
-    def inject(self, fault: Any, connection: Any = None) -> Any:
-        """``sim.inject(fault, connection)``, thread-safe."""
-        return self.call(self._sim.inject, fault, connection)
-
-    def close(self) -> None:
-        """Stop the simulator and join its thread."""
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def __enter__(self) -> SimThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def sim(self) -> SimServer:
+        """The running simulator server."""
+        return self.server

@@ -59,7 +59,8 @@ from kraken_proto.simulator.faults import (
     Stall,
     TruncatedFrame,
 )
-from kraken_transports.aio import AioTransport, AsyncClient, _Connection, connect
+from kraken_transports.aio import AsyncClient, connect
+from kraken_transports.aiohttp_io import AioTransport, _Connection
 from kraken_transports.driver import Driver
 from kraken_transports.simserver import run_simulator
 

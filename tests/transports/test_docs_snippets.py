@@ -5,6 +5,10 @@ would run them after pasting the environment lines that ``kraken-ws serve`` prin
 that define ``test_*`` functions run under pytest. ``mypy --strict`` then checks them all
 from a folder outside the repository, which proves that an editable install is visible to
 a user's type checker.
+
+A snippet spends most of its time waiting for the simulator's data, so one test runs them
+all at once, each in its own process against a simulator of its own (one snippet's orders
+or dead man's switch cannot touch another's), and reports every snippet that failed.
 """
 
 from __future__ import annotations
@@ -14,10 +18,9 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 from simthread import SimThread
 
 from kraken_proto.simulator import SIM_API_KEY, SIM_API_SECRET
@@ -25,6 +28,7 @@ from kraken_proto.simulator import SIM_API_KEY, SIM_API_SECRET
 REPO = Path(__file__).resolve().parents[2]
 CAPTURE = REPO / "tests" / "data" / "kraken-v2-real" / "btcusd_l2.jsonl"
 SNIPPET_TIMEOUT = 90.0
+AT_ONCE = 8  # snippets running at the same time (each a Python process and a simulator)
 
 
 def _snippets() -> list[tuple[str, str]]:
@@ -49,20 +53,46 @@ def _module_name(snippet_id: str) -> str:
     return f"test_{name}" if "def test_" in dict(SNIPPETS)[snippet_id] else f"snippet_{name}"
 
 
-@pytest.fixture(scope="module")
-def simulator_environment() -> Iterator[dict[str, str]]:
-    """The environment ``kraken-ws serve`` tells a user to set, for one running simulator."""
+def _simulator_environment(server: SimThread) -> dict[str, str]:
+    """The environment ``kraken-ws serve`` tells a user to set, for ``server``."""
+    environment = dict(os.environ)
+    environment.update(
+        KRAKEN_WS_ENDPOINT=server.sim.url,
+        KRAKEN_WS_AUTH_ENDPOINT=server.sim.auth_url,
+        KRAKEN_WS_LEVEL3_ENDPOINT=server.sim.level3_url,
+        KRAKEN_REST_URL=server.sim.rest_url,
+        KRAKEN_API_KEY=SIM_API_KEY,
+        KRAKEN_API_SECRET=SIM_API_SECRET,
+    )
+    return environment
+
+
+def _run(snippet_id: str, code: str, folder: Path) -> str | None:
+    """Run one snippet as written in ``folder``, against a simulator of its own; what went
+    wrong, or ``None`` if it ran as it should."""
+    folder.mkdir()
+    shutil.copy(CAPTURE, folder / "capture.jsonl")  # what the replay examples read
+    script = folder / f"{_module_name(snippet_id)}.py"
+    script.write_text(code)
+    command = [sys.executable, script.name]
+    if script.name.startswith("test_"):
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", script.name]
     with SimThread(seed=1) as server:
-        environment = dict(os.environ)
-        environment.update(
-            KRAKEN_WS_ENDPOINT=server.sim.url,
-            KRAKEN_WS_AUTH_ENDPOINT=server.sim.auth_url,
-            KRAKEN_WS_LEVEL3_ENDPOINT=server.sim.level3_url,
-            KRAKEN_REST_URL=server.sim.rest_url,
-            KRAKEN_API_KEY=SIM_API_KEY,
-            KRAKEN_API_SECRET=SIM_API_SECRET,
+        done = subprocess.run(
+            command,
+            cwd=folder,
+            env=_simulator_environment(server),
+            capture_output=True,
+            text=True,
+            timeout=SNIPPET_TIMEOUT,
+            check=False,
         )
-        yield environment
+    report = f"{snippet_id} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+    if done.returncode != 0 or "Traceback" in done.stderr:
+        return report
+    if script.name.startswith("test_"):
+        return None if re.search(r"\b[1-9]\d* passed\b", done.stdout) else report
+    return None if done.stdout.strip() else f"{snippet_id} printed nothing\n{report}"
 
 
 def test_the_docs_have_snippets() -> None:
@@ -71,32 +101,16 @@ def test_the_docs_have_snippets() -> None:
     assert any(i.startswith("docs/own-driver.md") for i in ids)
 
 
-@pytest.mark.parametrize(("snippet_id", "code"), SNIPPETS, ids=[i for i, _ in SNIPPETS])
-def test_snippet_runs_as_written(
-    snippet_id: str, code: str, simulator_environment: dict[str, str], tmp_path: Path
-) -> None:
-    shutil.copy(CAPTURE, tmp_path / "capture.jsonl")  # what the replay examples read
-    script = tmp_path / f"{_module_name(snippet_id)}.py"
-    script.write_text(code)
-    command = [sys.executable, script.name]
-    if script.name.startswith("test_"):
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", script.name]
-    done = subprocess.run(
-        command,
-        cwd=tmp_path,
-        env=simulator_environment,
-        capture_output=True,
-        text=True,
-        timeout=SNIPPET_TIMEOUT,
-        check=False,
+def test_every_snippet_runs_as_written(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        runs = [
+            pool.submit(_run, snippet_id, code, tmp_path / _module_name(snippet_id))
+            for snippet_id, code in SNIPPETS
+        ]
+        failures = [failure for run in runs if (failure := run.result()) is not None]
+    assert not failures, f"{len(failures)} of {len(runs)} snippets failed:\n\n" + "\n\n".join(
+        failures
     )
-    report = f"{snippet_id} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
-    assert done.returncode == 0, report
-    assert "Traceback" not in done.stderr, report
-    if script.name.startswith("test_"):
-        assert re.search(r"\b[1-9]\d* passed\b", done.stdout), report
-    else:
-        assert done.stdout.strip(), f"{snippet_id} printed nothing\n{report}"
 
 
 def test_snippets_type_check_against_the_installed_package(tmp_path: Path) -> None:

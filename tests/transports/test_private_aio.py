@@ -28,7 +28,7 @@ from kraken_proto.auth import TOKEN_PATH, TokenRequest
 from kraken_proto.events import Event
 from kraken_proto.simulator.auth import SIM_API_KEY, SIM_API_SECRET
 from kraken_proto.simulator.faults import Drop
-from kraken_transports import aio
+from kraken_transports import aiohttp_io as aio  # the token fetcher is looked up there
 from kraken_transports.aio import AsyncClient, connect
 from kraken_transports.simserver import SimServer, run_simulator
 

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Coroutine
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import aiohttp
 import pytest
 
+from kraken_proto import ClientConfig, ConnectionState, ReconnectConfig
 from kraken_proto.auth import TOKEN_PATH, TokenRequest, parse_token_response
 from kraken_proto.checksum import book_checksum
 from kraken_proto.simulator import (
@@ -30,7 +33,15 @@ from kraken_proto.simulator import (
     RateLimit,
     Stall,
 )
-from kraken_transports.simserver import _is_loopback, run_simulator
+from kraken_transports import SimulatorThread as ExportedSimulatorThread
+from kraken_transports import SocketClient
+from kraken_transports.simserver import (
+    ClientSettings,
+    SimulatorThread,
+    _is_loopback,
+    client_settings,
+    run_simulator,
+)
 
 T = TypeVar("T")
 SYMBOLS = ["BTC/USD", "ETH/USD"]
@@ -348,3 +359,88 @@ def test_token_post_then_auth_subscribe_and_trade_over_loopback() -> None:
                     assert snapshot["channel"] == "level3" and snapshot["type"] == "snapshot"
 
     run(main())
+
+
+# --------------------------------------------------------------------------- SimulatorThread
+
+FIELDS = ("endpoint", "auth_endpoint", "level3_endpoint", "rest_url", "api_key", "api_secret")
+
+
+def test_client_settings_are_typed_ClientConfig_fields() -> None:
+    # ClientConfig(**client_settings(sim)) type-checks: each key is a field taking a str.
+    assert get_type_hints(client_settings)["return"] is ClientSettings
+    hints = get_type_hints(ClientSettings)
+    assert tuple(hints) == FIELDS and set(hints.values()) == {str}
+    field_types = {f.name: f.type for f in dataclasses.fields(ClientConfig)}
+    assert all(field_types[name] in ("str", "str | None") for name in FIELDS), field_types
+
+
+def test_simulator_thread_serves_blocking_clients_and_injects_faults() -> None:
+    started = time.monotonic()
+    with SimulatorThread(seed=3, timeout=5.0) as sim:
+        assert time.monotonic() - started < 5.0
+        assert sim.url.startswith("ws://127.0.0.1:") and sim.url.endswith("/v2")
+        assert sim.url == sim.server.url
+        # client_config: every host and the test credentials, overrides win
+        fast = ReconnectConfig(initial_delay=0.05, jitter=0.0)
+        config = sim.client_config(reconnect=fast, ping_interval=None)
+        assert isinstance(config, ClientConfig)
+        assert {name: getattr(config, name) for name in FIELDS} == sim.client_settings()
+        assert (config.endpoint, config.api_key) == (sim.url, SIM_API_KEY)
+        assert (config.reconnect, config.ping_interval) == (fast, None)
+        assert sim.server.client_config() == ClientConfig(**client_settings(sim.server))
+
+        with SocketClient(config) as client:
+            client.subscribe("ticker", ["BTC/USD"], timeout=5)
+            sim.wait_for_connections(1, timeout=5)
+            assert sim.call(lambda: len(sim.server.connections)) == 1  # plain function
+            sim.inject(Drop())  # thread-safe: applied on the simulator's loop
+            client.wait_until(ConnectionState.DEGRADED, timeout=5)
+            client.wait_until(ConnectionState.SUBSCRIBED, timeout=5)
+            assert client.stats.reconnects == 1
+            sim.call(sim.server.inject, Drop())  # a coroutine function: awaited
+            client.wait_until(ConnectionState.DEGRADED, timeout=5)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 5.0
+    with pytest.raises(RuntimeError, match="not running"):
+        sim.inject(Drop())
+    sim.close()  # idempotent
+    with pytest.raises(RuntimeError, match="started before"):
+        sim.start()
+    assert ExportedSimulatorThread is SimulatorThread
+
+
+def test_simulator_thread_calls_are_bounded() -> None:
+    never = SimulatorThread()
+    never.close()  # never started: nothing to stop
+    with pytest.raises(RuntimeError, match="not started"):
+        never.server  # noqa: B018
+    with pytest.raises(RuntimeError, match="not running"):
+        never.call(lambda: None)
+    with pytest.raises(RuntimeError, match="failed to start") as refused:
+        SimulatorThread("192.0.2.1").start()  # not loopback
+    assert isinstance(refused.value.__cause__, ValueError)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="failed to start") as busy:
+            SimulatorThread(port=port).start()
+        assert isinstance(busy.value.__cause__, OSError)
+
+    sim = SimulatorThread(timeout=0.3).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"did not answer within 0\.3 s"):
+            sim.call(asyncio.sleep, 30)
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(RuntimeError, match="own loop"):  # would wait for itself
+            sim.call(lambda: sim.call(lambda: None))
+        with pytest.raises(TimeoutError, match="did not answer"):
+            sim.call(time.sleep, 1.5)  # blocks the simulator's loop beyond the timeout
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"did not stop within 0\.2 s"):
+            sim.close(timeout=0.2)  # the loop is stuck: close gives up, it does not hang
+        assert time.monotonic() - started < 1.0
+    finally:
+        sim.close(timeout=5)
+    with pytest.raises(RuntimeError, match="not running"):
+        sim.call(lambda: None)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from clients import KINDS, Client, dispose, open_client, until
+from clients import KINDS, Client, dispose, open_client, read_until, until
 from simthread import RawServer, SimThread, blackhole, closed_port_url
 
 from kraken_proto import (
@@ -137,7 +137,16 @@ CALLS = {
     "l3_book": False,
     "rate_counter": False,
 }
-QUERIES = ["config", "protocol", "state", "subscriptions", "stats", "pending_requests", "running"]
+QUERIES = [
+    "config",
+    "protocol",
+    "state",
+    "subscriptions",
+    "stats",
+    "pending_requests",
+    "running",
+    "latency",
+]
 
 
 def shape(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
@@ -454,6 +463,68 @@ def test_giving_up_fails_the_waits_with_the_last_failure(
     assert info.value.terminal
     (giving_up,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert giving_up.startswith(f"giving up on {url}: ")
+
+
+# --------------------------------------------------------------------------- latency
+
+LATENCY_OFF = "latency tracking is off: create the client with ClientConfig(latency=True)"
+
+
+def test_latency_is_off_by_default(make: Callable[..., Client]) -> None:
+    client = make(refused()[0])
+    assert client.config.latency is False
+    with pytest.raises(LocalProtocolError) as info:
+        _ = client.latency
+    assert str(info.value) == LATENCY_OFF
+
+
+def test_latency_is_tracked_per_channel_when_enabled(
+    make: Callable[..., Client], sim: SimThread
+) -> None:
+    client = make(config(sim.url, latency=True, ping_interval=1.0))
+    client.start()
+    client.subscribe("book", "BTC/USD", depth=10, timeout=10)
+    client.subscribe("trade", "BTC/USD", timeout=10)
+
+    def measured() -> bool:  # both channels, both directions, and a pong's clock offset
+        report = client.latency
+        channels = report.channels
+        return (
+            report.clock is not None
+            and report.clock.source == "pong"
+            and all(
+                name in channels
+                and channels[name].exchange.count > 0
+                and channels[name].delivery.count > 0
+                for name in ("book", "trade")
+            )
+        )
+
+    read_until(client, measured)
+    report = client.latency
+    assert set(report.channels) <= {"book", "trade", "status"}
+    clock = report.clock
+    assert clock is not None and clock.bound is not None and clock.rtt is not None
+    assert 0 <= clock.bound <= clock.rtt / 2
+    for name in ("book", "trade"):
+        delivery = report.channels[name].delivery
+        assert delivery.negative == 0  # one monotonic clock
+        assert delivery.p50 is not None and delivery.max is not None
+        assert 0 <= delivery.p50 <= delivery.max
+
+
+def test_latency_of_a_callback_only_client(make: Callable[..., Client], sim: SimThread) -> None:
+    client = make(config(sim.url, latency=True), buffer_events=False)
+    client.on(None, lambda event: None)
+    client.start()
+    client.subscribe("trade", "BTC/USD", timeout=10)
+
+    def delivered() -> bool:
+        channel = client.latency.channels.get("trade")
+        return channel is not None and channel.delivery.count > 0
+
+    until(client, delivered, timeout=30)
+    assert client.latency.channels["trade"].exchange.count > 0  # the wall clock's offset
 
 
 # --------------------------------------------------------------------------- trading

@@ -1,0 +1,452 @@
+"""What the core counts for monitoring (kraken_proto.counters, KrakenProtocol.counters) and
+the buffer's counts by event type (EventBuffer.counts)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from frames import HEARTBEAT, STATUS, NaiveBook, ack, ticker, trade
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from protocols import (
+    authenticated,
+    cfg,
+    events,
+    executions_frame,
+    open_proto,
+    pings,
+    private_cfg,
+    response,
+    sent,
+    subscribe_executions,
+    subscribed_book,
+)
+
+from kraken_proto import (
+    OHLC,
+    BackpressureConfig,
+    BookResync,
+    BookUpdate,
+    ClientConfig,
+    ConnectionState,
+    DropPolicy,
+    GapPolicy,
+    KrakenProtocol,
+    LocalProtocolError,
+    ProtocolCounters,
+    ProtocolError,
+    StateChanged,
+    Subscribed,
+    Ticker,
+    Trade,
+)
+from kraken_proto.backpressure import COALESCE_REASONS, DROP_REASONS, EventBuffer
+from kraken_proto.counters import IGNORED, RESPONSE, RESYNC_REASONS, UNKNOWN
+from kraken_proto.events import Dropped, Event
+from kraken_transports.router import EventRouter
+
+
+def utf8(frame: str | bytes) -> int:
+    return len(frame if isinstance(frame, bytes) else frame.encode("utf-8", "surrogatepass"))
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_nothing_is_counted_per_message_by_default() -> None:
+    proto = open_proto()
+    proto.receive_data(HEARTBEAT, 1.0)
+    counters = proto.counters
+    assert isinstance(counters, ProtocolCounters)
+    assert not counters.counting and counters.messages == {} and counters.message_bytes == {}
+    assert counters.connection_attempts == 1 and counters.reconnects == 0
+
+
+def test_messages_are_counted_by_channel_with_their_utf8_size() -> None:
+    proto = KrakenProtocol(cfg(count_messages=True))
+    proto.subscribe("ticker", "BTC/USD", 0.0)
+    proto.connect(0.0)
+    (request,) = sent(proto.connection_made(0.0))
+    unknown_channel = '{"channel":"nouveauté","type":"update","data":[]}'  # not ASCII
+    frames: list[tuple[str | bytes, str]] = [
+        (STATUS, "status"),
+        (ack("ticker", "BTC/USD", request["req_id"]).encode(), RESPONSE),
+        (ticker("BTC/USD"), "ticker"),
+        (ticker("BTC/USD").encode(), "ticker"),
+        (HEARTBEAT, "heartbeat"),
+        (response("pong", 99), RESPONSE),
+        (unknown_channel, UNKNOWN),
+        (b"\xff not json", UNKNOWN),
+    ]
+    for frame, _ in frames:
+        proto.receive_data(frame, 1.0)
+    counters = proto.counters
+    assert counters.counting
+    expected: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for frame, channel in frames:
+        expected[channel] = expected.get(channel, 0) + 1
+        sizes[channel] = sizes.get(channel, 0) + utf8(frame)
+    assert counters.messages == expected
+    assert counters.message_bytes == sizes
+    assert counters.message_bytes[UNKNOWN] > len(unknown_channel) + len(b"\xff not json")
+
+
+def test_a_message_over_the_size_limit_is_counted_unknown() -> None:
+    proto = open_proto(cfg(max_message_size=1024))
+    proto.count_messages()
+    big = '{"channel":"heartbeat","pad":"' + "x" * 1024 + '"}'
+    (error,) = events(proto.receive_data(big, 1.0), ProtocolError)
+    assert "exceeds max_message_size" in error.error
+    assert proto.counters.messages == {UNKNOWN: 1}
+    assert proto.counters.message_bytes == {UNKNOWN: len(big)}
+
+
+def test_messages_after_a_failure_are_counted_ignored() -> None:
+    proto = open_proto()
+    proto.count_messages()
+    proto.connection_lost(1.0)
+    assert proto.receive_data(HEARTBEAT, 1.1) == []
+    assert proto.counters.messages == {IGNORED: 1}
+    with pytest.raises(LocalProtocolError):  # misuse is refused, counting or not
+        KrakenProtocol(cfg(count_messages=True)).receive_data(HEARTBEAT, 0.0)
+    quiet = open_proto()
+    quiet.connection_lost(1.0)
+    assert quiet.receive_data(HEARTBEAT, 1.1) == []
+    assert quiet.counters.messages == {}
+
+
+def test_counting_survives_reconnects_and_starts_where_it_is_turned_on() -> None:
+    proto = open_proto()
+    proto.receive_data(HEARTBEAT, 0.5)  # not counted: counting is off
+    proto.count_messages()
+    proto.receive_data(HEARTBEAT, 1.0)
+    proto.connection_lost(1.1)
+    proto.handle_timer(proto.next_deadline() or 0.0)
+    proto.connection_made(2.0)
+    proto.receive_data(HEARTBEAT, 2.1)
+    assert proto.counters.messages == {"heartbeat": 2}
+
+
+def test_symbols_are_counted_within_the_cap_and_the_rest_as_omitted() -> None:
+    proto = open_proto(cfg(count_messages=True))
+    proto.count_messages(max_symbols=0)  # counting already on; no symbols yet
+    proto.receive_data(trade("BTC/USD", 1), 1.0)
+    assert proto.counters.symbol_entries == {}
+    proto.count_messages(max_symbols=2)
+    for frame in (
+        trade("BTC/USD", 2),
+        trade("BTC/USD", 3),
+        trade("ETH/USD", 4),
+        trade("SOL/USD", 5),  # the cap is reached
+        ticker("ETH/USD"),  # admitted already (on another channel)
+        ticker("XRP/USD"),
+        HEARTBEAT,
+    ):
+        proto.receive_data(frame, 1.0)
+    proto.count_messages(max_symbols=1)  # never lowers the cap
+    counters = proto.counters
+    assert counters.max_symbols == 2
+    assert counters.symbol_entries == {
+        ("trade", "BTC/USD"): 2,
+        ("trade", "ETH/USD"): 1,
+        ("ticker", "ETH/USD"): 1,
+    }
+    assert counters.symbols_omitted == {"trade": 1, "ticker": 1}
+    assert counters.messages == {"trade": 5, "ticker": 2, "heartbeat": 1}
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_max_symbols_must_be_a_count(bad: object) -> None:
+    with pytest.raises(LocalProtocolError, match="max_symbols must be an int >= 0"):
+        open_proto().count_messages(max_symbols=bad)  # type: ignore[arg-type]
+
+
+def test_count_messages_is_checked_by_the_config() -> None:
+    with pytest.raises(Exception, match="count_messages"):
+        ClientConfig(count_messages="yes")  # type: ignore[arg-type]
+
+
+_POOL: list[str | bytes] = [
+    HEARTBEAT,
+    STATUS,
+    trade("BTC/USD", 1),
+    trade("ETH/USD", 2).encode(),
+    ticker("BTC/USD"),
+    ticker("ETH/USD", bid="nan"),  # an unusable entry
+    response("pong", 1),
+    response("frobnicate", 5),
+    '{"channel":"ohlc","type":"update","data":[{"symbol":"BTC/USD"}]}',  # salvaged
+    '{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","checksum":"x"}]}',
+    '{"channel":"nouveauté"}',
+    '{"method":"subscribe","success":"maybe"}',
+    "[1, 2]",
+    "not json",
+    b"\xff\xfe",
+    "\udc80",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    picks=st.lists(st.tuples(st.sampled_from(range(len(_POOL))), st.booleans()), max_size=40),
+    symbols=st.integers(0, 3),
+)
+def test_counting_changes_nothing_but_the_counts(
+    picks: list[tuple[int, bool]], symbols: int
+) -> None:
+    """Counting takes a path of its own: whatever arrives, it must act exactly as the
+    default path, and its counts must add up to what was fed."""
+    plain, counted = (subscribed_book(("BTC/USD",), config=cfg())[0] for _ in range(2))
+    counted.count_messages(max_symbols=symbols)
+    book = NaiveBook("BTC/USD")
+    book.snapshot()
+    fed = 0
+    size = 0
+    for n, (index, as_book) in enumerate(picks):
+        frame = book.frame([(f"{90 + n % 5}.0", "1")], []) if as_book else _POOL[index]
+        now = 1.0 + n / 10
+        assert plain.receive_data(frame, now) == counted.receive_data(frame, now)
+        fed += 1
+        size += utf8(frame)
+    counters = counted.counters
+    assert sum(counters.messages.values()) == fed
+    assert sum(counters.message_bytes.values()) == size
+    assert set(counters.messages) <= {
+        "book",
+        "ticker",
+        "trade",
+        "ohlc",
+        "heartbeat",
+        "status",
+        RESPONSE,
+        UNKNOWN,
+    }
+    admitted = {symbol for _, symbol in counters.symbol_entries}
+    assert len(admitted) <= symbols
+    assert plain.counters.messages == {}
+    assert plain.counters.book_resyncs == counters.book_resyncs
+
+
+# --------------------------------------------------------------------------- rare events
+
+
+def test_checksum_failures_and_resyncs_are_counted_by_reason() -> None:
+    proto, books = subscribed_book(("BTC/USD", "ETH/USD"), config=cfg(resync_max_attempts=1))
+    proto.receive_data(books["BTC/USD"].frame([("99.5", "1")], [], checksum=1), 1.0)
+    refused = books["ETH/USD"].frame([("99.5", "-0.5")], [])  # a negative quantity
+    assert events(proto.receive_data(refused, 1.1), BookResync)
+    counters = proto.counters
+    assert counters.checksum_failures == {"book": 1}
+    assert counters.book_resyncs == {("book", "checksum"): 1, ("book", "unusable"): 1}
+    # The budget is spent: the next mismatch is counted, the resync it would start is not.
+    bad = NaiveBook("BTC/USD").frame([("1.0", "1")], [], snapshot=True, checksum=7)
+    assert events(proto.receive_data(bad, 2.0), BookResync) == []
+    assert proto.counters.checksum_failures == {"book": 2}
+    assert proto.counters.book_resyncs == {("book", "checksum"): 1, ("book", "unusable"): 1}
+    assert set(RESYNC_REASONS) == {"checksum", "unusable", "invalid_frame"}
+
+
+def test_an_invalid_book_frame_resync_is_counted() -> None:
+    proto, _ = subscribed_book()
+    broken = '{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","checksum":"x"}]}'
+    assert events(proto.receive_data(broken, 1.0), BookResync)
+    assert proto.counters.book_resyncs == {("book", "invalid_frame"): 1}
+    assert proto.counters.checksum_failures == {}
+
+
+def test_sequence_gaps_are_counted_by_channel() -> None:
+    proto = authenticated(private_cfg(gap_policy=GapPolicy.IGNORE))
+    subscribe_executions(proto)
+    proto.receive_data(executions_frame(1, snapshot=True), 1.0)
+    proto.receive_data(executions_frame(3, {"exec_type": "new", "order_id": "A"}), 1.1)
+    proto.receive_data(executions_frame(6, {"exec_type": "new", "order_id": "B"}), 1.2)
+    assert proto.counters.gaps == {"executions": 2}
+
+
+def test_attempts_failures_and_reconnects_are_counted() -> None:
+    proto = open_proto()  # attempt 1
+    proto.connection_lost(1.0)  # failure 1
+    retry = proto.next_deadline()
+    assert retry is not None
+    proto.handle_timer(retry)  # attempt 2, a reconnect
+    proto.connection_lost(retry + 0.1)  # failure 2 (the attempt failed)
+    proto.connect(retry + 0.2)  # attempt 3, from degraded: a reconnect too
+    proto.connection_made(retry + 0.3)
+    proto.close(retry + 0.4)  # not a failure
+    proto.connect(retry + 0.5)  # attempt 4, after a close: not a reconnect
+    counters = proto.counters
+    assert (counters.connection_attempts, counters.connection_failures) == (4, 2)
+    assert counters.reconnects == 2
+    assert proto.state is ConnectionState.CONNECTING
+
+
+def test_ping_round_trips_are_counted_only_when_known() -> None:
+    proto = open_proto(cfg(ping_interval=10.0))
+    (ping,) = pings(proto.handle_timer(10.0))
+    proto.receive_data(response("pong", ping), 10.25)
+    proto.receive_data(response("pong", 12345), 10.5)  # no such ping: no round trip
+    (ping,) = pings(proto.handle_timer(20.0))
+    proto.receive_data(response("pong", ping), 20.5)
+    counters = proto.counters
+    assert counters.round_trips == 2
+    assert counters.round_trip_seconds == pytest.approx(0.75)
+    assert counters.last_round_trip == pytest.approx(0.5)
+
+
+def test_a_snapshot_is_a_copy() -> None:
+    proto = open_proto(cfg(count_messages=True))
+    before = proto.counters
+    proto.receive_data(HEARTBEAT, 1.0)
+    assert before.messages == {} and proto.counters.messages == {"heartbeat": 1}
+
+
+# --------------------------------------------------------------------------- the buffer
+
+
+def _tick(symbol: str, n: int) -> Ticker:
+    d = Decimal(n)
+    return Ticker.of(symbol, d, d, d, d, d, d, d, d, d, d, d)
+
+
+def _trade(symbol: str, n: int) -> Trade:
+    return Trade(symbol, "buy", Decimal(n), Decimal(1), "limit", n, "t")
+
+
+def _book(symbol: str, n: int) -> BookUpdate:
+    return BookUpdate(symbol, (), (), n)
+
+
+def _candle(symbol: str, n: int) -> OHLC:
+    d = Decimal(n)
+    return OHLC(symbol, d, d, d, d, d, d, n, "t", "t", 1)
+
+
+def _state(symbol: str, n: int) -> StateChanged:
+    return StateChanged("subscribed", "degraded", f"reason {n}")
+
+
+def _ack(symbol: str, n: int) -> Subscribed:
+    return Subscribed("ticker", symbol, n, {})
+
+
+class _SubTrade(Trade):
+    """A market event subclass: counted under its own name, dropped as market data."""
+
+
+def _sub_trade(symbol: str, n: int) -> Trade:
+    return _SubTrade(symbol, "buy", Decimal(n), Decimal(1), "limit", n, "t")
+
+
+MAKERS = [_tick, _trade, _book, _candle, _state, _ack, _sub_trade]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(MAKERS), st.sampled_from(["BTC/USD", "ETH/USD"]), st.booleans()),
+        max_size=120,
+    ),
+    policy=st.sampled_from(list(DropPolicy)),
+    depth=st.integers(1, 6),
+    window=st.sampled_from([0.0, 0.3]),
+)
+def test_losses_by_type_add_up_to_the_stats(
+    ops: list[tuple[object, str, bool]], policy: DropPolicy, depth: int, window: float
+) -> None:
+    """For each event type, what was pushed is what was delivered plus its losses plus what
+    is queued; summed over the types, the losses are the stats'."""
+    config = BackpressureConfig(max_queue_depth=depth, drop_policy=policy, coalesce_window=window)
+    buffer = EventBuffer(config)
+    delivered: dict[str, int] = {}
+    pushed: dict[str, int] = {}
+
+    def check() -> None:
+        losses = buffer.losses()
+        stats = buffer.stats
+        for name, count in pushed.items():
+            lost = sum(n for (kind, _), n in losses.dropped.items() if kind == name)
+            lost += sum(n for (kind, _), n in losses.coalesced.items() if kind == name)
+            assert count == delivered.get(name, 0) + lost + losses.queued.get(name, 0)
+        assert sum(losses.dropped.values()) == stats.dropped
+        assert sum(losses.coalesced.values()) == stats.coalesced
+        assert sum(losses.queued.values()) == stats.queued
+        assert sum(delivered.values()) == stats.delivered
+        assert {reason for _, reason in losses.dropped} <= set(DROP_REASONS)
+        assert {reason for _, reason in losses.coalesced} <= set(COALESCE_REASONS)
+        assert (losses.policy, losses.capacity) == (policy.value, depth)
+
+    def take(event: Event | None) -> None:
+        if event is not None and not isinstance(event, Dropped):
+            name = type(event).__name__
+            delivered[name] = delivered.get(name, 0) + 1
+
+    for n, (make, symbol, pop) in enumerate(ops):
+        event = make(symbol, n)  # type: ignore[operator]
+        pushed[type(event).__name__] = pushed.get(type(event).__name__, 0) + 1
+        buffer.push(event, n * 0.1)
+        if pop:
+            take(buffer.pop(n * 0.1))
+        check()
+    while True:
+        event = buffer.pop(1e6)
+        if event is None:
+            break
+        take(event)
+    check()
+    losses = buffer.losses()
+    assert losses.queued == {}
+    if policy is DropPolicy.LATEST:
+        assert {reason for _, reason in losses.dropped} <= {"latest"}
+    elif policy is DropPolicy.OLDEST:
+        assert {reason for _, reason in losses.dropped} <= {"oldest"}
+    if policy is not DropPolicy.COALESCE:
+        assert losses.coalesced == {}
+
+
+def test_coalescing_reasons() -> None:
+    config = BackpressureConfig(
+        max_queue_depth=2, drop_policy=DropPolicy.COALESCE, coalesce_window=1.0
+    )
+    buffer = EventBuffer(config)
+    buffer.push(_tick("BTC/USD", 1), 0.0)
+    buffer.push(_tick("BTC/USD", 2), 0.5)  # within the window
+    buffer.push(_tick("ETH/USD", 3), 5.0)  # full now
+    buffer.push(_tick("BTC/USD", 4), 9.0)  # out of the window, but full
+    buffer.push(_trade("BTC/USD", 5), 9.0)  # nothing to coalesce: the oldest goes
+    losses = buffer.losses()
+    assert losses.coalesced == {("Ticker", "window"): 1, ("Ticker", "full"): 1}
+    assert losses.dropped == {("Ticker", "oldest"): 1}
+    assert losses.queued == {"Ticker": 1, "Trade": 1}
+    assert buffer.stats.received == 5 and buffer.stats.delivered == 0
+
+
+def test_the_router_counts_events_by_type_where_it_routes_them() -> None:
+    """Received by type at dispatch (with the push); delivered is what left the buffer."""
+    router = EventRouter(BackpressureConfig(max_queue_depth=1, drop_policy=DropPolicy.LATEST))
+    seen: list[Event] = []
+    router.dispatch(_trade("BTC/USD", 1), 0.0)  # a route made for a type first seen
+    router.on(Trade, seen.append)  # routes rebuilt: the count carries over
+    router.dispatch(_trade("BTC/USD", 2), 0.0)  # rejected: the buffer is full
+    router.dispatch(_state("BTC/USD", 3), 0.0)
+    router.on(None, seen.append)
+    router.dispatch(_state("BTC/USD", 4), 0.0)
+    assert isinstance(router.buffer.pop(0.0), Dropped)  # the summary of the loss first
+    assert router.buffer.pop(0.0) == _trade("BTC/USD", 1)
+    counts = router.counts()
+    assert counts.received == {"Trade": 2, "StateChanged": 2}
+    assert counts.delivered == {"Trade": 1, "StateChanged": 0}
+    assert counts.dropped == {("Trade", "latest"): 1}
+    assert counts.queued == {"StateChanged": 2}
+    assert (counts.policy, counts.capacity) == ("latest", 1)
+    assert len(seen) == 2  # the Trade callback once, the catch-all once
+    stats = router.stats()
+    assert sum(counts.received.values()) == stats.received
+    assert sum(counts.delivered.values()) == stats.delivered
+    callbacks_only = EventRouter(BackpressureConfig(), buffer_events=False)
+    callbacks_only.dispatch(_trade("BTC/USD", 1), 0.0)
+    counts = callbacks_only.counts()
+    assert counts.received == counts.delivered == {"Trade": 1}
+    assert counts.dropped == counts.coalesced == counts.queued == {}
+    assert callbacks_only.stats().received == 0  # nothing buffered
