@@ -178,7 +178,7 @@ EXAMPLES = [
     Example("basic_usage.py", ("--duration", "2"), (ticker_prices, r"^done after 2 s: \d+ events")),
     Example(
         "advanced_usage.py",
-        ("--duration", "3"),
+        ("--duration", "2"),
         (
             r"^refused: ticker NOPE/USD: Currency pair not supported NOPE/USD$",
             rf"^ticker: ETH/USD bid {PRICE} ask {PRICE}$",
@@ -195,14 +195,14 @@ EXAMPLES = [
             r"^events: .*SubscriptionFailed 1, .*Ticker \d+",
         ),
     ),
-    Example("analytics_demo.py", ("--duration", "5"), (analytics_frames,)),
-    Example("latency_demo.py", ("--duration", "4"), (latency_table,)),
+    Example("analytics_demo.py", ("--duration", "3"), (analytics_frames,)),  # 3 frames
+    Example("latency_demo.py", ("--duration", "2.5"), (latency_table,)),
     Example("backpressure_demo.py", ("--duration", "2", "--delay", "0.05"), (accounting,)),
     Example("sequencing_demo.py", ("--duration", "5"), (gap_policies,)),
     Example("trading_demo.py", ("--duration", "10"), (order_life,)),
     Example(
         "own_loop.py",
-        ("--duration", "3"),
+        ("--duration", "2"),
         (
             rf"^ticker: BTC/USD bid {PRICE} ask {PRICE}$",
             in_order(

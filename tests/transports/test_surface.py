@@ -531,8 +531,10 @@ def test_latency_of_a_callback_only_client(make: Callable[..., Client], sim: Sim
 
 
 def test_trading_on_the_private_simulator(make: Callable[..., Client]) -> None:
+    # A 1 s request timeout (not 3 s): the test waits it out twice, and the 0.2 s wait
+    # timeout below still ends well before it; answers on loopback take milliseconds.
     with SimThread(seed=42) as sim:
-        trade(make(private(sim), private=True), sim)
+        trade(make(private(sim, request_timeout=1.0), private=True), sim)
 
 
 def trade(client: Client, sim: SimThread) -> None:
