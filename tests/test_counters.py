@@ -352,30 +352,33 @@ MAKERS = [_tick, _trade, _book, _candle, _state, _ack, _sub_trade]
     depth=st.integers(1, 6),
     window=st.sampled_from([0.0, 0.3]),
 )
-def test_losses_by_type_add_up_to_the_stats(
+def test_counts_by_type_add_up_to_the_stats(
     ops: list[tuple[object, str, bool]], policy: DropPolicy, depth: int, window: float
 ) -> None:
     """For each event type, what was pushed is what was delivered plus its losses plus what
-    is queued; summed over the types, the losses are the stats'."""
+    is queued; summed over the types, each is the stats' figure."""
     config = BackpressureConfig(max_queue_depth=depth, drop_policy=policy, coalesce_window=window)
     buffer = EventBuffer(config)
     delivered: dict[str, int] = {}
     pushed: dict[str, int] = {}
 
     def check() -> None:
-        losses = buffer.losses()
+        counts = buffer.counts()
         stats = buffer.stats
-        for name, count in pushed.items():
-            lost = sum(n for (kind, _), n in losses.dropped.items() if kind == name)
-            lost += sum(n for (kind, _), n in losses.coalesced.items() if kind == name)
-            assert count == delivered.get(name, 0) + lost + losses.queued.get(name, 0)
-        assert sum(losses.dropped.values()) == stats.dropped
-        assert sum(losses.coalesced.values()) == stats.coalesced
-        assert sum(losses.queued.values()) == stats.queued
-        assert sum(delivered.values()) == stats.delivered
-        assert {reason for _, reason in losses.dropped} <= set(DROP_REASONS)
-        assert {reason for _, reason in losses.coalesced} <= set(COALESCE_REASONS)
-        assert (losses.policy, losses.capacity) == (policy.value, depth)
+        assert counts.received == pushed
+        for name, received in counts.received.items():
+            lost = sum(n for (kind, _), n in counts.dropped.items() if kind == name)
+            lost += sum(n for (kind, _), n in counts.coalesced.items() if kind == name)
+            assert received == counts.delivered[name] + lost + counts.queued.get(name, 0)
+            assert counts.delivered[name] == delivered.get(name, 0)
+        assert sum(counts.received.values()) == stats.received
+        assert sum(counts.delivered.values()) == stats.delivered
+        assert sum(counts.dropped.values()) == stats.dropped
+        assert sum(counts.coalesced.values()) == stats.coalesced
+        assert sum(counts.queued.values()) == stats.queued
+        assert {reason for _, reason in counts.dropped} <= set(DROP_REASONS)
+        assert {reason for _, reason in counts.coalesced} <= set(COALESCE_REASONS)
+        assert (counts.policy, counts.capacity) == (policy.value, depth)
 
     def take(event: Event | None) -> None:
         if event is not None and not isinstance(event, Dropped):
@@ -395,14 +398,14 @@ def test_losses_by_type_add_up_to_the_stats(
             break
         take(event)
     check()
-    losses = buffer.losses()
-    assert losses.queued == {}
+    counts = buffer.counts()
+    assert counts.queued == {}
     if policy is DropPolicy.LATEST:
-        assert {reason for _, reason in losses.dropped} <= {"latest"}
+        assert {reason for _, reason in counts.dropped} <= {"latest"}
     elif policy is DropPolicy.OLDEST:
-        assert {reason for _, reason in losses.dropped} <= {"oldest"}
+        assert {reason for _, reason in counts.dropped} <= {"oldest"}
     if policy is not DropPolicy.COALESCE:
-        assert losses.coalesced == {}
+        assert counts.coalesced == {}
 
 
 def test_coalescing_reasons() -> None:
@@ -415,38 +418,36 @@ def test_coalescing_reasons() -> None:
     buffer.push(_tick("ETH/USD", 3), 5.0)  # full now
     buffer.push(_tick("BTC/USD", 4), 9.0)  # out of the window, but full
     buffer.push(_trade("BTC/USD", 5), 9.0)  # nothing to coalesce: the oldest goes
-    losses = buffer.losses()
-    assert losses.coalesced == {("Ticker", "window"): 1, ("Ticker", "full"): 1}
-    assert losses.dropped == {("Ticker", "oldest"): 1}
-    assert losses.queued == {"Ticker": 1, "Trade": 1}
-    assert buffer.stats.received == 5 and buffer.stats.delivered == 0
+    counts = buffer.counts()
+    assert counts.coalesced == {("Ticker", "window"): 1, ("Ticker", "full"): 1}
+    assert counts.dropped == {("Ticker", "oldest"): 1}
+    assert counts.queued == {"Ticker": 1, "Trade": 1}
+    assert counts.received == {"Ticker": 4, "Trade": 1}
+    assert counts.delivered == {"Ticker": 0, "Trade": 0}
 
 
-def test_the_router_counts_events_by_type_where_it_routes_them() -> None:
-    """Received by type at dispatch (with the push); delivered is what left the buffer."""
+def test_the_router_counts_by_type_with_or_without_a_buffer() -> None:
     router = EventRouter(BackpressureConfig(max_queue_depth=1, drop_policy=DropPolicy.LATEST))
-    seen: list[Event] = []
-    router.dispatch(_trade("BTC/USD", 1), 0.0)  # a route made for a type first seen
-    router.on(Trade, seen.append)  # routes rebuilt: the count carries over
+    router.dispatch(_trade("BTC/USD", 1), 0.0)
     router.dispatch(_trade("BTC/USD", 2), 0.0)  # rejected: the buffer is full
     router.dispatch(_state("BTC/USD", 3), 0.0)
-    router.on(None, seen.append)
-    router.dispatch(_state("BTC/USD", 4), 0.0)
     assert isinstance(router.buffer.pop(0.0), Dropped)  # the summary of the loss first
     assert router.buffer.pop(0.0) == _trade("BTC/USD", 1)
     counts = router.counts()
-    assert counts.received == {"Trade": 2, "StateChanged": 2}
+    assert counts.received == {"Trade": 2, "StateChanged": 1}
     assert counts.delivered == {"Trade": 1, "StateChanged": 0}
     assert counts.dropped == {("Trade", "latest"): 1}
-    assert counts.queued == {"StateChanged": 2}
+    assert counts.queued == {"StateChanged": 1}
     assert (counts.policy, counts.capacity) == ("latest", 1)
-    assert len(seen) == 2  # the Trade callback once, the catch-all once
-    stats = router.stats()
-    assert sum(counts.received.values()) == stats.received
-    assert sum(counts.delivered.values()) == stats.delivered
+    # Without a buffer, what the callbacks are handed is counted once asked for.
     callbacks_only = EventRouter(BackpressureConfig(), buffer_events=False)
     callbacks_only.dispatch(_trade("BTC/USD", 1), 0.0)
+    assert callbacks_only.counts().received == {}
+    callbacks_only.count_handed()
+    callbacks_only.count_handed()  # idempotent
+    callbacks_only.dispatch(_trade("BTC/USD", 2), 0.0)
+    callbacks_only.dispatch(_trade("BTC/USD", 3), 0.0)
     counts = callbacks_only.counts()
-    assert counts.received == counts.delivered == {"Trade": 1}
+    assert counts.received == counts.delivered == {"Trade": 2}
     assert counts.dropped == counts.coalesced == counts.queued == {}
     assert callbacks_only.stats().received == 0  # nothing buffered

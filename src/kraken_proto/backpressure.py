@@ -17,9 +17,8 @@ consumer wrong about the connection itself.
 Every loss is counted, and surfaced to the consumer as one :class:`Dropped` event delivered
 before the next event, so ``received == delivered + dropped + coalesced + queued`` always
 holds (``Dropped`` events themselves are not counted as received or delivered).
-:meth:`EventBuffer.losses` gives the losses by event type and reason
-(:data:`DROP_REASONS`, :data:`COALESCE_REASONS`) and what is queued by event type, for
-monitoring (whoever pushes counts what it pushed by type: the driver layer's router does).
+:meth:`EventBuffer.counts` splits the same counts by event type, and the losses by reason
+(:data:`DROP_REASONS`, :data:`COALESCE_REASONS`), for monitoring.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from kraken_proto.config import BackpressureConfig, DropPolicy
 from kraken_proto.events import OHLC, BookUpdate, Dropped, Event, Ticker, Trade
 from kraken_proto.throttle import TokenBucket
 
-__all__ = ["COALESCE_REASONS", "DROP_REASONS", "BufferLosses", "BufferStats", "EventBuffer"]
+__all__ = ["COALESCE_REASONS", "DROP_REASONS", "BufferCounts", "BufferStats", "EventBuffer"]
 
 _COALESCABLE = (Ticker, BookUpdate)
 _DROPPABLE = (Ticker, BookUpdate, Trade, OHLC)
@@ -58,16 +57,18 @@ class BufferStats(msgspec.Struct, frozen=True):
     queued: int
 
 
-class BufferLosses(msgspec.Struct, frozen=True):
-    """What an :class:`EventBuffer` lost and holds, by event type (class name), at one moment.
+class BufferCounts(msgspec.Struct, frozen=True):
+    """The counts of an :class:`EventBuffer` by event type (class name), at one moment.
 
-    ``dropped`` and ``coalesced`` are keyed ``(type, reason)`` (reasons:
-    :data:`DROP_REASONS`, :data:`COALESCE_REASONS`) and sum to the :class:`BufferStats`
-    figures, as ``queued`` (by type) does; ``policy`` and ``capacity`` are the configured
-    ``drop_policy`` value and ``max_queue_depth``. For each type, what was pushed equals
-    what was delivered plus these.
+    For each type ``received == delivered + dropped + coalesced + queued`` (the losses
+    summed over their reasons), and each summed over the types is the :class:`BufferStats`
+    figure. ``dropped`` and ``coalesced`` are keyed ``(type, reason)`` (reasons:
+    :data:`DROP_REASONS`, :data:`COALESCE_REASONS`); ``policy`` and ``capacity`` are the
+    configured ``drop_policy`` value and ``max_queue_depth``.
     """
 
+    received: dict[str, int]
+    delivered: dict[str, int]
     dropped: dict[tuple[str, str], int]
     coalesced: dict[tuple[str, str], int]
     queued: dict[str, int]
@@ -88,6 +89,18 @@ class _Slot:
         self.event = event
         self.key = key
         self.pushed_at = pushed_at
+
+
+class _Kind:
+    """One event type as the buffer sees it: whether it is market data (bounded, droppable)
+    and how many of it were pushed. Looked up once per push, it stands for both the type
+    test and the count."""
+
+    __slots__ = ("market", "received")
+
+    def __init__(self, kind: type) -> None:
+        self.market = kind in _DROPPABLE_TYPES or issubclass(kind, _DROPPABLE)
+        self.received = 0
 
 
 _MARKET_ITEM = (_Slot, *_DROPPABLE)  # a queued item that counts against max_queue_depth
@@ -113,9 +126,11 @@ class EventBuffer:
         self._latest: dict[tuple[type, str], _Slot] = {}
         rate = config.max_messages_per_second
         self._pacer = None if rate is None else TokenBucket(rate, max(1, int(rate)))
-        # ``delivered`` is not counted: it is received - dropped - coalesced - queued. The
-        # losses are also counted by (type, reason), off the common path.
-        self._received = self._dropped = self._coalesced = 0
+        # ``delivered`` is not counted: it is received - dropped - coalesced - queued.
+        # Received by event type (with the type's kind); the losses by (type, reason) as
+        # well as in total.
+        self._kinds: dict[type, _Kind] = {}
+        self._dropped = self._coalesced = 0
         self._dropped_by: dict[tuple[type, str], int] = {}
         self._coalesced_by: dict[tuple[type, str], int] = {}
         self._unreported_dropped = self._unreported_coalesced = 0
@@ -137,9 +152,10 @@ class EventBuffer:
     def stats(self) -> BufferStats:
         """The counters now."""
         queued = len(self._slots)
+        received = sum(kind.received for kind in list(self._kinds.values()))
         return BufferStats(
-            received=self._received,
-            delivered=self._received - self._dropped - self._coalesced - queued,
+            received=received,
+            delivered=received - self._dropped - self._coalesced - queued,
             dropped=self._dropped,
             coalesced=self._coalesced,
             queued=queued,
@@ -147,9 +163,13 @@ class EventBuffer:
 
     def push(self, event: Event, now: float) -> bool:
         """Queue ``event``; returns False if it was itself rejected (``LATEST`` when full)."""
-        self._received += 1
+        try:
+            kind = self._kinds[type(event)]
+        except KeyError:  # the first event of its type
+            kind = self._kinds[type(event)] = _Kind(type(event))
+        kind.received += 1
         slots = self._slots
-        if type(event) not in _DROPPABLE_TYPES and not isinstance(event, _DROPPABLE):
+        if not kind.market:
             self._control += 1
             slots.append(event)  # control events are never dropped nor bounded
             return True
@@ -294,13 +314,13 @@ class EventBuffer:
         key = (kind, reason)
         self._coalesced_by[key] = self._coalesced_by.get(key, 0) + 1
 
-    def losses(self) -> BufferLosses:
-        """The losses by event type and reason, and what is queued by type, now (see
-        :class:`BufferLosses`).
+    def counts(self) -> BufferCounts:
+        """The counts now, by event type and by reason (see :class:`BufferCounts`).
 
         Copies what it reads first, so that a reader on another thread than the one pushing
         and popping (unlocked) gets no error, only figures possibly a few events apart.
         """
+        received = {kind: entry.received for kind, entry in list(self._kinds.items())}
         dropped_by = dict(self._dropped_by)
         coalesced_by = dict(self._coalesced_by)
         items = list(self._slots)
@@ -308,13 +328,23 @@ class EventBuffer:
         for item in items:
             name = (item.key[0] if isinstance(item, _Slot) else type(item)).__name__
             queued[name] = queued.get(name, 0) + 1
+        lost: dict[str, int] = {}
         dropped: dict[tuple[str, str], int] = {}
         coalesced: dict[tuple[str, str], int] = {}
         for source, target in ((dropped_by, dropped), (coalesced_by, coalesced)):
             for (kind, reason), count in source.items():
-                key = (kind.__name__, reason)
-                target[key] = target.get(key, 0) + count
-        return BufferLosses(
+                name = kind.__name__
+                target[name, reason] = target.get((name, reason), 0) + count
+                lost[name] = lost.get(name, 0) + count
+        by_name: dict[str, int] = {}
+        for kind, count in received.items():
+            by_name[kind.__name__] = by_name.get(kind.__name__, 0) + count
+        return BufferCounts(
+            received=by_name,
+            delivered={
+                name: count - lost.get(name, 0) - queued.get(name, 0)
+                for name, count in by_name.items()
+            },
             dropped=dropped,
             coalesced=coalesced,
             queued=queued,

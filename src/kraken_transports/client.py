@@ -162,8 +162,10 @@ class ClientBase:
         scrape and agree with ``stats``; they carry the label ``endpoint`` (this client's
         URL), so several clients of different endpoints share a registry (``ValueError``
         for a second client of the same one). Registering turns on message counting
-        (``ClientConfig(count_messages=True)``), from now on: register before
-        :meth:`start` to count from the first message. ``symbol_labels=True`` adds
+        (``ClientConfig(count_messages=True)``), and in a client with
+        ``buffer_events=False`` the count of events handed to the callbacks, from now on:
+        register before :meth:`start` to count from the first message.
+        ``symbol_labels=True`` adds
         per-symbol counts of the market data entries for the first ``max_symbols`` symbols
         seen, and a count of the entries of the others. Returns the registration:
         ``unregister()`` it (or use it as a context manager) to remove the metrics.
@@ -173,9 +175,11 @@ class ClientBase:
         return register_client(self, registry, symbol_labels=symbol_labels, max_symbols=max_symbols)
 
     def _start_counting(self, max_symbols: int) -> None:
-        """Turn on what is counted only for :meth:`metrics`: the protocol's messages."""
+        """Turn on what is counted only for :meth:`metrics`: the protocol's messages, and
+        without a buffer the events handed to the callbacks by type."""
         with self._lock:
             self._driver.proto.count_messages(max_symbols=max_symbols)
+            self._driver.router.count_handed()
 
     def _snapshot(self) -> DriverSnapshot:
         """Every count at one moment (for :meth:`metrics`), under the lock. A client without

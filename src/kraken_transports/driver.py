@@ -44,7 +44,7 @@ from kraken_proto.actions import (
     Send,
 )
 from kraken_proto.analytics.latency import LATENCY_CHANNELS, LatencySampler, LatencyTracker
-from kraken_proto.backpressure import EventBuffer
+from kraken_proto.backpressure import BufferCounts, EventBuffer
 from kraken_proto.config import BackpressureConfig, ClientConfig
 from kraken_proto.counters import ProtocolCounters
 from kraken_proto.errors import (
@@ -78,7 +78,7 @@ from kraken_transports.base import (
     redact_frame,
     request_label,
 )
-from kraken_transports.router import ClientStats, EventCounts, EventRouter
+from kraken_transports.router import ClientStats, EventRouter
 
 __all__ = ["Acks", "Driver", "DriverIO", "DriverSnapshot", "FrameHook", "Waiter"]
 
@@ -126,7 +126,7 @@ class DriverSnapshot(msgspec.Struct, frozen=True):
 
     ``url`` and ``host`` name the connection, ``state`` is where it is; ``stats`` the
     client's counters (``client.stats``), ``events`` the events by type
-    (:class:`~kraken_transports.router.EventCounts`); ``counters`` the protocol's
+    (:class:`~kraken_proto.backpressure.BufferCounts`); ``counters`` the protocol's
     (:class:`~kraken_proto.counters.ProtocolCounters`); ``subscriptions`` every
     subscription; ``latency`` a copy of the latency tracker (``None`` unless
     ``ClientConfig(latency=True)``).
@@ -136,7 +136,7 @@ class DriverSnapshot(msgspec.Struct, frozen=True):
     host: str
     state: ConnectionState
     stats: ClientStats
-    events: EventCounts
+    events: BufferCounts
     counters: ProtocolCounters
     subscriptions: SubscriptionsView
     latency: LatencyTracker | None
@@ -353,12 +353,10 @@ class Driver:
                 continue
             event = action.event
             try:
-                # router.dispatch inlined (one call less per event): count, callbacks, buffer
+                # router.dispatch inlined (one call less per event): callbacks, buffer
+                typed, catch_all = router.routes
                 etype = type(event)
-                try:
-                    callbacks, count = router.routes[etype]
-                except KeyError:  # the first event of its type
-                    callbacks, count = router.route(etype)
+                callbacks = typed.get(etype, catch_all)
                 if callbacks:
                     if release is None:
                         for callback in callbacks:
@@ -368,9 +366,11 @@ class Driver:
                                 router.failed(callback, event, exc)
                     else:
                         router.call(callbacks, event)
-                count[0] += 1  # with the push, both under the lock (callbacks run without)
                 if push is not None:
                     push(event, now)
+                elif router.handed is not None:  # no buffer, metrics on: count by type
+                    handed = router.handed
+                    handed[etype] = handed.get(etype, 0) + 1
                 if etype in handlers:
                     handlers[etype](event)
             except Exception:

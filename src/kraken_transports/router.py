@@ -15,19 +15,16 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kraken_proto.backpressure import EventBuffer
+from kraken_proto.backpressure import BufferCounts, EventBuffer
 from kraken_proto.config import BackpressureConfig
 from kraken_proto.events import Event
 
-__all__ = ["ClientStats", "EventCounts", "EventRouter", "Route"]
+__all__ = ["ClientStats", "EventRouter"]
 
 log = logging.getLogger("kraken_transports.callbacks")
 
 E = TypeVar("E")
 _Callback = Callable[[Any], object]
-Route = tuple[tuple[_Callback, ...], list[int]]
-"""What an event type is routed by: its callbacks (its own, then the catch-all ones), and
-``[count]``, the events of the type dispatched so far (added to in place)."""
 
 
 class ClientStats(msgspec.Struct, frozen=True):
@@ -48,27 +45,6 @@ class ClientStats(msgspec.Struct, frozen=True):
     callback_errors: int
 
 
-class EventCounts(msgspec.Struct, frozen=True):
-    """The events of a client by type (class name), at one moment (:meth:`EventRouter.counts`).
-
-    ``received``: dispatched (buffered, or handed to the callbacks without a buffer);
-    ``delivered``: taken from the buffer (without one: as received); ``dropped`` and
-    ``coalesced`` by ``(type, reason)`` and ``queued`` by type: the buffer's
-    (:class:`~kraken_proto.backpressure.BufferLosses`). For each type ``received ==
-    delivered + dropped + coalesced + queued``, and with a buffer each sums to the
-    :class:`ClientStats` figure. ``policy`` and ``capacity``: ``drop_policy`` and
-    ``max_queue_depth``.
-    """
-
-    received: dict[str, int]
-    delivered: dict[str, int]
-    dropped: dict[tuple[str, str], int]
-    coalesced: dict[tuple[str, str], int]
-    queued: dict[str, int]
-    policy: str
-    capacity: int
-
-
 class EventRouter:
     """Routes each event to the callbacks registered for its type, then into the buffer.
 
@@ -84,8 +60,9 @@ class EventRouter:
     ``release`` and ``reacquire``, if set, are called before and after the callbacks of
     each event: the threaded client releases its lock while user code runs.
 
-    Each event type dispatched is counted (:meth:`counts`, for monitoring) by its
-    :data:`Route`, looked up once per event for its callbacks anyway.
+    :meth:`counts` splits the counts by event type (for monitoring): the buffer's, or in a
+    router without one, the events handed to the callbacks by type (``handed``), counted
+    from :meth:`count_handed` on (there is no count of them otherwise).
 
     :class:`~kraken_transports.driver.Driver` inlines :meth:`dispatch` in its hot loop,
     reading ``routes``, ``push`` and ``release`` as :meth:`dispatch` does.
@@ -101,13 +78,14 @@ class EventRouter:
         self.reacquire: Callable[[], object] | None = None
         self._raised: dict[int, int] = {}  # id(callback) -> exceptions raised so far
         self._callbacks: dict[type | None, list[_Callback]] = {}
-        self._dispatched: dict[type, list[int]] = {}  # the counts of the routes, by type
-        self.routes: dict[type, Route] = {}
-        """What dispatch reads: the :data:`Route` of every event type registered or seen (a
-        type not in it yet gets one from :meth:`route`). Rebuilt (under a lock) and swapped
-        in whole on every change, so a dispatch in another thread sees one consistent set;
-        the counts carry over."""
+        self.routes: tuple[dict[type, tuple[_Callback, ...]], tuple[_Callback, ...]] = ({}, ())
+        """What dispatch reads: per registered type its callbacks then the catch-all ones,
+        and the catch-all ones for every other type. Rebuilt (under a lock) and swapped in
+        whole on every change, so a dispatch in another thread sees one consistent set."""
         self._registering = threading.Lock()
+        self.handed: dict[type, int] | None = None
+        """Without a buffer, after :meth:`count_handed`: the events dispatched (handed to
+        the callbacks), by type."""
         self.frames_in = 0
         self.frames_out = 0
         self.reconnects = 0
@@ -144,25 +122,13 @@ class EventRouter:
         return remove
 
     def _rebuild(self) -> None:
-        """Build the routes anew (under ``_registering``)."""
         catch_all = tuple(self._callbacks.get(None, ()))
-        routes: dict[type, Route] = {
-            kind: (catch_all, count) for kind, count in self._dispatched.items()
+        typed = {
+            key: (*entries, *catch_all)
+            for key, entries in self._callbacks.items()
+            if key is not None and entries
         }
-        for key, entries in self._callbacks.items():
-            if key is not None and entries:
-                routes[key] = ((*entries, *catch_all), self._dispatched.setdefault(key, [0]))
-        self.routes = routes
-
-    def route(self, kind: type) -> Route:
-        """The :data:`Route` of an event type not in :attr:`routes` yet (added to them)."""
-        with self._registering:
-            route = self.routes.get(kind)
-            if route is None:
-                catch_all = tuple(self._callbacks.get(None, ()))
-                route = (catch_all, self._dispatched.setdefault(kind, [0]))
-                self.routes = {**self.routes, kind: route}
-            return route
+        self.routes = (typed, catch_all)
 
     def dispatch(self, event: Event, now: float) -> None:
         """Deliver one event to its callbacks and queue it for iteration.
@@ -170,16 +136,20 @@ class EventRouter:
         The callbacks are those registered when the event is dispatched: one registered or
         removed by a callback takes effect from the next event.
         """
-        kind = type(event)
-        try:
-            callbacks, count = self.routes[kind]
-        except KeyError:
-            callbacks, count = self.route(kind)
+        typed, catch_all = self.routes
+        callbacks = typed.get(type(event), catch_all)
         if callbacks:
             self.call(callbacks, event)
-        count[0] += 1  # with the push: a reader under the lock sees both or neither
         if self.push is not None:
             self.push(event, now)
+        elif self.handed is not None:
+            self.handed[type(event)] = self.handed.get(type(event), 0) + 1
+
+    def count_handed(self) -> None:
+        """Without a buffer: count the events dispatched, by type, from now on (see
+        :meth:`counts`); idempotent. (A buffer counts what it is given from the start.)"""
+        if self.handed is None:
+            self.handed = {}
 
     def call(self, callbacks: tuple[_Callback, ...], event: Event) -> None:
         """Call each of ``callbacks`` with ``event`` (between ``release`` and ``reacquire``
@@ -215,29 +185,24 @@ class EventRouter:
                 exc,
             )
 
-    def counts(self) -> EventCounts:
-        """The events by type now (see :class:`EventCounts`)."""
-        received: dict[str, int] = {}
-        for kind, count in list(self._dispatched.items()):
-            if count[0]:
-                received[kind.__name__] = received.get(kind.__name__, 0) + count[0]
-        buffered = self.push is not None
-        losses = self.buffer.losses()
-        delivered = dict(received)
-        if buffered:
-            lost = [*losses.dropped.items(), *losses.coalesced.items()]
-            for (name, _), count_ in lost:
-                delivered[name] = delivered.get(name, 0) - count_
-            for name, count_ in losses.queued.items():
-                delivered[name] = delivered.get(name, 0) - count_
-        return EventCounts(
-            received=received,
-            delivered=delivered,
-            dropped=losses.dropped if buffered else {},
-            coalesced=losses.coalesced if buffered else {},
-            queued=losses.queued if buffered else {},
-            policy=losses.policy,
-            capacity=losses.capacity,
+    def counts(self) -> BufferCounts:
+        """The counts by event type now: the buffer's (:meth:`EventBuffer.counts`), or
+        without one the events handed to the callbacks (received and delivered) since
+        :meth:`count_handed`."""
+        if self.push is not None:
+            return self.buffer.counts()
+        handed: dict[str, int] = {}
+        for kind, count in list((self.handed or {}).items()):
+            handed[kind.__name__] = handed.get(kind.__name__, 0) + count
+        config = self.buffer.config
+        return BufferCounts(
+            received=handed,
+            delivered=dict(handed),
+            dropped={},
+            coalesced={},
+            queued={},
+            policy=config.drop_policy.value,
+            capacity=config.max_queue_depth,
         )
 
     def stats(self) -> ClientStats:
