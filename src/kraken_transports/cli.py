@@ -1,4 +1,4 @@
-"""The ``kraken-ws`` command: demo, stream, book, record, replay and serve.
+"""The ``kraken-ws`` command: demo, stream, book, record, replay, serve and web.
 
 ::
 
@@ -9,6 +9,7 @@
     kraken-ws record BTC/USD --channel book -o capture.jsonl --duration 60
     kraken-ws replay capture.jsonl                  # exit 1 if a checksum or the stream failed
     kraken-ws serve --port 8765                     # the simulator, for your own tests
+    kraken-ws web                                   # live order-book page on 127.0.0.1:8766
     kraken-ws demo --metrics-port 9108              # and Prometheus metrics at /metrics
 
 Every live command runs the asyncio driver (:mod:`kraken_transports.aio`) with a small
@@ -197,6 +198,28 @@ def _choice_int(choices: Sequence[int], what: str) -> Callable[[str], int]:
 
 
 _depth = _choice_int(BOOK_DEPTHS, "depth")
+
+
+def _max_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000 frames per second, got {text!r}")
+    return value
+
+
+def _rows(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rows") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {value}")
+    return value
+
+
 _interval = _choice_int(OHLC_INTERVALS, "interval")
 
 
@@ -226,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  kraken-ws record BTC/USD --channel book -o cap.jsonl --duration 60\n"
             "  kraken-ws replay cap.jsonl                 verify a capture offline\n"
             "  kraken-ws serve --port 8765                the simulator, for your own clients\n"
+            "  kraken-ws web                              live order-book page in a browser\n"
             "\n"
             "exit codes: 0 ok, 1 failure (connection, refused subscription, bad checksum),\n"
             "2 bad arguments, 130 interrupted (Ctrl-C, which is also how serve stops).\n"
@@ -433,6 +457,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a --host that is not loopback (the simulator has no real security)",
     )
     serve.set_defaults(handler=_cmd_serve, parser=serve)
+
+    web = commands.add_parser(
+        "web",
+        parents=[live, metrics],
+        formatter_class=_Formatter,
+        help="live order book page in a browser (embedded simulator unless --url/--live)",
+        description=(
+            "Serve a live order-book page on http://127.0.0.1:PORT/ (printed; nothing is opened):\n"
+            "the depth ladder with cumulative sizes, a tick-size aggregation and the trades by\n"
+            "price level, a depth chart, mid, spread, microprice, imbalance and pressure, the\n"
+            "market status, latency p50/p99, large-order events and the connection state. Every\n"
+            "figure is computed by kraken_proto.analytics; frames are pushed over a WebSocket,\n"
+            "at most --max-rate a second per browser. Without --url or --live it runs against\n"
+            "the embedded simulator, like demo."
+        ),
+    )
+    web.add_argument(
+        "symbols",
+        nargs="*",
+        type=_symbol,
+        metavar="SYMBOL",
+        help="pairs to serve (the first is shown)",
+    )
+    web_source = web.add_mutually_exclusive_group()
+    web_source.add_argument("--url", help="public WebSocket endpoint (default: the simulator)")
+    web_source.add_argument("--live", action="store_true", help=f"use Kraken ({DEFAULT_URL})")
+    web.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow a plain ws:// URL to a host other than loopback",
+    )
+    web.add_argument(
+        "--port",
+        type=_port,
+        default=8766,
+        help="page port on 127.0.0.1; 0 picks a free one (default 8766)",
+    )
+    web.add_argument(
+        "--depth", type=_depth, default=100, help="book depth subscribed (default 100)"
+    )
+    web.add_argument("--rows", type=_rows, default=12, help="ladder rows per side (default 12)")
+    web.add_argument(
+        "--max-rate",
+        type=_max_rate,
+        default=10.0,
+        metavar="FPS",
+        help="frames per second pushed to each browser at most (default 10)",
+    )
+    web.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    web.set_defaults(handler=_cmd_web, parser=web)
     return parser
 
 
@@ -1188,6 +1262,16 @@ def replay_summary(result: ReplayResult, *, frames_in: int) -> tuple[bool, str]:
     else:
         lines.append("FAILED: a checksum failed or a frame was not understood")
     return ok, "".join(line + "\n" for line in lines)
+
+
+# --------------------------------------------------------------------------- web
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    from kraken_transports.web.command import run_web  # noqa: PLC0415 - starts aiohttp.web
+
+    with _metrics_endpoint(args) as exporter:
+        return _asyncio_run(run_web(args, exporter))
 
 
 # --------------------------------------------------------------------------- serve
