@@ -42,8 +42,28 @@ from kraken_proto import (
     Trade,
 )
 from kraken_proto.backpressure import COALESCE_REASONS, DROP_REASONS, EventBuffer
-from kraken_proto.counters import IGNORED, RESPONSE, RESYNC_REASONS, UNKNOWN
+from kraken_proto.counters import (
+    IGNORED,
+    MARKET_CHANNELS,
+    RESPONSE,
+    RESYNC_REASONS,
+    UNKNOWN,
+    MessageCounter,
+    Tally,
+)
 from kraken_proto.events import Dropped, Event
+from kraken_proto.level3 import Level3Frame
+from kraken_proto.private import BalancesFrame, ExecutionsFrame
+from kraken_proto.wire import (
+    BookFrame,
+    HeartbeatFrame,
+    InstrumentFrame,
+    OHLCFrame,
+    StatusFrame,
+    TickerFrame,
+    TradeFrame,
+    decode_data_frame,
+)
 from kraken_transports.router import EventRouter
 
 
@@ -227,6 +247,59 @@ def test_counting_changes_nothing_but_the_counts(
     assert len(admitted) <= symbols
     assert plain.counters.messages == {}
     assert plain.counters.book_resyncs == counters.book_resyncs
+
+
+def test_a_frame_is_counted_under_its_channel_tag() -> None:
+    """The counter names a data frame's channel by its type's ``channel`` tag: every data
+    frame type carries the channel it is counted under, and the market ones are exactly
+    those counted per symbol."""
+    tags: dict[type, object] = {
+        kind: kind.__struct_config__.tag
+        for kind in (
+            BookFrame,
+            TickerFrame,
+            TradeFrame,
+            OHLCFrame,
+            HeartbeatFrame,
+            StatusFrame,
+            InstrumentFrame,
+            ExecutionsFrame,
+            BalancesFrame,
+            Level3Frame,
+        )
+    }
+    assert tags[BookFrame] == "book" and tags[Level3Frame] == "level3"
+    assert tags[ExecutionsFrame] == "executions" and tags[BalancesFrame] == "balances"
+    assert len(set(tags.values())) == len(tags)
+    market = {BookFrame, TickerFrame, TradeFrame, OHLCFrame, Level3Frame}
+    assert {tags[kind] for kind in market} == MARKET_CHANNELS
+
+
+def test_the_message_counter_counts_only_once_started() -> None:
+    tally = Tally()
+    counter = MessageCounter(tally)
+    assert not counter.on and not tally.snapshot().counting
+    counter.start()
+    assert counter.on
+    counter.frame(decode_data_frame(HEARTBEAT), 10)
+    counter.frame(decode_data_frame(trade("BTC/USD", 1)), 20)
+    counter.count(RESPONSE, 5)
+    counter.count(RESPONSE, 6)
+    counters = tally.snapshot()
+    assert counters.messages == {"heartbeat": 1, "trade": 1, RESPONSE: 2}
+    assert counters.message_bytes == {"heartbeat": 10, "trade": 20, RESPONSE: 11}
+    assert counters.symbol_entries == {} and counters.max_symbols == 0
+    counter.start(max_symbols=1)  # the symbols are counted from the next frame on
+    for symbol in ("BTC/USD", "ETH/USD", "BTC/USD"):
+        counter.frame(decode_data_frame(trade(symbol, 2)), 20)
+    counter.frame(decode_data_frame(HEARTBEAT), 10)  # no symbols: not a market channel
+    counters = tally.snapshot()
+    assert counters.symbol_entries == {("trade", "BTC/USD"): 2}
+    assert counters.symbols_omitted == {"trade": 1}
+    assert counters.messages == {"heartbeat": 2, "trade": 4, RESPONSE: 2}
+    with pytest.raises(LocalProtocolError, match="max_symbols must be an int >= 0"):
+        counter.start(max_symbols=-1)
+    assert tally.snapshot().max_symbols == 1
 
 
 # --------------------------------------------------------------------------- rare events

@@ -33,6 +33,7 @@ OPEN_STATES = frozenset({_S.AUTHENTICATING, _S.SUBSCRIBING, _S.SUBSCRIBED, _S.RE
 """The states with an open socket."""
 SUBSCRIBABLE_STATES = frozenset({_S.SUBSCRIBING, _S.SUBSCRIBED, _S.RESYNCING})
 """The states in which requests go out (open, and authenticated where a token is needed)."""
+_AFTER_FAILURE = frozenset({_S.DEGRADED, _S.CLOSED})
 _MAX_PINGS_TRACKED = 16
 
 
@@ -166,7 +167,14 @@ class Connection:
 
     def opened(self, now: float, *, needs_token: bool) -> FetchToken | None:
         """The socket is open: pings start. Where a token is needed, it is due within
-        ``timeout``: the ``FetchToken`` to ask for it is returned."""
+        ``timeout``: the ``FetchToken`` to ask for it is returned. Raises
+        ``LocalProtocolError`` unless connecting (the driver's ``connection_made`` is only
+        valid after ``OpenConnection``)."""
+        if self._state is not _S.CONNECTING:
+            raise LocalProtocolError(
+                "connection_made is only valid after OpenConnection, while connecting; "
+                f"the state is {self._state.value!r}"
+            )
         config = self._config
         self._connect_deadline = NEVER
         self._stale_armed = False
@@ -196,6 +204,22 @@ class Connection:
                 f"the state is {state.value!r}"
             )
         return False
+
+    def data_while_closed(self) -> None:
+        """Data came while the socket is not open: fine (the caller drops it) if it races a
+        failure or close already acted on (degraded, closed); else raises
+        ``LocalProtocolError`` (data before ``connection_made``)."""
+        if self._state not in _AFTER_FAILURE:
+            raise LocalProtocolError(
+                f"receive_data while {self._state.value!r}: feed data only after connection_made"
+            )
+
+    def lost_already(self) -> bool:
+        """Whether a lost connection was acted on already (degraded, closed): nothing more
+        to do. Raises ``LocalProtocolError`` before ``connect()`` (there is no connection)."""
+        if self._state is _S.DISCONNECTED:
+            raise LocalProtocolError("connection_lost before connect(): there is no connection")
+        return self._state in _AFTER_FAILURE
 
     @staticmethod
     def why_lost(exc: BaseException | None, close_code: int | None) -> tuple[str, bool]:
@@ -250,13 +274,16 @@ class Connection:
 
     # ------------------------------------------------------------------ timers
 
-    def connect_due(self, now: float) -> bool:
-        """Connecting, and the connect timeout has passed."""
-        return now >= self._connect_deadline
+    def connect_expired(self, now: float) -> str | None:
+        """While connecting: why the attempt must be given up now (no connection within
+        ``timeout``), or ``None``."""
+        if self._state is _S.CONNECTING and now >= self._connect_deadline:
+            return f"no connection within {self._config.timeout:g} s"
+        return None
 
     def retry_due(self, now: float) -> bool:
         """Degraded, and the backoff delay has passed."""
-        return now >= self._retry_at
+        return self._state is _S.DEGRADED and now >= self._retry_at
 
     def expired(self, now: float, heard_at: float) -> str | None:
         """While open: why the connection must be given up now (no token in time, or

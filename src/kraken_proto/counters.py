@@ -12,8 +12,9 @@ connection attempt, a pong), so those counts are always kept and cost nothing me
 
 Counting every message (by channel, with its size in bytes, and optionally the market
 entries of up to ``max_symbols`` symbols) is opt-in, ``ClientConfig(count_messages=True)`` or
-:meth:`KrakenProtocol.count_messages <kraken_proto.protocol.KrakenProtocol.count_messages>`:
-while it is off, the protocol's per-message path does not change at all.
+:meth:`KrakenProtocol.count_messages <kraken_proto.protocol.KrakenProtocol.count_messages>`,
+and is the policy of one :class:`MessageCounter` per protocol, which the protocol calls on
+the path it takes while counting: while it is off, the per-message path does not change.
 
 :attr:`KrakenProtocol.counters <kraken_proto.protocol.KrakenProtocol.counters>` returns a
 frozen :class:`ProtocolCounters`; ``kraken_transports.metrics`` exports it to Prometheus.
@@ -25,11 +26,15 @@ from typing import Any
 
 import msgspec
 
+from kraken_proto.errors import LocalProtocolError
+
 __all__ = [
     "IGNORED",
+    "MARKET_CHANNELS",
     "RESPONSE",
     "RESYNC_REASONS",
     "UNKNOWN",
+    "MessageCounter",
     "ProtocolCounters",
     "Tally",
 ]
@@ -43,6 +48,10 @@ over ``max_message_size``)."""
 IGNORED = "ignored"
 """The channel label of a message that arrived after the connection had failed or closed
 (racing the close; not read)."""
+
+MARKET_CHANNELS = frozenset({"book", "ticker", "trade", "ohlc", "level3"})
+"""The data channels whose entries each name a ``symbol``: counted per symbol when asked
+(:meth:`MessageCounter.start` with ``max_symbols``)."""
 
 RESYNC_REASONS = ("checksum", "unusable", "invalid_frame")
 """Why a book is resynced: its checksum did not match Kraken's; it refused a number (not
@@ -117,10 +126,11 @@ class Tally:
         "symbols",
     )
 
-    def __init__(self, *, counting: bool = False) -> None:
-        self.counting = counting
+    def __init__(self) -> None:
+        # What only a MessageCounter writes (counting every message is its policy):
+        self.counting = False
         self.max_symbols = 0
-        # channel -> [messages, bytes]: the protocol keeps each channel's list at hand and
+        # channel -> [messages, bytes]: the counter keeps each channel's list at hand and
         # adds to it in place (no lookup by name per message).
         self.channels: dict[str, list[int]] = {}
         self.symbols: set[str] = set()  # the symbols admitted under max_symbols
@@ -135,33 +145,6 @@ class Tally:
         self.round_trips = 0
         self.rtt_sum = 0.0
         self.rtt_last: float | None = None
-
-    # ------------------------------------------------------------------ messages (opt-in)
-
-    def channel(self, channel: str) -> list[int]:
-        """The ``[messages, bytes]`` counts of ``channel``, to add to in place."""
-        return self.channels.setdefault(channel, [0, 0])
-
-    def message(self, channel: str, size: int) -> None:
-        """One message of ``size`` bytes received on ``channel``."""
-        counts = self.channel(channel)
-        counts[0] += 1
-        counts[1] += size
-
-    def symbols_of(self, channel: str) -> dict[str, int]:
-        """The ``symbol -> entries`` counts of ``channel``, to add to in place (a symbol
-        not in it yet goes through :meth:`admit`)."""
-        return self.symbol_entries.setdefault(channel, {})
-
-    def admit(self, channel: str, counts: dict[str, int], symbol: str) -> None:
-        """The first entry of ``symbol`` on ``channel`` (``counts``: its :meth:`symbols_of`):
-        counted under its name within the ``max_symbols`` cap, else as omitted."""
-        admitted = self.symbols
-        if symbol in admitted or len(admitted) < self.max_symbols:
-            admitted.add(symbol)
-            counts[symbol] = 1
-        else:
-            _add(self.omitted, channel)
 
     # ------------------------------------------------------------------ rare events
 
@@ -209,3 +192,90 @@ class Tally:
             round_trip_seconds=self.rtt_sum,
             last_round_trip=self.rtt_last,
         )
+
+
+class MessageCounter:
+    """Counting every message one protocol receives: the opt-in policy (off until
+    :meth:`start`), kept in the protocol's :class:`Tally`.
+
+    The protocol asks :attr:`on` to choose its path, and on the counting path hands each
+    message over once, a data frame with :meth:`frame` and anything else under its label
+    with :meth:`count`. Each data frame is counted under its channel, the ``channel`` tag
+    of its ``msgspec`` type (``book``, ``ticker``, ...); the entries of a frame of one of
+    :data:`MARKET_CHANNELS` are also counted per symbol, for the first ``max_symbols``
+    symbols seen (the entries of the others by channel, as omitted).
+    """
+
+    __slots__ = ("_kinds", "_tally")
+
+    def __init__(self, tally: Tally) -> None:
+        self._tally = tally
+        # frame type -> (its channel's [messages, bytes], its symbol -> entries counts when
+        # they are counted, its channel): at hand for the frames of each type.
+        self._kinds: dict[type, tuple[list[int], dict[str, int] | None, str]] = {}
+
+    @property
+    def on(self) -> bool:
+        """Whether messages are counted (once :meth:`start` was called)."""
+        return self._tally.counting
+
+    def start(self, max_symbols: int = 0) -> None:
+        """Count every message from now on; with ``max_symbols`` > 0, also the entries of
+        the market channels per symbol for that many symbols. Calling again only ever
+        raises ``max_symbols``.
+
+        Raises:
+            LocalProtocolError: ``max_symbols`` is not an int >= 0.
+        """
+        if isinstance(max_symbols, bool) or not isinstance(max_symbols, int) or max_symbols < 0:
+            raise LocalProtocolError(f"max_symbols must be an int >= 0, got {max_symbols!r}")
+        tally = self._tally
+        tally.counting = True
+        tally.max_symbols = max(tally.max_symbols, max_symbols)
+        self._kinds.clear()  # the symbol counts follow the cap from the next frame on
+
+    def count(self, channel: str, size: int) -> None:
+        """One message of ``size`` bytes that is not a data frame, under its ``channel``
+        label (:data:`RESPONSE`, :data:`UNKNOWN` or :data:`IGNORED`)."""
+        counts = self._tally.channels.setdefault(channel, [0, 0])
+        counts[0] += 1
+        counts[1] += size
+
+    def frame(self, frame: msgspec.Struct, size: int) -> None:
+        """One data frame of ``size`` bytes (a frame type tagged with its channel)."""
+        kind = type(frame)
+        known = self._kinds.get(kind)
+        if known is None:
+            known = self._kinds[kind] = self._kind(kind)
+        counts, symbols, channel = known
+        counts[0] += 1
+        counts[1] += size
+        if symbols is not None:
+            market: Any = frame  # of a market channel: each entry names its symbol
+            for entry in market.data:
+                symbol = entry.symbol
+                if symbol in symbols:
+                    symbols[symbol] += 1
+                else:
+                    self._admit(channel, symbols, symbol)
+
+    def _kind(self, kind: type[msgspec.Struct]) -> tuple[list[int], dict[str, int] | None, str]:
+        """The counts of the frames of type ``kind`` (see ``_kinds``)."""
+        tally = self._tally
+        channel = str(kind.__struct_config__.tag)
+        counts = tally.channels.setdefault(channel, [0, 0])
+        symbols = None
+        if tally.max_symbols and channel in MARKET_CHANNELS:
+            symbols = tally.symbol_entries.setdefault(channel, {})
+        return counts, symbols, channel
+
+    def _admit(self, channel: str, counts: dict[str, int], symbol: str) -> None:
+        """The first entry of ``symbol`` on ``channel`` (``counts``: that channel's): counted
+        under its name within the ``max_symbols`` cap, else as omitted."""
+        tally = self._tally
+        admitted = tally.symbols
+        if symbol in admitted or len(admitted) < tally.max_symbols:
+            admitted.add(symbol)
+            counts[symbol] = 1
+        else:
+            _add(tally.omitted, channel)

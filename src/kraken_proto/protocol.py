@@ -22,14 +22,15 @@ talk through methods and return values, never through each other's state.
 
 What the parts count for monitoring goes into one :class:`~kraken_proto.counters.Tally`
 (:attr:`KrakenProtocol.counters`); counting every message is opt-in
-(:meth:`KrakenProtocol.count_messages`) and takes a path of its own, so the default path
-pays nothing for it.
+(:meth:`KrakenProtocol.count_messages`), the policy of a
+:class:`~kraken_proto.counters.MessageCounter`, and takes a path of its own, so the default
+path pays nothing for it.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kraken_proto.actions import Action, CloseConnection, Emit, ReconnectAfter
@@ -38,7 +39,14 @@ from kraken_proto.books import Books, l2_books, l3_books
 from kraken_proto.channels import MarketChannels, excerpt
 from kraken_proto.config import ClientConfig
 from kraken_proto.connection import SUBSCRIBABLE_STATES, Connection
-from kraken_proto.counters import IGNORED, RESPONSE, UNKNOWN, ProtocolCounters, Tally
+from kraken_proto.counters import (
+    IGNORED,
+    RESPONSE,
+    UNKNOWN,
+    MessageCounter,
+    ProtocolCounters,
+    Tally,
+)
 from kraken_proto.errors import LocalProtocolError
 from kraken_proto.events import ProtocolError
 from kraken_proto.host import Host
@@ -48,7 +56,7 @@ from kraken_proto.private import BalancesFrame, ExecutionsFrame
 from kraken_proto.ratecounter import RateCounterState
 from kraken_proto.state import ConnectionState, Trigger
 from kraken_proto.streams import PrivateStreams
-from kraken_proto.subscriber import Subscriber
+from kraken_proto.subscriber import MovedListener, Subscriber
 from kraken_proto.subscriptions import (
     Subscription,
     SubscriptionStatus,
@@ -75,26 +83,10 @@ from kraken_proto.wire import (
 __all__ = ["KrakenProtocol"]
 
 _S = ConnectionState
-_AFTER_FAILURE = frozenset({_S.DEGRADED, _S.CLOSED})
 # Refusals of a subscription that mean this connection's token is no good: reconnect for a
 # fresh one instead of failing the subscription.
 _TOKEN_REFUSED = frozenset({"ESession:Invalid session", "EAPI:Invalid token"})
 _BY_CLIENT = "closed by the client"
-# The channel each data frame is counted under (its wire tag).
-_CHANNEL_OF: dict[type, str] = {
-    BookFrame: "book",
-    TradeFrame: "trade",
-    TickerFrame: "ticker",
-    OHLCFrame: "ohlc",
-    HeartbeatFrame: "heartbeat",
-    StatusFrame: "status",
-    InstrumentFrame: "instrument",
-    ExecutionsFrame: "executions",
-    BalancesFrame: "balances",
-    Level3Frame: "level3",
-}
-# The frames whose entries each name a symbol (counted per symbol when asked to).
-_PER_SYMBOL = frozenset({BookFrame, TradeFrame, TickerFrame, OHLCFrame, Level3Frame})
 
 
 def _byte_size(payload: bytes | str) -> int:
@@ -108,6 +100,42 @@ def _too_large(size: int, payload: bytes | str, limit: int, now: float) -> list[
     """The ``ProtocolError`` for a message of ``size`` bytes, above ``max_message_size``."""
     problem = f"message of {size} bytes exceeds max_message_size ({limit})"
     return [Emit(ProtocolError(problem, excerpt(payload), now))]
+
+
+def _following(books: Mapping[str, Books[Any]]) -> MovedListener:
+    """The subscriber's ``moved`` listener: a subscription that moved is followed by its
+    book (the one of its symbol in ``books``, by channel), if it has one."""
+
+    def moved(
+        record: Subscription,
+        trigger: SubscriptionTrigger,
+        status: SubscriptionStatus | None,
+        actions: list[Action],
+        now: float,
+    ) -> None:
+        part = books.get(record.channel)
+        if part is not None and record.symbol is not None:
+            part.follow(record, trigger, status, actions, now)
+
+    return moved
+
+
+def _handlers(
+    l2: Books[Any], l3: Books[Any], channels: MarketChannels, streams: PrivateStreams
+) -> dict[type, Callable[[Any, float], list[Action]]]:
+    """Which part handles the data frames of each type."""
+    return {
+        BookFrame: l2.on_frame,
+        TradeFrame: channels.on_trades,
+        TickerFrame: channels.on_ticker,
+        OHLCFrame: channels.on_candles,
+        HeartbeatFrame: channels.on_heartbeat,
+        StatusFrame: channels.on_status,
+        InstrumentFrame: channels.on_instrument,
+        ExecutionsFrame: streams.on_frame,
+        BalancesFrame: streams.on_frame,
+        Level3Frame: l3.on_frame,
+    }
 
 
 class KrakenProtocol:
@@ -141,60 +169,37 @@ class KrakenProtocol:
     ) -> None:
         self._config = config = config if config is not None else ClientConfig()
         self._replay = replay
-        if private and level3:
-            raise LocalProtocolError(
-                "choose one host: private=True (executions, balances, trading) "
-                "or level3=True (level3 books), each on its own KrakenProtocol"
-            )
-        self._host = host = Host.AUTH if private else Host.LEVEL3 if level3 else Host.PUBLIC
+        self._host = host = Host.of(config, private=private, level3=level3)
         self._private = host.needs_token
-        if self._private and not config.credentials_set:
-            raise LocalProtocolError(
-                f"a {host.value} connection needs api_key and api_secret in ClientConfig "
-                "(or ClientConfig.from_env() with KRAKEN_API_KEY / KRAKEN_API_SECRET)"
-            )
         self._url = host.url(config)
         ids = itertools.count(1)  # req_id of every request, whichever part sends it
-        self._tally = tally = Tally(counting=config.count_messages)
+        self._tally = tally = Tally()
+        self._counter = MessageCounter(tally)  # counting every message: opt-in
         self._outbox = outbox = Outbox(config.max_requests_per_second, config.request_burst)
         self._conn = Connection(config, self._url, outbox, ids, tally)
         self._open = False  # the connection is open: kept by _transition
         # receive_data's own path applies: open, and messages are not counted. Kept by
         # _transition and count_messages; read on every frame.
         self._fast = False
-        # While counting: the [messages, bytes] counts of each data frame's channel and,
-        # with max_symbols, the per-symbol counts of the market channels.
-        self._counted: dict[type, list[int]] = {}
-        self._symbol_counts: dict[type, dict[str, int]] = {}
         self._heard_at = 0.0  # when Kraken last spoke (pongs do not count): liveness
         # A str of n characters holds at most 4n bytes: only long ones need counting.
         self._size_check_from = config.max_message_size // 4
+        books: dict[str, Books[Any]] = {}  # by channel; filled once built, on the subscriber
+        moved = _following(books)
         self._subs = subs = Subscriber(
-            config, host, replay=replay, outbox=outbox, ids=ids, moved=self._moved
+            config, host, replay=replay, outbox=outbox, ids=ids, moved=moved
         )
         changed = self._resyncs_changed
         self._l2 = l2_books(config, replay=replay, subscriber=subs, changed=changed, tally=tally)
         self._l3 = l3_books(config, replay=replay, subscriber=subs, changed=changed, tally=tally)
-        self._books: dict[str, Books[Any]] = {"book": self._l2, "level3": self._l3}
+        books.update(book=self._l2, level3=self._l3)
         self._trader = Trader(config, host, outbox, ids)
         self._streams = PrivateStreams(config, subs, self._trader.track_executions, tally)
         silence = config.silent_subscription_timeout is not None
-        channels = MarketChannels(subs.heard, self._books, silence=silence)
-        self._channels = channels
-        self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
-            BookFrame: self._l2.on_frame,
-            TradeFrame: channels.on_trades,
-            TickerFrame: channels.on_ticker,
-            OHLCFrame: channels.on_candles,
-            HeartbeatFrame: channels.on_heartbeat,
-            StatusFrame: channels.on_status,
-            InstrumentFrame: channels.on_instrument,
-            ExecutionsFrame: self._streams.on_frame,
-            BalancesFrame: self._streams.on_frame,
-            Level3Frame: self._l3.on_frame,
-        }
+        self._channels = MarketChannels(subs.heard, books, silence=silence)
+        self._handlers = _handlers(self._l2, self._l3, self._channels, self._streams)
         if config.count_messages:
-            self._start_counting()
+            self._counter.start()
 
     # ------------------------------------------------------------------ queries
 
@@ -276,31 +281,12 @@ class KrakenProtocol:
         return self._tally.snapshot()
 
     def count_messages(self, *, max_symbols: int = 0) -> None:
-        """Count every message received from now on, by channel and with its size in bytes
-        (``counters.messages``, ``counters.message_bytes``); ``ClientConfig(count_messages=
-        True)`` does it from the start. With ``max_symbols`` > 0, also count the entries of
-        the market channels per symbol for that many symbols (the first seen), and by channel
-        the entries of the others (``counters.symbol_entries``, ``counters.symbols_omitted``).
-
+        """Count every message received from now on (``ClientConfig(count_messages=True)``:
+        from the start), by channel with its size, and with ``max_symbols`` > 0 the market
+        entries per symbol (:class:`~kraken_proto.counters.MessageCounter` says how).
         Counting takes a path of its own (about 0.2 µs a message more, as much again per
-        symbol entries); without it the per-message path is untouched. Calling again only
-        ever raises ``max_symbols``.
-        """
-        if isinstance(max_symbols, bool) or not isinstance(max_symbols, int) or max_symbols < 0:
-            raise LocalProtocolError(f"max_symbols must be an int >= 0, got {max_symbols!r}")
-        tally = self._tally
-        tally.counting = True
-        tally.max_symbols = max(tally.max_symbols, max_symbols)
-        self._start_counting()
-
-    def _start_counting(self) -> None:
-        """Keep each channel's counts at hand for the counting path."""
-        tally = self._tally
-        self._counted = {kind: tally.channel(name) for kind, name in _CHANNEL_OF.items()}
-        if tally.max_symbols:
-            self._symbol_counts = {
-                kind: tally.symbols_of(_CHANNEL_OF[kind]) for kind in _PER_SYMBOL
-            }
+        symbol entries); without it the per-message path is untouched."""
+        self._counter.start(max_symbols)
         self._fast = False
 
     @property
@@ -333,26 +319,16 @@ class KrakenProtocol:
         """Start (or restart) the connection: returns ``OpenConnection``."""
         if self._conn.state is _S.CLOSED:
             self._conn.restart()
-        return [
-            self._transition(Trigger.CONNECT, now, "connect requested"),
-            self._conn.begin_connect(now),
-        ]
+        start = self._transition(Trigger.CONNECT, now, "connect requested")
+        return [start, self._conn.begin_connect(now)]
 
     def connection_made(self, now: float) -> list[Action]:
         """The driver opened the WebSocket asked for by the last ``OpenConnection``."""
-        state = self._conn.state
-        if state is not _S.CONNECTING:
-            raise LocalProtocolError(
-                "connection_made is only valid after OpenConnection, while connecting; "
-                f"the state is {state.value!r}"
-            )
+        fetch = self._conn.opened(now, needs_token=self._private)  # raises unless connecting
         self._heard_at = now
-        fetch = self._conn.opened(now, needs_token=self._private)
         if fetch is not None:
-            return [
-                self._transition(Trigger.OPENED_PRIVATE, now, "connected; fetching a token"),
-                fetch,
-            ]
+            opened = self._transition(Trigger.OPENED_PRIVATE, now, "connected; fetching a token")
+            return [opened, fetch]
         actions: list[Action] = [self._transition(Trigger.OPENED_PUBLIC, now, "connected")]
         self._subs.connected(None, actions, now)
         self._settle(actions, now)
@@ -390,10 +366,8 @@ class KrakenProtocol:
         if self._conn.stale_token_answer(connection, "token_failed"):
             return []
         reason = f"could not get a WebSocket token: {error}"
-        close = CloseConnection(1000, "no WebSocket token")
-        if terminal:
-            return self._fail(now, f"{reason} (not retrying)", close=close, terminal=True)
-        return self._fail(now, reason, close=close)
+        reason = f"{reason} (not retrying)" if terminal else reason
+        return self._fail(now, reason, close="no WebSocket token", terminal=terminal)
 
     def receive_data(self, payload: bytes | str, now: float) -> list[Action]:
         """One complete WebSocket message from the server.
@@ -419,58 +393,33 @@ class KrakenProtocol:
         return self._handlers[type(frame)](frame, now)
 
     def _receive_slow(self, payload: bytes | str, now: float) -> list[Action]:
-        """:meth:`receive_data` while not open, or while counting messages: the same, plus
-        the counts (see :meth:`count_messages`)."""
-        tally = self._tally
+        """:meth:`receive_data` while not open, or while counting messages: the same, with
+        each message handed to the counter (see :meth:`count_messages`)."""
+        counter = self._counter
         if not self._open:
-            state = self._conn.state
-            if state in _AFTER_FAILURE:  # frames racing with a close we already acted on
-                if tally.counting:
-                    tally.message(IGNORED, _byte_size(payload))
-                return []
-            raise LocalProtocolError(
-                f"receive_data while {state.value!r}: feed data only after connection_made"
-            )
+            self._conn.data_while_closed()  # racing a close we already acted on, or raises
+            if counter.on:
+                counter.count(IGNORED, _byte_size(payload))
+            return []
         size = len(payload) if type(payload) is bytes or payload.isascii() else _byte_size(payload)
         limit = self._config.max_message_size
         if size > limit:
-            tally.message(UNKNOWN, size)
+            counter.count(UNKNOWN, size)
             return _too_large(size, payload, limit, now)
         try:
             frame = decode_data_frame(payload)
         except UNDECODABLE as exc:
-            try:
-                response = decode_response(payload)
-            except UNDECODABLE:
-                tally.message(UNKNOWN, size)
-                return self._unusable(payload, exc, now)
-            tally.message(RESPONSE, size)
-            return self._on_response(response, now)
-        kind = type(frame)
-        counts = self._counted[kind]
-        counts[0] += 1
-        counts[1] += size
-        symbols = self._symbol_counts.get(kind) if tally.max_symbols else None
-        if symbols is not None:
-            market: Any = frame  # of a market channel: each entry names its symbol
-            for entry in market.data:
-                symbol = entry.symbol
-                if symbol in symbols:
-                    symbols[symbol] += 1
-                else:
-                    tally.admit(_CHANNEL_OF[kind], symbols, symbol)
+            return self._receive_other(payload, exc, now, size)
+        counter.frame(frame, size)
         self._heard_at = now
-        return self._handlers[kind](frame, now)
+        return self._handlers[type(frame)](frame, now)
 
     def connection_lost(
         self, now: float, exc: BaseException | None = None, *, close_code: int | None = None
     ) -> list[Action]:
         """The socket closed or could not be opened. ``close_code`` if a close frame came."""
-        state = self._conn.state
-        if state in _AFTER_FAILURE:
+        if self._conn.lost_already():
             return []
-        if state is _S.DISCONNECTED:
-            raise LocalProtocolError("connection_lost before connect(): there is no connection")
         reason, terminal = Connection.why_lost(exc, close_code)
         return self._fail(now, reason, terminal=terminal)
 
@@ -481,19 +430,16 @@ class KrakenProtocol:
         """
         conn = self._conn
         if not self._open:
-            state = conn.state
-            if state is _S.CONNECTING and conn.connect_due(now):
-                timeout = f"no connection within {self._config.timeout:g} s"
-                return self._fail(now, timeout, close=CloseConnection(1000, timeout))
-            if state is _S.DEGRADED and conn.retry_due(now):
-                return [
-                    self._transition(Trigger.RETRY, now, "reconnecting"),
-                    conn.begin_connect(now),
-                ]
+            timeout = conn.connect_expired(now)
+            if timeout is not None:
+                return self._fail(now, timeout, close=timeout)
+            if conn.retry_due(now):
+                retry = self._transition(Trigger.RETRY, now, "reconnecting")
+                return [retry, conn.begin_connect(now)]
             return []
         reason = conn.expired(now, self._heard_at) or self._subs.silent(now)
         if reason is not None:
-            return self._fail(now, reason, close=CloseConnection(1000, reason))
+            return self._fail(now, reason, close=reason)
         actions: list[Action] = []
         self._subs.expire(actions, now)
         if self._private:
@@ -593,18 +539,15 @@ class KrakenProtocol:
         and ``_fast``."""
         emit = self._conn.move(trigger, now, reason, **failure)
         self._open = is_open = self._conn.is_open
-        self._fast = is_open and not self._tally.counting
+        self._fast = is_open and not self._counter.on
         return emit
 
     def _fail(
-        self,
-        now: float,
-        reason: str,
-        *,
-        close: CloseConnection | None = None,
-        terminal: bool = False,
+        self, now: float, reason: str, *, close: str | None = None, terminal: bool = False
     ) -> list[Action]:
-        actions: list[Action] = [] if close is None else [close]
+        """The connection failed for ``reason``: closed first if ``close`` is given (the close
+        frame's reason, code 1000), then retried with backoff or given up (``terminal``)."""
+        actions: list[Action] = [] if close is None else [CloseConnection(1000, close)]
         self._reset(actions, now, reason)
         conn = self._conn
         delay = conn.failed(now, reason, terminal=terminal)
@@ -614,10 +557,8 @@ class KrakenProtocol:
             self._subs.settle_calls(reason, actions, now)
             actions.append(self._transition(Trigger.GIVE_UP, now, reason))
             return actions
-        actions.append(
-            self._transition(Trigger.FAILED, now, reason, retry=conn.attempt, delay=delay)
-        )
-        actions.append(ReconnectAfter(delay, reason))
+        failed = self._transition(Trigger.FAILED, now, reason, retry=conn.attempt, delay=delay)
+        actions += (failed, ReconnectAfter(delay, reason))
         return actions
 
     def _reset(self, actions: list[Action], now: float, reason: str) -> None:
@@ -646,35 +587,26 @@ class KrakenProtocol:
         elif not resyncing and state is _S.RESYNCING:
             actions.append(self._transition(Trigger.RESYNC_FINISHED, now, reason))
 
-    def _moved(
-        self,
-        record: Subscription,
-        trigger: SubscriptionTrigger,
-        status: SubscriptionStatus | None,
-        actions: list[Action],
-        now: float,
-    ) -> None:
-        """A subscription moved: its book (if it has one) follows."""
-        books = self._books.get(record.channel)
-        if books is not None and record.symbol is not None:
-            books.follow(record, trigger, status, actions, now)
-
     # ------------------------------------------------------------------ other frames
 
-    def _receive_other(self, payload: bytes | str, error: Exception, now: float) -> list[Action]:
-        """Classify a frame that is not a well-formed data frame of a known channel."""
+    def _receive_other(
+        self, payload: bytes | str, error: Exception, now: float, size: int = -1
+    ) -> list[Action]:
+        """Classify a frame that is not a well-formed data frame of a known channel (counted
+        if its ``size`` is given: on the counting path)."""
         try:
             response = decode_response(payload)
         except UNDECODABLE:
-            return self._unusable(payload, error, now)
+            if size >= 0:
+                self._counter.count(UNKNOWN, size)
+            # Neither a data frame nor a response: what the market channels make of it.
+            actions, heard = self._channels.unusable_frame(payload, error, now)
+            if heard:
+                self._heard_at = now
+            return actions
+        if size >= 0:
+            self._counter.count(RESPONSE, size)
         return self._on_response(response, now)
-
-    def _unusable(self, payload: bytes | str, error: Exception, now: float) -> list[Action]:
-        """Neither a data frame nor a response: what the market channels make of it."""
-        actions, heard = self._channels.unusable_frame(payload, error, now)
-        if heard:
-            self._heard_at = now
-        return actions
 
     def _on_response(self, response: Response, now: float) -> list[Action]:
         method = response.method
@@ -684,7 +616,7 @@ class KrakenProtocol:
         if method in ("subscribe", "unsubscribe"):
             if self._private and response.success is not True and response.error in _TOKEN_REFUSED:
                 reason = f"Kraken refused this connection's token ({response.error}); reconnecting"
-                return self._fail(now, reason, close=CloseConnection(1000, "token refused"))
+                return self._fail(now, reason, close="token refused")
             actions: list[Action] = []
             if self._subs.on_ack(response, actions, now):
                 self._conn.arm_stale()

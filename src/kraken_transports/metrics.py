@@ -327,9 +327,9 @@ def latency_buckets(histogram: LatencyHistogram) -> tuple[list[tuple[str, float]
     for the conversion and its error)."""
     counts = [0] * (len(LATENCY_BUCKETS) + 1)
     total = 0.0
-    # _runs(): the histogram's own walk over its buckets, ascending: (count, value) with
+    # buckets(): the histogram's own walk over its buckets, ascending: (count, value) with
     # the value a bucket's middle (exact min/max for the counts out of its range).
-    for count, value in histogram._runs():
+    for count, value in histogram.buckets():
         counts[bisect_left(LATENCY_BUCKETS, value)] += count
         total += count * value
     buckets = []

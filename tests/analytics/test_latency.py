@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from budget import sized
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -276,6 +277,52 @@ def test_a_copy_is_independent() -> None:
     assert (signed_copy.count, signed_copy.negative, signed_copy.min) == (2, 1, -0.001)
     assert signed_copy.percentile(0) == pytest.approx(-0.001, rel=1 / 128)
     assert histogram.count == 4
+
+
+def test_buckets_walk_everything_recorded_in_increasing_value() -> None:
+    histogram = LatencyHistogram()
+    assert list(histogram.buckets()) == []
+    for value, count in ((0.001, 3), (-500.0, 1), (2.0, 1), (1e-9, 2), (-0.01, 1), (200.0, 1)):
+        histogram.record(value, count)
+    runs = list(histogram.buckets())
+    assert [count for count, _ in runs] == [1, 1, 2, 3, 1, 1]
+    values = [value for _, value in runs]
+    error = histogram.relative_error
+    assert values[0] == -500.0 and values[-1] == 200.0  # beyond the range: the exact min, max
+    assert values[1] == pytest.approx(-0.01, rel=error)
+    assert values[2] == 0.0  # below the range
+    assert values[3] == pytest.approx(0.001, rel=error)
+    assert values[4] == pytest.approx(2.0, rel=error)
+
+
+below_range = st.floats(min_value=-9e-7, max_value=9e-7)  # |value| < lowest (2**-20)
+beyond_range = st.floats(min_value=128.0, max_value=1e4)  # |value| >= highest (2**7)
+any_latency = st.one_of(signed, below_range, beyond_range, beyond_range.map(lambda v: -v))
+
+
+@sized(60, 600)
+@given(st.lists(st.tuples(any_latency, st.integers(1, 3)), max_size=80))
+def test_buckets_stand_for_the_sorted_values(recorded: list[tuple[float, int]]) -> None:
+    """Spelled out by their counts, the buckets are the recorded values in increasing order,
+    each as the histogram reports it."""
+    histogram = LatencyHistogram()
+    for value, count in recorded:
+        histogram.record(value, count)
+    runs = list(histogram.buckets())
+    assert all(count > 0 for count, _ in runs)
+    assert [value for _, value in runs] == sorted({value for _, value in runs})
+    spelled = [value for count, value in runs for _ in range(count)]
+    values = sorted(value for value, count in recorded for _ in range(count))
+    assert len(spelled) == len(values) == histogram.count
+    for reported, value in zip(spelled, values, strict=True):
+        if abs(value) < histogram.lowest:
+            assert reported == 0.0
+        elif value >= histogram.highest:
+            assert reported == histogram.max
+        elif value <= -histogram.highest:
+            assert reported == histogram.min
+        else:
+            assert abs(reported - value) <= histogram.relative_error * abs(value) * (1 + 1e-12)
 
 
 # --------------------------------------------------------------------------- sampler

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from types import MappingProxyType
@@ -361,15 +361,22 @@ class LatencyHistogram:
         wanted = sorted(found)
         seen = 0
         index = 0  # into wanted
-        for count, value in self._runs():
+        for count, value in self.buckets():
             seen += count
             while index < len(wanted) and wanted[index] <= seen:
                 found[wanted[index]] = min(max(value, self._min), self._max)
                 index += 1
         return [found[rank] for rank in ranks]
 
-    def _runs(self) -> Iterable[tuple[int, float]]:
-        """``(count, reported value)`` of every non-empty bucket, in increasing value."""
+    def buckets(self) -> Iterator[tuple[int, float]]:
+        """Everything recorded, by bucket: ``(count, value)`` of every non-empty bucket, in
+        increasing value, for exporting the distribution (e.g. as a Prometheus histogram).
+
+        ``value`` is what the histogram reports for the bucket's values: its middle (within
+        :attr:`relative_error` of each), ``0.0`` for those in ``below``, and the exact
+        :attr:`min` and :attr:`max` for those at or beyond ``highest`` (``<= -highest``,
+        ``>= highest``). The counts add up to :attr:`count`; nothing is yielded while it is 0.
+        """
         low, _, sub_buckets = self.layout
         if self._over_low:
             yield self._over_low, self._min
