@@ -216,6 +216,7 @@ EXAMPLES = [
         ),
     ),
     Example("test_with_replay.py", (), (r"^\d+ passed",)),
+    Example("test_market_maker.py", (), (r"^\d+ passed",)),
 ]
 
 

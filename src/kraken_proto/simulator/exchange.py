@@ -455,6 +455,9 @@ class FakeExchange:
         # (driver time of the market's next event, index into _markets), a heap.
         self._markets = list(self.markets.values())
         self._due: list[tuple[float, int]] = []
+        self._started = False
+        self.halted: set[str] = set()
+        """The pairs halted by :meth:`halt` (no market events, new orders refused)."""
         # (driver time, number, connection, channel, symbol) of snapshots to send, a heap.
         self._snapshots: list[tuple[float, int, ExchangeConnection, str, str]] = []
         self._snapshot_count = 0
@@ -504,7 +507,8 @@ class FakeExchange:
         return self._origin
 
     def _start(self, now: float) -> float:
-        if not self._due:
+        if not self._started:
+            self._started = True
             if self._origin is None:
                 self._origin = now
             first = self._origin
@@ -557,20 +561,80 @@ class FakeExchange:
             market = self._markets[index]
             wall = self.wall_time(next_event)
             engine.run_timers(wall)
-            step = market.step(wall)
-            engine.on_step(market, step)
-            level3 = self.level3_books.get(market.symbol)
-            if level3 is not None:
-                level3.apply(step)
-            rendered = _StepFrames(market, step, level3)
-            for connection in self._connections:
-                connection._collect(rendered, next_event)
-            if engine.outbox:
-                self.flush_private(next_event)
+            self._publish(market, market.step(wall), next_event)
             heapq.heapreplace(due, (next_event + market.next_gap(), index))
         engine.run_timers(self.wall_time(now))
         if engine.outbox:
             self.flush_private(now)
+
+    def _publish(self, market: MarketModel, step: MarketStep, t: float) -> None:
+        """Account for one market step at driver time ``t`` and queue its frames."""
+        engine = self.engine
+        engine.on_step(market, step)
+        level3 = self.level3_books.get(market.symbol)
+        if level3 is not None:
+            level3.apply(step)
+        rendered = _StepFrames(market, step, level3)
+        for connection in self._connections:
+            connection._collect(rendered, t)
+        if engine.outbox:
+            self.flush_private(t)
+
+    # ----------------------------------------------------------------- market control
+
+    def _market(self, symbol: str) -> MarketModel:
+        market = self.markets.get(symbol)
+        if market is None:
+            raise ValueError(f"symbol must be one of {sorted(self.markets)}, got {symbol!r}")
+        return market
+
+    def move_price(self, symbol: str, price: Decimal, now: float) -> None:
+        """Move ``symbol``'s market to ``price`` at driver time ``now``: a taker sweeps the
+        book there, with a trade per level, and a new best level rests at ``price`` (see
+        :meth:`MarketModel.sweep <kraken_proto.simulator.market.MarketModel.sweep>`).
+
+        Resting orders the sweep reaches fill; every connection gets the frames at ``now``
+        (book, ticker, trades, level3), in order with the market's own events. Raises
+        ``ValueError`` for an unknown symbol or a price the sweep cannot reach.
+        """
+        market = self._market(symbol)
+        self.advance(now)
+        self._publish(market, market.sweep(price, self.wall_time(now)), now)
+
+    def add_liquidity(
+        self, symbol: str, side: str, price: Decimal, qty: Decimal, now: float
+    ) -> None:
+        """Rest ``qty`` more at ``price`` on ``side`` (``"bid"``/``"ask"``) of ``symbol``'s
+        book at driver time ``now`` (see :meth:`MarketModel.add_liquidity
+        <kraken_proto.simulator.market.MarketModel.add_liquidity>`); published like
+        :meth:`move_price`. Raises ``ValueError`` for an unknown symbol or a bad level."""
+        market = self._market(symbol)
+        self.advance(now)
+        self._publish(market, market.add_liquidity(side, price, qty, self.wall_time(now)), now)
+
+    def halt(self, symbol: str, now: float) -> None:
+        """Halt ``symbol`` at driver time ``now``, as Kraken's ``cancel_only`` status: its
+        market makes no more events (no book updates, trades or fills; heartbeats go on) and
+        new orders on it (``add_order``, ``batch_add``, ``edit_order``) are refused with
+        :data:`~kraken_proto.simulator.trading.MARKET_HALTED`; cancels work. Idempotent."""
+        market = self._market(symbol)
+        self.advance(now)
+        self.halted.add(symbol)
+        self.rules[symbol] = msgspec.structs.replace(self.rules[symbol], halted=True)
+        index = self._markets.index(market)
+        self._due = [entry for entry in self._due if entry[1] != index]
+        heapq.heapify(self._due)
+
+    def resume(self, symbol: str, now: float) -> None:
+        """Let a halted ``symbol`` trade again from driver time ``now`` (a no-op if it is
+        not halted)."""
+        market = self._market(symbol)
+        self.advance(now)
+        if symbol in self.halted:
+            self.halted.discard(symbol)
+            self.rules[symbol] = msgspec.structs.replace(self.rules[symbol], halted=False)
+            index = self._markets.index(market)
+            heapq.heappush(self._due, (now + market.next_gap(), index))
 
     def _schedule_snapshot(
         self, at: float, connection: ExchangeConnection, channel: str, symbol: str

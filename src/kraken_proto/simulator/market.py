@@ -655,6 +655,13 @@ class MarketModel:
         else:
             self._amend(side)
         self._fair += rng.gauss(0.0, 0.35) * self._tick
+        return self._finish_step(now, before, trades)
+
+    def _finish_step(
+        self, now: float, before: tuple[int, int, int, int], trades: list[TradeRecord]
+    ) -> MarketStep:
+        """The :class:`MarketStep` of the changes made since ``begin()``, at ``now``."""
+        bids, asks = self._bids, self._asks
         self.time = now
         self._expire(now)
         after = (bids.keys[0], bids.qty[bids.keys[0]], asks.keys[0], asks.qty[asks.keys[0]])
@@ -666,6 +673,73 @@ class MarketModel:
         return MarketStep(
             self, now, (bids.changes, asks.changes), views, tuple(trades), before != after
         )
+
+    def _begin(self) -> tuple[int, int, int, int]:
+        """Start an event made from outside (:meth:`sweep`, :meth:`add_liquidity`)."""
+        bids, asks = self._bids, self._asks
+        bids.begin()
+        asks.begin()
+        return (bids.keys[0], bids.qty[bids.keys[0]], asks.keys[0], asks.qty[asks.keys[0]])
+
+    def _units(self, price: Decimal, name: str) -> int:
+        """``price`` in price units, checked: positive and on the tick grid."""
+        units = price.scaleb(self.price_precision)
+        if units <= 0 or units != units.to_integral_value() or int(units) % self._tick:
+            raise ValueError(
+                f"{name} must be a positive multiple of the tick {self.tick}, got {price}"
+            )
+        return int(units)
+
+    def sweep(self, price: Decimal, now: float) -> MarketStep:
+        """Move the market to ``price`` at wall-clock time ``now``: one engine event.
+
+        A taker order trades through every level of the other side up to ``price`` (a
+        buy when ``price`` is at or above the best ask, a sell when at or below the best
+        bid), one trade per level, and makers follow: a new level at ``price`` on the
+        taker's side becomes the best. The fair price moves there too, so later events
+        trade around it. A ``price`` inside the spread only adds that best level. Raises
+        ``ValueError`` for a price off the tick grid or at or beyond the other side's
+        deepest level (a sweep stays within the book).
+        """
+        target = self._units(price, "price")
+        before = self._begin()
+        bids, asks = self._bids, self._asks
+        buy = target >= asks.keys[0]
+        book, own = (asks, bids) if buy else (bids, asks)
+        key = book.sign * target
+        if key >= book.keys[-1]:
+            raise ValueError(f"price {price} is at or beyond the deepest level of the book")
+        trades: list[TradeRecord] = []
+        side = "buy" if buy else "sell"
+        while book.keys[0] <= key:
+            best = book.keys[0]
+            trades.append(self._record_trade(now, side, book.sign * best, book.qty[best], "market"))
+            self._delete(book, best)
+        own.put(own.sign * target, own.qty.get(own.sign * target, 0) + self._random_qty())
+        self._fair = target + (self._tick / 2 if buy else -self._tick / 2)
+        return self._finish_step(now, before, trades)
+
+    def add_liquidity(self, side: str, price: Decimal, qty: Decimal, now: float) -> MarketStep:
+        """Rest ``qty`` more at ``price`` on ``side`` (``"bid"`` or ``"ask"``) at wall-clock
+        time ``now``: one engine event, a level's quantity growing or a new level.
+
+        Raises ``ValueError`` for an unknown side, a price off the tick grid or crossing
+        the other side's best, or a quantity that is not positive at the pair's precision.
+        """
+        if side not in ("bid", "ask"):
+            raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
+        units = self._units(price, "price")
+        amount = qty.scaleb(self.qty_precision)
+        if amount <= 0 or amount != amount.to_integral_value():
+            raise ValueError(f"qty must be positive at {self.qty_precision} decimals, got {qty}")
+        bids, asks = self._bids, self._asks
+        own = bids if side == "bid" else asks
+        if units >= asks.keys[0] if side == "bid" else units <= -bids.keys[0]:
+            raise ValueError(f"price {price} crosses the other side's best price")
+        before = self._begin()
+        key = own.sign * units
+        own.put(key, own.qty.get(key, 0) + int(amount))
+        return self._finish_step(now, before, [])
 
     def book(self, depth: int | None = None) -> tuple[list[Level], list[Level]]:
         """The top ``depth`` levels (all with ``None``) as ``(bids, asks)``, best first."""

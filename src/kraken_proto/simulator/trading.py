@@ -35,6 +35,7 @@ __all__ = [
     "INVALID_ARGUMENTS",
     "INVALID_ORDER",
     "INVALID_PRICE",
+    "MARKET_HALTED",
     "ORDER_MINIMUM",
     "POST_ONLY_AMEND",
     "TICK_SIZE",
@@ -58,6 +59,9 @@ TICK_SIZE = "EOrder:Tick size check failed"
 """A price that is not a multiple of the pair's tick."""
 INVALID_PRICE = "EOrder:Invalid price"
 """A price of zero or below."""
+MARKET_HALTED = "EService:Market in cancel_only mode"
+"""A new order on a pair halted by ``FakeExchange.halt`` (Kraken's text for a pair in
+``cancel_only`` status)."""
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 """An unknown ``symbol`` (Kraken's REST text)."""
 POST_ONLY_AMEND = "EOrder:Post only order"
@@ -151,6 +155,8 @@ class SymbolRules(msgspec.Struct, frozen=True):
     tick: Decimal
     qty_min: Decimal
     cost_min: Decimal
+    halted: bool = False
+    """The pair is halted: new orders are refused (:data:`MARKET_HALTED`)."""
 
 
 class _InvalidError(Exception):
@@ -257,6 +263,8 @@ def _order(
     pair = rules.get(symbol)
     if pair is None:
         raise _InvalidError(UNKNOWN_PAIR)
+    if pair.halted:
+        raise _InvalidError(MARKET_HALTED)
     order_type = params.get("order_type")
     side = params.get("side")
     if order_type not in ("limit", "market") or side not in ("buy", "sell"):
@@ -411,6 +419,8 @@ def _edit_order(
     if params.get("symbol") != old.symbol:
         raise _InvalidError(INVALID_ARGUMENTS)  # required, and cannot change
     pair = rules[old.symbol]
+    if pair.halted:
+        raise _InvalidError(MARKET_HALTED)
     qty = _qty(params["order_qty"], pair) if "order_qty" in params else old.order_qty
     if qty <= old.cum_qty:
         raise _InvalidError(INVALID_ARGUMENTS)  # a new quantity below the filled one is rejected
