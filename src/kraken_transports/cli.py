@@ -1,4 +1,4 @@
-"""The ``kraken-ws`` command: demo, stream, book, record, replay, serve and web.
+"""The ``kraken-ws`` command: demo, stream, book, record, replay, serve, web and publish.
 
 ::
 
@@ -10,6 +10,8 @@
     kraken-ws replay capture.jsonl                  # exit 1 if a checksum or the stream failed
     kraken-ws serve --port 8765                     # the simulator, for your own tests
     kraken-ws web                                   # live order-book page on 127.0.0.1:8766
+    kraken-ws publish BTC/USD --to redis://127.0.0.1:6379/0  # fan-out (docs/fanout.md)
+    kraken-ws stream --from redis://127.0.0.1:6379/0 BTC/USD --channel book
     kraken-ws demo --metrics-port 9108              # and Prometheus metrics at /metrics
 
 Every live command runs the asyncio driver (:mod:`kraken_transports.aio`) with a small
@@ -250,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  kraken-ws replay cap.jsonl                 verify a capture offline\n"
             "  kraken-ws serve --port 8765                the simulator, for your own clients\n"
             "  kraken-ws web                              live order-book page in a browser\n"
+            "  kraken-ws publish BTC/USD --to redis://127.0.0.1:6379/0   fan-out to Redis/NATS\n"
             "\n"
             "exit codes: 0 ok, 1 failure (connection, refused subscription, bad checksum),\n"
             "2 bad arguments, 130 interrupted (Ctrl-C, which is also how serve stops).\n"
@@ -348,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("--json", action="store_true", help="print one JSON object per line")
     stream.set_defaults(handler=_cmd_stream, parser=stream)
+    from kraken_transports.fanout import cli as fanout_cli  # noqa: PLC0415 - it imports this
+
+    fanout_cli.add_stream_options(stream)
+    publish = fanout_cli.add_publish_parser(commands, [live, depth], _Formatter)
+    publish.set_defaults(handler=_cmd_publish, parser=publish)
 
     book = commands.add_parser(
         "book",
@@ -1063,7 +1071,21 @@ def _control_text(event: Event) -> str | None:
     return None  # Pong
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from kraken_transports.fanout import cli as fanout_cli  # noqa: PLC0415
+
+    return fanout_cli.run_publish(args)
+
+
 def _cmd_stream(args: argparse.Namespace) -> int:
+    if args.source is not None:  # --from URL: what `kraken-ws publish` wrote
+        from kraken_transports.fanout import cli as fanout_cli  # noqa: PLC0415
+
+        def line(event: Event) -> str | None:
+            return event_to_json(event) if args.json else event_to_text(event)
+
+        channels = _channel_list(args, ("ticker", "trade"))
+        return fanout_cli.run_stream_from(args, channels, line)
     config = _client_config(args, args.url)
     requests = _requests(args, _channel_list(args, ("ticker", "trade")))
     with _metrics_endpoint(args) as exporter:
