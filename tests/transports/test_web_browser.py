@@ -229,6 +229,23 @@ LAYOUT_PROBLEMS = """(() => {
 })()"""
 
 
+# Notes, as each frame is rendered, the page's state the first time it shows a resync.
+NOTE_RESYNC = """(() => {
+  window.kwResync = null;
+  new MutationObserver(() => {
+    if (window.kwResync || document.body.dataset.bookState !== 'resyncing') return;
+    window.kwResync = {
+      live: document.body.dataset.live,
+      conn: document.getElementById('conn').textContent,
+      notice: !document.getElementById('notice').hidden,
+      veil: getComputedStyle(document.getElementById('ladder-veil')).display,
+      struck: getComputedStyle(document.getElementById('mid')).textDecorationLine,
+    };
+  }).observe(document.body, { attributes: true, childList: true, subtree: true });
+  return true;
+})()"""
+
+
 def check_dom_against_frame(read: dict[str, Any]) -> None:
     frame, dom = read["frame"], read["dom"]
     header = frame["header"]
@@ -288,16 +305,19 @@ def test_the_page_in_a_real_browser(tmp_path: Path) -> None:
                 await page.screenshot(Path(target))
 
             # A resync injected by the simulator (frames held back meanwhile, so it lasts).
+            # Every frame the page renders is noted as it is rendered, so however briefly the
+            # resyncing state shows, the test sees it (no polling race).
+            await page.evaluate(NOTE_RESYNC)
             await sim.inject(SlowSender(0.8, 3.0))
             await sim.inject(CorruptChecksum("BTC/USD"))
-            await page.wait_for(
-                "document.body.dataset.bookState === 'resyncing'"
-                " && document.body.dataset.live === 'false'"
-                " && document.getElementById('conn').textContent === 'resyncing'"
-                " && !document.getElementById('notice').hidden"
-                " && getComputedStyle(document.getElementById('ladder-veil')).display === 'flex'",
-                "the resyncing state",
-            )
+            seen = await page.wait_for("window.kwResync", "the resyncing state")
+            assert seen == {
+                "live": "false",
+                "conn": "resyncing",
+                "notice": True,
+                "veil": "flex",
+                "struck": "line-through",
+            }
             await page.screenshot(tmp_path / "web-resyncing.png")
             await page.wait_for("document.body.dataset.live === 'true'", "live again")
             assert await page.evaluate("document.getElementById('notice').hidden") is True
@@ -351,9 +371,26 @@ def test_the_page_in_a_real_browser(tmp_path: Path) -> None:
             )
             assert message.startswith("tick must be a positive decimal number such as 0.5")
 
-            # The server goes away: the page says so and shows nothing as live.
+            # The server hangs: no frame for three refresh intervals, and the figures are no
+            # longer shown as live; it comes back, and so do they.
             await page.call("Page.navigate", url=url)
             await page.wait_for("kwPage.frame && kwPage.frame.live", "a live page")
+            process.send_signal(signal.SIGSTOP)
+            try:
+                await page.wait_for(
+                    "document.getElementById('conn').textContent === 'no data'"
+                    " && document.body.dataset.live === 'false'"
+                    " && !document.getElementById('notice').hidden",
+                    "the silent state",
+                )
+            finally:
+                process.send_signal(signal.SIGCONT)
+            await page.wait_for(
+                "document.body.dataset.live === 'true' && document.getElementById('notice').hidden",
+                "live again after the silence",
+            )
+
+            # The server goes away: the page says so and shows nothing as live.
             process.kill()
             await page.wait_for(
                 "document.getElementById('conn').textContent === 'server offline'"

@@ -17,7 +17,8 @@ once per change and shared by every socket on the same symbol and tick), then wa
 least ``1 / max_rate`` seconds and until the symbol changed again (or a second passed, so
 the market status and the latencies stay current). Updates in between are coalesced:
 latest state wins. A slow browser only delays its own sender, never the Kraken client; one
-that takes longer than :data:`SEND_TIMEOUT` to take a frame is disconnected.
+that takes longer than :data:`SEND_TIMEOUT` to take a frame is disconnected (its connection
+aborted: a closing handshake would queue behind the frames it does not read).
 """
 
 from __future__ import annotations
@@ -277,6 +278,7 @@ class WebHub:
         self.frames_built += 1
         frame["seq"] = self.frames_built
         frame["max_rate"] = self.max_rate
+        frame["refresh"] = REFRESH_INTERVAL
         if self._on_view is not None:
             self._on_view(symbol, tick, book, frame)
         return frame
@@ -370,7 +372,7 @@ def web_app(hub: WebHub) -> web.Application:
             await ws.close()
             return ws
         sockets.add(ws)
-        sender = asyncio.create_task(_send_frames(hub, ws, symbol, tick))
+        sender = asyncio.create_task(_send_frames(hub, ws, symbol, tick, request.transport))
         try:
             async for message in ws:  # the page sends nothing; this notices the close
                 if message.type is WSMsgType.ERROR:
@@ -396,10 +398,15 @@ def web_app(hub: WebHub) -> web.Application:
 
 
 async def _send_frames(
-    hub: WebHub, ws: web.WebSocketResponse, symbol: str, tick: Decimal | None
+    hub: WebHub,
+    ws: web.WebSocketResponse,
+    symbol: str,
+    tick: Decimal | None,
+    transport: asyncio.Transport | None,
 ) -> None:
     """Send ``symbol``'s frames to one browser: at most ``hub.max_rate`` a second, the
-    latest state each time, at least one every :data:`REFRESH_INTERVAL`."""
+    latest state each time, at least one every :data:`REFRESH_INTERVAL`. A browser that
+    takes longer than :data:`SEND_TIMEOUT` to take one has its ``transport`` aborted."""
     interval = 1.0 / hub.max_rate
     with hub.watch(symbol) as changed:
         while not ws.closed:
@@ -408,7 +415,9 @@ async def _send_frames(
             try:
                 await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT)
             except asyncio.TimeoutError:
-                await ws.close(code=1008, message=b"too slow to take frames")
+                # Its buffers are full: a close frame would wait behind them for good.
+                if transport is not None:
+                    transport.abort()
                 return
             except ConnectionError:  # the browser went away meanwhile
                 return

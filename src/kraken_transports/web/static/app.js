@@ -13,6 +13,7 @@
   let symbol = query.get("symbol") || "";
   let tick = query.get("tick") || "";
   let retry = null;
+  let silence = null; // fires when the server has sent nothing for too long
 
   function text(id, value) {
     const node = $(id);
@@ -64,6 +65,7 @@
     };
     socket.onclose = () => {
       if (page.socket !== socket || page.error) return;
+      clearTimeout(silence);
       setStatus("offline", body.dataset.bookState, false);
       badge("conn", "server offline", "bad");
       notice("Lost the connection to kraken-ws web; retrying every 2 s. Figures shown are not live.");
@@ -73,6 +75,7 @@
   }
 
   function navigate() {
+    clearTimeout(silence);
     const params = new URLSearchParams();
     if (symbol) params.set("symbol", symbol);
     if (tick) params.set("tick", tick);
@@ -100,6 +103,7 @@
 
   function showError(frame) {
     page.error = frame.message;
+    clearTimeout(silence);
     setStatus("error", "absent", false);
     badge("conn", "bad request", "bad");
     const box = $("error");
@@ -159,9 +163,23 @@
     return ["waiting for the book", "Connecting and waiting for a verified snapshot…"];
   }
 
+  // The server sends a frame at least every `refresh` seconds even when nothing changed: when
+  // three go missing (a hung server, a stalled link) the figures shown are no longer live.
+  function expectNext(frame) {
+    clearTimeout(silence);
+    const seconds = 3 * Math.max(frame.refresh || 1, 1 / (frame.max_rate || 1));
+    silence = setTimeout(() => {
+      setStatus("silent", body.dataset.bookState, false);
+      badge("conn", "no data", "bad");
+      notice("No update from kraken-ws web for " + seconds + " s. Figures shown are not live.");
+      $("veil-text").textContent = "no data";
+    }, seconds * 1000);
+  }
+
   function render(frame) {
     page.frame = frame;
     page.frames += 1;
+    expectNext(frame);
     if (!symbol) symbol = frame.symbol;
     fillSelect($("symbol"), frame.symbols, null, frame.symbol);
     fillSelect($("tick"), frame.tick_choices, "none", frame.tick || "");
