@@ -36,8 +36,9 @@ class MarketMaker:
     the inventory; stop quoting a side once the inventory reaches ``max_position``. A quote
     within ``band`` of its price stays, so the account's trading rate counter keeps up.
 
-    ``market`` is a public client (the book), ``trading`` a private one (orders, fills,
-    balances): ``ThreadedClient``s live, in-memory clients in tests.
+    ``market`` is a public client (the book; nothing reads its events, so make it with
+    ``buffer_events=False`` or they queue up to the buffer's limit), ``trading`` a private
+    one (orders, fills, balances): ``ThreadedClient``s live, in-memory clients in tests.
     """
 
     def __init__(
@@ -182,7 +183,7 @@ class MarketMaker:
 
 @pytest.mark.kraken(seed=42, symbols=[SYMBOL])
 def test_quotes_fill_survive_a_reconnect_and_end_flat(kraken_exchange: SimulatedKraken) -> None:
-    market = kraken_exchange.client()
+    market = kraken_exchange.client(buffer_events=False)  # read through book() only
     trading = kraken_exchange.client(private=True)
     maker = MarketMaker(market, trading)
     maker.start()
@@ -206,7 +207,9 @@ def test_quotes_fill_survive_a_reconnect_and_end_flat(kraken_exchange: Simulated
 @pytest.mark.kraken(seed=7, symbols=[SYMBOL])
 def test_the_maker_stops_buying_at_its_position_limit(kraken_exchange: SimulatedKraken) -> None:
     maker = MarketMaker(
-        kraken_exchange.client(), kraken_exchange.client(private=True), max_position=Decimal(0)
+        kraken_exchange.client(buffer_events=False),
+        kraken_exchange.client(private=True),
+        max_position=Decimal(0),
     )
     maker.start()
     maker.run(rounds=2)

@@ -8,11 +8,15 @@ faults as the real drivers see them, market control, the capture feed (equal to
 from __future__ import annotations
 
 import random
+from collections import deque
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import pytest
+from budget import sized
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kraken_proto import (
     AddOrder,
@@ -73,7 +77,7 @@ def trader(network: SimulatedKraken) -> ProtocolClient:
     return client
 
 
-def scenario(seed: int) -> bytes:
+def scenario(seed: int) -> list[Event]:
     """Book and trades, an order that fills, a drop and a reconnect: every event."""
     network = SimulatedKraken(seed, symbols=[BTC])
     market = book_client(network, trades=True)
@@ -84,17 +88,37 @@ def scenario(seed: int) -> bytes:
     network.advance(3.0)
     network.drop(market)
     network.advance(3.0)
-    return fingerprint(market.events + trading.events)
+    return market.events + trading.events
 
 
 # ---------------------------------------------------------------------- determinism
 
 
 def test_one_seed_gives_identical_event_streams_and_another_seed_differs() -> None:
-    first = scenario(7)
-    assert first == scenario(7)
-    assert first != scenario(8)
-    assert b"BookUpdate" not in first or len(first) > 10_000  # a real run, not a few events
+    events = scenario(7)
+    first = fingerprint(events)
+    assert first == fingerprint(scenario(7))
+    assert first != fingerprint(scenario(8))
+    # A real run, not a few events: the book, trades, a fill and the reconnect are in it.
+    kinds = {type(e) for e in events}
+    assert {BookUpdate, Trade, Execution, OrderResponse} <= kinds
+    assert sum(isinstance(e, Subscribed) and e.channel == "book" for e in events) == 2
+    assert any(isinstance(e, Execution) and e.exec_type == "trade" for e in events)
+
+
+@sized(10, 50)
+@given(cuts=st.lists(st.floats(0.0, 0.7), max_size=5))  # at most 3.5 s of 4
+def test_moving_the_clock_in_pieces_gives_the_events_of_one_move(cuts: list[float]) -> None:
+    def run(pieces: list[float]) -> tuple[bytes, float]:
+        network = SimulatedKraken(5, symbols=[BTC])
+        client = book_client(network, trades=True)
+        for seconds in pieces:
+            network.advance(seconds)
+        network.advance(4.0 - network.now)
+        return fingerprint(client.events), network.now
+
+    events, now = run([4.0])
+    assert run(cuts) == (events, now) and events.count(b"checksum") > 50
 
 
 def test_a_minute_of_book_and_trades_is_verified_and_matches_the_exchange() -> None:
@@ -277,6 +301,20 @@ def test_market_control_checks_its_arguments() -> None:
         network.add_liquidity(BTC, "ask", ask.price, "0.000000001")
     with pytest.raises(ValueError, match="qty must be positive"):
         network.add_liquidity(BTC, "ask", ask.price, "0")
+    with pytest.raises(TypeError, match="price must be a Decimal, an int or a str"):
+        network.move_price(BTC, 63000.1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="price must be a finite decimal number, got 'abc'"):
+        network.move_price(BTC, "abc")
+    with pytest.raises(ValueError, match="price must be a finite decimal number"):
+        network.move_price(BTC, Decimal("NaN"))
+    with pytest.raises(ValueError, match="qty must be a finite decimal number, got 'x'"):
+        network.add_liquidity(BTC, "ask", ask.price, "x")
+    with pytest.raises(ValueError, match="symbol must be one of"):
+        network.corrupt_checksum("ETH/USD")
+    with pytest.raises(ValueError, match="method must be a trading method"):
+        network.lose_response("add")
+    network.add_liquidity(BTC, "ask", ask.price, 2)  # an int is exact
+    assert network.exchange.markets[BTC].best()[1].qty == ask.qty + 2
 
 
 def test_a_sweep_down_and_a_price_inside_the_spread() -> None:
@@ -430,6 +468,38 @@ def test_options_and_symbols() -> None:
     assert config.ping_interval is None and config.depth_headroom == 3
 
 
+def test_bad_times_are_refused_rather_than_hanging() -> None:
+    network = SimulatedKraken(1, symbols=[BTC])
+    book_client(network)  # the market runs forever: an endless move would never return
+    for bad in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(ValueError, match="seconds must be >= 0 and finite"):
+            network.advance(bad)
+        with pytest.raises(ValueError, match="timeout must be >= 0 and finite"):
+            network.run_until(lambda: False, timeout=bad)
+    for wrong in ("1", None, True):
+        with pytest.raises(TypeError, match="seconds must be a number"):
+            network.advance(wrong)  # type: ignore[arg-type]
+    assert network.now == 0.0
+
+
+class Impatient(ProtocolClient):
+    """A client whose code moves the clock while a frame is being delivered."""
+
+    def message(self, text: str, now: float) -> None:
+        super().message(text, now)
+        self.network.advance(1.0)
+
+
+def test_moving_the_clock_inside_a_delivery_is_refused() -> None:
+    network = SimulatedKraken(1, symbols=[BTC])
+    client = Impatient(network, KrakenProtocol(deterministic_config()))
+    network.add(client)
+    with pytest.raises(LocalProtocolError, match="cannot run inside a callback"):
+        client.connect()  # the greeting arrives, and the client tries to move time
+    times = [f.t for f in client.frames]
+    assert times == sorted(times) and network.now == 0.0 and network.busy == 0
+
+
 # ---------------------------------------------------------------------- captures
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "kraken-v2-real"
@@ -472,7 +542,7 @@ def test_a_capture_answers_the_clients_own_requests() -> None:
     network.finish()
     assert not client.of(ProtocolError)
     # The unsolicited executions request stays unanswered: the capture never acks it.
-    assert network._asked[("subscribe", "executions", None)] == __import__("collections").deque([7])
+    assert network._asked[socket][("subscribe", "executions", None)] == deque([7])
 
 
 def test_frames_due_while_disconnected_are_lost_and_an_empty_capture() -> None:
@@ -511,3 +581,36 @@ def test_a_capture_passes_other_answers_through_unchanged() -> None:
     network.finish()
     received = [f.text for f in client.frames if f.dir == "in"]
     assert received == [msgspec.json.decode(line)["text"] for line in lines]
+
+
+def test_a_malformed_frame_in_a_capture_is_a_protocol_error_as_in_replay() -> None:
+    lines = [
+        encode_capture_line(1.0, "in", '{"method":"subscribe","result":{"channel":"book"'),
+        encode_capture_line(1.1, "in", '[{"method":"subscribe"}]'),
+        encode_capture_line(1.2, "in", '{"method":"subscribe","result":[]}'),
+        encode_capture_line(2.0, "in", '{"channel":"heartbeat"}'),
+    ]
+    network = RecordedKraken(lines)
+    client = network.connect(KrakenProtocol(deterministic_config(), replay=True), start=False)
+    client.subscribe("book", [BTC], depth=10)  # the network now reads acks for this client
+    client.connect()
+    network.finish()
+    errors = client.of(ProtocolError)
+    assert errors == replay(lines).of_type(ProtocolError) and len(errors) == 2
+
+
+def test_every_connected_client_receives_the_capture_with_its_own_answers() -> None:
+    path = CAPTURES / "btcusd_l2.jsonl"
+    network = RecordedKraken(path)
+    market = network.connect(KrakenProtocol(deterministic_config(), replay=True), start=False)
+    asked = market.subscribe("book", [BTC], depth=10)
+    market.connect()
+    other = network.connect(KrakenProtocol(deterministic_config(), replay=True), start=False)
+    other.subscribe("ticker", [BTC])  # never acknowledged by this capture
+    theirs = other.subscribe("book", [BTC], depth=10)
+    other.connect()
+    network.finish()
+    expected = replay(path).of_type(BookUpdate)
+    assert market.of(BookUpdate) == other.of(BookUpdate) == expected
+    assert [r.req_id for r in market.of(SubscriptionResult)] == [asked]
+    assert [r.req_id for r in other.of(SubscriptionResult) if r.ok] == [theirs] != [asked]

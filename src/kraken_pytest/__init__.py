@@ -66,12 +66,16 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def _capture_path(request: pytest.FixtureRequest) -> str | os.PathLike[str]:
     marker = request.node.get_closest_marker("kraken_capture")
-    if marker is None or len(marker.args) != 1:
+    path: str | os.PathLike[str]
+    if marker is not None and len(marker.args) == 1 and not marker.kwargs:
+        path = marker.args[0]
+    elif marker is not None and not marker.args and list(marker.kwargs) == ["path"]:
+        path = marker.kwargs["path"]  # kraken_capture(path=...)
+    else:
         raise pytest.UsageError(
             "the kraken_capture fixture needs @pytest.mark.kraken_capture(path); "
             "or use kraken_capture_factory(path)"
         )
-    path: str | os.PathLike[str] = marker.args[0]
     return path
 
 

@@ -52,7 +52,7 @@ from kraken_proto.testing import SimulatedKraken as _SimulatedKraken
 from kraken_transports.awaitable import AwaitableClient
 from kraken_transports.base import Deadline
 from kraken_transports.blocking import BlockingClient
-from kraken_transports.client import ClientOptions
+from kraken_transports.client import ClientBase, ClientOptions
 from kraken_transports.driver import Driver, Waiter
 
 if TYPE_CHECKING:
@@ -78,9 +78,7 @@ _SLICE = 60.0  # fake seconds a wait without a timeout moves the clock at most p
 class _DriverPeer(Peer):
     """A :class:`~kraken_transports.driver.Driver` on the network: its IO and its peer."""
 
-    def __init__(
-        self, network: InMemoryKraken, driver: Driver, client: MemoryClient | MemoryAsyncClient
-    ) -> None:
+    def __init__(self, network: InMemoryKraken, driver: Driver, client: _InMemory) -> None:
         super().__init__(network, driver.proto.host.value)
         self.driver = driver
         self.client = client
@@ -138,10 +136,7 @@ class _DriverPeer(Peer):
 
 
 def _join(
-    network: InMemoryKraken,
-    driver: Driver,
-    config: ClientConfig,
-    client: MemoryClient | MemoryAsyncClient,
+    network: InMemoryKraken, driver: Driver, config: ClientConfig, client: _InMemory
 ) -> _DriverPeer:
     """Put ``driver`` on ``network`` (in replay mode on a capture); its peer."""
     if isinstance(network, _RecordedKraken):
@@ -158,17 +153,9 @@ def _join(
     return peer
 
 
-class MemoryClient(BlockingClient):
-    """A client of an in-memory network (see the module docstring); make it with
-    ``network.client(...)`` or pass the network here.
-
-    The arguments of every client (:class:`~kraken_transports.client.ClientBase`; the
-    config defaults to :func:`~kraken_proto.testing.deterministic_config`, and
-    ``ssl_context`` is ignored: there is no TLS in memory). Every call answers as in the
-    other blocking drivers (``docs/drivers.md``), with waits counted in fake seconds. On a
-    :class:`RecordedKraken` the protocol runs in replay mode. Everything the client
-    received is also in :attr:`history` (all events, in order, whatever was read).
-    """
+class _InMemory(ClientBase):
+    """What both in-memory clients share: their network, its fake clock, and what the
+    client's peer recorded."""
 
     def __init__(
         self,
@@ -186,8 +173,6 @@ class MemoryClient(BlockingClient):
 
     def _now(self) -> float:
         return self._network.clock.now
-
-    # ------------------------------------------------------------------ the kit
 
     @property
     def network(self) -> InMemoryKraken:
@@ -218,19 +203,48 @@ class MemoryClient(BlockingClient):
         :meth:`~kraken_proto.testing.Peer.book_at`)."""
         return self._peer.book_at(symbol, t)
 
-    # ------------------------------------------------------------------ life cycle
-
     @property
     def running(self) -> bool:
-        """True from :meth:`start` until the client is closed."""
+        """True from ``start()`` until the client is closed."""
         state = self._driver.proto.state
         return state not in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED)
+
+    def _starting(self) -> bool:
+        """Start connecting unless started (a closed client starts again); whether it did."""
+        if self._driver.proto.state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
+            self._driver.connect(self._now())
+            return True
+        return False
+
+    def _step(self, timeout: float | None) -> None:
+        """Run the network one step, up to ``timeout`` fake seconds (``None``: a slice)."""
+        network = self._network
+        if network.next_deadline() is None:
+            raise WaitTimeoutError(
+                "nothing is scheduled on the in-memory network: this wait would never end",
+                state=self._driver.proto.state.value,
+            )
+        network.step(network.clock.now + (_SLICE if timeout is None else timeout))
+
+
+class MemoryClient(_InMemory, BlockingClient):
+    """A client of an in-memory network (see the module docstring); make it with
+    ``network.client(...)`` or pass the network here.
+
+    The arguments of every client (:class:`~kraken_transports.client.ClientBase`; the
+    config defaults to :func:`~kraken_proto.testing.deterministic_config`, and
+    ``ssl_context`` is ignored: there is no TLS in memory). Every call answers as in the
+    other blocking drivers (``docs/drivers.md``), with waits counted in fake seconds. On a
+    :class:`RecordedKraken` the protocol runs in replay mode. Everything the client
+    received is also in :attr:`history` (all events, in order, whatever was read).
+    """
+
+    # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
         """Start connecting (in memory: done as the clock moves); a no-op if started. A
         closed client starts again and resubscribes what was subscribed."""
-        if self._driver.proto.state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
-            self._driver.connect(self._now())
+        if self._starting():
             self._settle()
 
     def close(self, timeout: float = 1.0) -> None:
@@ -264,13 +278,7 @@ class MemoryClient(BlockingClient):
         return result
 
     def _pause(self, timeout: float | None) -> None:
-        network = self._network
-        if network.next_deadline() is None:
-            raise WaitTimeoutError(
-                "nothing is scheduled on the in-memory network: this wait would never end",
-                state=self._driver.proto.state.value,
-            )
-        network.step(network.clock.now + (_SLICE if timeout is None else timeout))
+        self._step(timeout)
 
     def _in_callback(self) -> bool:
         return self._network.busy > 0
@@ -279,7 +287,7 @@ class MemoryClient(BlockingClient):
         return self._driver.proto.state is ConnectionState.CLOSED
 
 
-class MemoryAsyncClient(AwaitableClient):
+class MemoryAsyncClient(_InMemory, AwaitableClient):
     """The asyncio twin of :class:`MemoryClient`: the methods of ``AsyncClient``
     (``await client.subscribe(...)``, ``async for event in client``, ``async with``), for
     code written for ``connect()``. Make it with ``network.async_client(...)``.
@@ -289,52 +297,9 @@ class MemoryAsyncClient(AwaitableClient):
     until an event is buffered and ends once the client is closed and drained.
     """
 
-    def __init__(
-        self,
-        network: InMemoryKraken,
-        config: ClientConfig | None = None,
-        **options: Unpack[ClientOptions],
-    ) -> None:
-        self._network = network
-        config = deterministic_config() if config is None else config
-        super().__init__(config, **options)
-        self._peer = _join(network, self._driver, config, self)
-
-    def _attach_io(self, ssl_context: ssl.SSLContext | None) -> None:
-        """The IO is attached once the driver exists (in ``__init__``)."""
-
-    def _now(self) -> float:
-        return self._network.clock.now
-
-    @property
-    def network(self) -> InMemoryKraken:
-        """The network this client is on."""
-        return self._network
-
-    @property
-    def history(self) -> list[Event]:
-        """Every event this client produced, in order (read or not)."""
-        return self._peer.events
-
-    @property
-    def peer(self) -> Peer:
-        """This client on the network (its frames, :meth:`Peer.book_at`)."""
-        return self._peer
-
-    def of(self, kind: type[T]) -> list[T]:
-        """The events of one type in :attr:`history`, in order."""
-        return self._peer.of(kind)
-
-    @property
-    def running(self) -> bool:
-        """True from :meth:`start` until the client is closed."""
-        state = self._driver.proto.state
-        return state not in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED)
-
     async def start(self) -> None:
         """Start connecting; a no-op if started (a closed client starts again)."""
-        if self._driver.proto.state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
-            self._driver.connect(self._now())
+        if self._starting():
             self._network.settle()
 
     async def close(self, timeout: float = 1.0) -> None:
@@ -370,29 +335,20 @@ class MemoryAsyncClient(AwaitableClient):
                 continue
             if driver.proto.state is ConnectionState.CLOSED:
                 return
-            await self._step(None)
-
-    async def _step(self, timeout: float | None) -> None:
-        """Run the network one step (up to ``timeout`` fake seconds), then yield."""
-        network = self._network
-        if network.next_deadline() is None:
-            raise WaitTimeoutError(
-                "nothing is scheduled on the in-memory network: this wait would never end",
-                state=self._driver.proto.state.value,
-            )
-        network.step(network.clock.now + (_SLICE if timeout is None else timeout))
-        await asyncio.sleep(0)
+            self._step(None)
+            await asyncio.sleep(0)
 
     async def _wait(self, waiter: Waiter[T], timeout: float | None) -> T:
-        """Run the network until ``waiter`` is settled; past ``timeout`` fake seconds
-        raise its timeout error."""
+        """Run the network until ``waiter`` is settled, yielding to the event loop after
+        each step; past ``timeout`` fake seconds raise its timeout error."""
         self._network.settle()
         deadline = Deadline(timeout, self._now)
         while not waiter.done:
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 raise self._driver.expired(waiter, timeout)
-            await self._step(remaining)
+            self._step(remaining)
+            await asyncio.sleep(0)
         return waiter.result()
 
 

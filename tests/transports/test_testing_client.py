@@ -113,6 +113,26 @@ def test_blocking_calls_refuse_inside_callbacks_and_non_blocking_ones_work() -> 
     client.close()
 
 
+def test_moving_the_clock_from_a_callback_is_refused_and_counted() -> None:
+    kraken = SimulatedKraken(4, symbols=[BTC])
+    client = kraken.client()
+    refused: list[Exception] = []
+
+    def on_book(event: BookUpdate) -> None:
+        try:
+            kraken.advance(1.0)
+        except LocalProtocolError as exc:
+            refused.append(exc)
+            raise
+
+    client.on(BookUpdate, on_book)
+    client.subscribe("book", BTC, depth=10)
+    kraken.run_until(lambda: refused)
+    assert "advance() cannot run inside a callback" in str(refused[0])
+    assert client.stats.callback_errors == len(refused) and client.book(BTC) is not None
+    client.close()
+
+
 def test_a_lost_response_is_an_unknown_outcome_after_the_fake_timeout() -> None:
     kraken = SimulatedKraken(5, symbols=[BTC])
     client = kraken.client(private=True)
@@ -238,6 +258,12 @@ def test_the_markers_are_checked(pytestconfig: pytest.Config) -> None:
         _marker_options(request(kraken=pytest.mark.kraken(7).mark))
     with pytest.raises(pytest.UsageError, match=r"needs @pytest\.mark\.kraken_capture"):
         _capture_path(request())
+    capture = pytest.mark.kraken_capture
+    assert _capture_path(request(kraken_capture=capture("a.jsonl").mark)) == "a.jsonl"
+    assert _capture_path(request(kraken_capture=capture(path="b.jsonl").mark)) == "b.jsonl"
+    for wrong in (capture(), capture("a", "b"), capture("a", path="b"), capture(file="c")):
+        with pytest.raises(pytest.UsageError, match=r"needs @pytest\.mark\.kraken_capture"):
+            _capture_path(request(kraken_capture=wrong.mark))
 
 
 def test_importing_the_plugin_imports_nothing_of_the_sdk() -> None:

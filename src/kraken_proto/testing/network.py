@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from typing import Any
 
 from kraken_proto.actions import CloseConnection, FetchToken, Send
 from kraken_proto.config import ClientConfig, ReconnectConfig
-from kraken_proto.errors import AuthenticationError, WaitTimeoutError
+from kraken_proto.errors import AuthenticationError, LocalProtocolError, WaitTimeoutError
 from kraken_proto.protocol import KrakenProtocol
 from kraken_proto.replay import CaptureLine
 from kraken_proto.simulator import SIM_API_KEY, SIM_API_SECRET, ExchangeConnection
@@ -22,6 +23,16 @@ DEFAULT_WAIT = 30.0
 default timeout)."""
 
 _ABNORMAL = 1006  # the close code every driver reports for a connection dropped without one
+
+
+def _fake_seconds(value: float, name: str) -> float:
+    """``value`` checked as a span of fake seconds: a finite number >= 0 (an endless span
+    would never return while the market runs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of fake seconds, got {value!r}")
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+    return float(value)
 
 
 def deterministic_config(**overrides: Any) -> ClientConfig:
@@ -242,9 +253,20 @@ class InMemoryKraken:
                 deadline = due
         return deadline
 
+    def _outside_callbacks(self, call: str) -> None:
+        """Refuse to move the clock from code the network is running (a callback): the
+        frames being delivered would arrive after time moved on."""
+        if self.busy:
+            raise LocalProtocolError(
+                f"{call} cannot run inside a callback: the network is delivering at "
+                f"t={self.clock.now:g}; move time from the test, after the call returns"
+            )
+
     def step(self, limit: float) -> bool:
         """Run the next thing due (a timer of either side) if it is due by ``limit``; False
-        (the clock moved to ``limit``) when nothing is."""
+        (the clock moved to ``limit``) when nothing is. Raises
+        :class:`~kraken_proto.errors.LocalProtocolError` inside a callback."""
+        self._outside_callbacks("step()")
         self.settle()
         deadline = self.next_deadline()
         if deadline is None or deadline > limit:
@@ -266,19 +288,21 @@ class InMemoryKraken:
         return True
 
     def advance(self, seconds: float) -> None:
-        """Move the clock ``seconds`` ahead, running everything due on the way in time order."""
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds}")
-        until = self.clock.now + seconds
+        """Move the clock ``seconds`` ahead, running everything due on the way in time order.
+        ``seconds`` must be finite and >= 0; not inside a callback
+        (:class:`~kraken_proto.errors.LocalProtocolError`)."""
+        self._outside_callbacks("advance()")
+        until = self.clock.now + _fake_seconds(seconds, "seconds")
         while self.step(until):
             pass
 
     def run_until(self, predicate: Callable[[], object], timeout: float = DEFAULT_WAIT) -> float:
         """Run until ``predicate()`` is true (checked after each thing that happens); the
         fake time it took. Raises :class:`~kraken_proto.errors.WaitTimeoutError` after
-        ``timeout`` fake seconds."""
+        ``timeout`` fake seconds (finite, >= 0); not inside a callback."""
+        self._outside_callbacks("run_until()")
         start = self.clock.now
-        until = start + timeout
+        until = start + _fake_seconds(timeout, "timeout")
         self.settle()
         while not predicate():
             if not self.step(until):

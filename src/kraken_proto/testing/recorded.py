@@ -21,14 +21,15 @@ __all__ = ["RecordedKraken"]
 class RecordedKraken(InMemoryKraken):
     """A recorded capture played in memory on its own timestamps, with the API of
     :class:`SimulatedKraken`: the clock starts at the first ``in`` frame's time and each
-    frame reaches the open socket at its time (frames due while no socket is open are
-    lost, as live).
+    frame reaches every open socket at its time (each client connected then sees the
+    recorded connection; frames due while no socket is open are lost, as live).
 
     A capture holds Kraken's side only, so a client's protocol must be in replay mode
     (``KrakenProtocol(config, replay=True)``; ``MemoryClient`` is). A subscribe or
     unsubscribe request the client sends is answered by the capture's own acknowledgement
     of that channel and symbol, given the client's ``req_id``, so code that waits for its
-    answer works unchanged; acknowledgements nobody asked for are adopted (replay mode).
+    answer works unchanged (each client gets its own); acknowledgements nobody asked for are
+    adopted (replay mode), and frames that are not valid JSON reach the client unchanged.
     Token requests get :data:`~kraken_proto.replay.REPLAY_TOKEN`. A protocol connected at
     the start sees exactly the events :func:`kraken_proto.replay.replay` gives.
     """
@@ -40,7 +41,8 @@ class RecordedKraken(InMemoryKraken):
         """The capture's incoming frames."""
         self.position = 0
         """How many of them are delivered (or lost) so far."""
-        self._asked: dict[tuple[str, str, str | None], deque[int]] = {}
+        self._asked: dict[Socket, dict[tuple[str, str, str | None], deque[int]]] = {}
+        """Per open socket: the ``req_id`` of each request sent, by (method, channel, symbol)."""
 
     def connect(self, protocol: KrakenProtocol, *, start: bool = True) -> ProtocolClient:
         """Add ``protocol`` as a client (see :meth:`InMemoryKraken.connect`); it must be in
@@ -76,9 +78,10 @@ class RecordedKraken(InMemoryKraken):
             return
         symbols = params.get("symbol")
         names: list[str | None] = list(symbols) if isinstance(symbols, list) else [None]
+        asked = self._asked.setdefault(socket, {})
         for name in names:
             key = (request["method"], str(params.get("channel")), name)
-            self._asked.setdefault(key, deque()).append(req_id)
+            asked.setdefault(key, deque()).append(req_id)
 
     def _server_deadline(self) -> float | None:
         lines = self.lines
@@ -86,30 +89,36 @@ class RecordedKraken(InMemoryKraken):
 
     def _server_timer(self, now: float) -> None:
         lines = self.lines
-        socket = self.sockets[-1] if self.sockets else None
         while self.position < len(lines) and lines[self.position].t <= now:
             text = lines[self.position].text
             self.position += 1
-            if socket is not None:
-                socket.inbox.append(self._answer(text) if self._asked else text)
-
-    def _answer(self, text: str) -> str:
-        """``text`` with the client's ``req_id`` if it acknowledges a request it sent."""
-        if '"method":"' not in text:
-            return text
-        message = msgspec.json.decode(text)
-        result = message.get("result")
-        if message.get("method") not in _CALLS or not isinstance(result, dict):
-            return text
-        key = (message["method"], str(result.get("channel")), result.get("symbol"))
-        waiting = self._asked.get(key)
-        if not waiting:
-            return text
-        message["req_id"] = waiting.popleft()
-        return msgspec.json.encode(message).decode()
+            for socket in self.sockets:
+                asked = self._asked.get(socket)
+                socket.inbox.append(text if asked is None else _answer(text, asked))
 
     def _forget(self, socket: Socket, now: float) -> None:
-        return None
+        self._asked.pop(socket, None)
+
+
+def _answer(text: str, asked: dict[tuple[str, str, str | None], deque[int]]) -> str:
+    """``text`` with the client's ``req_id`` if it acknowledges a request in ``asked``."""
+    if '"method":"' not in text:
+        return text
+    try:
+        message = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text  # the client's protocol reports it, as replay() does
+    if not isinstance(message, dict):
+        return text
+    result = message.get("result")
+    if message.get("method") not in _CALLS or not isinstance(result, dict):
+        return text
+    key = (message["method"], str(result.get("channel")), result.get("symbol"))
+    waiting = asked.get(key)
+    if not waiting:
+        return text
+    message["req_id"] = waiting.popleft()
+    return msgspec.json.encode(message).decode()
 
 
 _CALLS = ("subscribe", "unsubscribe")

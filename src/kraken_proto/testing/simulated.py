@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kraken_proto.actions import FetchToken
@@ -23,6 +23,7 @@ from kraken_proto.simulator import (
 )
 from kraken_proto.testing.network import InMemoryKraken, Socket
 from kraken_proto.testing.peers import Peer
+from kraken_proto.trading import TRADING_METHODS
 
 __all__ = ["SimulatedKraken", "symbol_specs"]
 
@@ -125,7 +126,12 @@ class SimulatedKraken(InMemoryKraken):
         self.inject(Stall(seconds), peer)
 
     def corrupt_checksum(self, symbol: str, peer: Peer | None = None) -> None:
-        """The next book or level3 message of ``symbol`` carries a wrong checksum."""
+        """The next book or level3 message of ``symbol`` carries a wrong checksum
+        (``ValueError`` for a pair the exchange does not simulate)."""
+        if symbol not in self.exchange.markets:
+            raise ValueError(
+                f"symbol must be one of {sorted(self.exchange.markets)}, got {symbol!r}"
+            )
         self.inject(CorruptChecksum(symbol), peer)
 
     def sequence_gap(self, channel: str = "executions", peer: Peer | None = None) -> None:
@@ -133,7 +139,13 @@ class SimulatedKraken(InMemoryKraken):
         self.inject(SequenceGap(channel), peer)
 
     def lose_response(self, method: str | None = None, peer: Peer | None = None) -> None:
-        """The next trading response (of ``method``, or any) is lost; the request acts."""
+        """The next trading response (of ``method``, or any) is lost; the request acts.
+        ``ValueError`` if ``method`` is not a trading method (``add_order``, ...)."""
+        if method is not None and method not in TRADING_METHODS:
+            raise ValueError(
+                f"method must be a trading method ({', '.join(sorted(TRADING_METHODS))}), "
+                f"got {method!r}"
+            )
         self.inject(LoseResponse(method), peer)
 
     # ------------------------------------------------------------------ the market
@@ -146,17 +158,19 @@ class SimulatedKraken(InMemoryKraken):
             self._deliver(socket, server.handle_timer(now))
         self.settle()
 
-    def move_price(self, symbol: str, price: Decimal | str) -> None:
+    def move_price(self, symbol: str, price: Decimal | int | str) -> None:
         """Move ``symbol``'s market to ``price`` now: a taker sweeps the book there (see
-        ``FakeExchange.move_price``); resting orders it reaches fill."""
-        target = Decimal(price)
+        ``FakeExchange.move_price``); resting orders it reaches fill. ``price`` is exact
+        (a ``Decimal``, an ``int`` or a ``str``; a float is refused)."""
+        target = _decimal(price, "price")
         self._market_event(lambda now: self.exchange.move_price(symbol, target, now))
 
     def add_liquidity(
-        self, symbol: str, side: str, price: Decimal | str, qty: Decimal | str
+        self, symbol: str, side: str, price: Decimal | int | str, qty: Decimal | int | str
     ) -> None:
-        """Rest ``qty`` more at ``price`` on ``side`` (``"bid"``/``"ask"``) of ``symbol`` now."""
-        at, amount = Decimal(price), Decimal(qty)
+        """Rest ``qty`` more at ``price`` on ``side`` (``"bid"``/``"ask"``) of ``symbol`` now
+        (exact numbers, as for :meth:`move_price`)."""
+        at, amount = _decimal(price, "price"), _decimal(qty, "qty")
         self._market_event(lambda now: self.exchange.add_liquidity(symbol, side, at, amount, now))
 
     def halt(self, symbol: str) -> None:
@@ -166,6 +180,20 @@ class SimulatedKraken(InMemoryKraken):
     def resume(self, symbol: str) -> None:
         """Let a halted ``symbol`` trade again from now."""
         self._market_event(lambda now: self.exchange.resume(symbol, now))
+
+
+def _decimal(value: Decimal | int | str, name: str) -> Decimal:
+    """``value`` as a finite ``Decimal``; a float (inexact) or a non-number is refused with
+    an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
+        raise TypeError(f"{name} must be a Decimal, an int or a str, got {value!r}")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():
+        raise ValueError(f"{name} must be a finite decimal number, got {value!r}")
+    return number
 
 
 def symbol_specs(
