@@ -580,6 +580,9 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not logged."""
 
 
+_POLL_INTERVAL = 0.05
+
+
 class MetricsServer:
     """``/metrics`` of a registry over HTTP, served on a daemon thread until :meth:`close`
     (also on leaving a ``with`` block). :func:`serve_metrics` starts one."""
@@ -592,8 +595,13 @@ class MetricsServer:
         """The address listened on."""
         self.port: int = self._httpd.server_address[1]
         """The port listened on (the one chosen when 0 was asked for)."""
+        # serve_forever checks for shutdown once per poll interval: 0.05 s (not its 0.5 s
+        # default) makes close() return at once.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="kraken-metrics", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name="kraken-metrics",
+            daemon=True,
         )
         self._thread.start()
 

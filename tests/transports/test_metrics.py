@@ -65,7 +65,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def sim() -> Iterator[SimThread]:
-    with SimThread(seed=3) as server:
+    # Three times Kraken's pace: the tests wait for trades and deliveries, not for time.
+    with SimThread(seed=3, tick_rate=60.0) as server:
         yield server
 
 
