@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
-from budget import sized
+from budget import examples, sized
 from frames import NaiveBook, ack
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from loops import LOOPS, LOOPS_IN_TEST, using_loop, with_each_loop
 
@@ -760,7 +760,7 @@ def _token(value: Decimal, form: str) -> bytes:
 
 
 @LOOPS_IN_TEST  # no update loop involved
-@settings(max_examples=500, deadline=None)
+@sized(200, 500)
 @given(value=DECIMALS, form=st.sampled_from(FORMS), precision=PRECISIONS_ST)
 def test_token_digits_and_value_equal_the_decimals(
     value: Decimal, form: str, precision: int | None
@@ -777,7 +777,7 @@ def test_token_digits_and_value_equal_the_decimals(
 
 
 @LOOPS_IN_TEST  # no update loop involved
-@settings(max_examples=300, deadline=None)
+@sized(120, 300)
 @given(
     price=DECIMALS,
     qty=DECIMALS,
@@ -907,7 +907,7 @@ class _Model:
 
 
 @LOOPS_IN_TEST
-@sized(150, 300)
+@sized(80, 300)
 @given(
     depth=st.sampled_from([1, 3, 10, 11, 25]),
     view_cut=st.integers(0, 30),
@@ -976,7 +976,7 @@ def _matches_naive_model(
 # A side lists at most depth + _SPARE levels during a message and keeps the worse ones in
 # ``deep`` (see OrderBook._update_side_py): one message costs time linear in its length.
 
-LARGE = 30_000
+LARGE = examples(8_000, 30_000)  # levels per side of one large update
 
 
 def _tick_level(tick: int, qty: str) -> BookLevel:
@@ -1013,7 +1013,8 @@ def _large_side(pattern: str, best: int, sign: int) -> list[BookLevel]:
 def test_one_large_update_lists_few_levels_and_ends_as_the_model(
     monkeypatch: pytest.MonkeyPatch, pattern: str, depth: int
 ) -> None:
-    """Issue 9: one update of 30k levels per side, which once cost time quadratic in that.
+    """Issue 9: one update of LARGE levels per side (30k when thorough), which once cost
+    time quadratic in that.
 
     The book must end as the model's; during the message the lists never hold more than
     ``depth + _SPARE`` live levels plus at most ``_TRUNCATED`` truncated ones (they held
@@ -1099,7 +1100,7 @@ def test_a_refused_token_keeps_the_levels_before_it_deep_or_not() -> None:
 
 
 @LOOPS_IN_TEST
-@sized(150, 300)
+@sized(80, 300)
 @given(
     depth=st.sampled_from([1, 3, 10, 12, 25]),
     listed=st.integers(0, 14),

@@ -779,7 +779,7 @@ class _Run:
         raise AssertionError("calls still open after 200 steps")
 
 
-@sized(150, 300, suppress_health_check=[HealthCheck.too_slow])
+@sized(80, 300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.booleans())
 def test_every_call_settles_exactly_once(data: st.DataObject, quiesce: bool) -> None:
     """Whatever happens, each req_id that subscribe/unsubscribe returned gets one result,

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from budget import sized
+from budget import examples, sized
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -702,13 +702,13 @@ def _message(
     return bids, asks
 
 
-@sized(100, 150)
+@sized(50, 150)
 @given(st.data(), st.booleans())
 def test_book_matches_a_naive_model(data: st.DataObject, with_precision: bool) -> None:
     _check_against_the_model(data, with_precision, None, 8)
 
 
-@sized(60, 120)
+@sized(30, 120)
 @given(st.data(), st.booleans(), st.integers(0, 12))
 def test_few_levels_listed_still_match_the_model(
     data: st.DataObject, with_precision: bool, listed: int
@@ -760,7 +760,7 @@ def _check_against_the_model(
 
 # -- large messages ------------------------------------------------------------------------------
 
-LARGE = 20_000
+LARGE = examples(6_000, 20_000)  # orders per side of one large update
 BEST = {"bid": 30_000, "ask": 30_001}  # the snapshot's best ticks; 10 levels each
 SIGN = {"bid": -1, "ask": 1}  # the direction of worse prices
 
@@ -812,7 +812,8 @@ def _large_orders(pattern: str, side: str, model: NaiveL3) -> list[L3Order]:
 def test_one_large_update_lists_few_levels_and_ends_as_the_model(
     monkeypatch: pytest.MonkeyPatch, pattern: str
 ) -> None:
-    """Issue 9: one update of 20k orders per side, which once cost time quadratic in that.
+    """Issue 9: one update of LARGE orders per side (20k when thorough), which once cost
+    time quadratic in that.
 
     The book must end as the model's; during the message a side never lists more than
     ``depth + _SPARE`` levels (it listed every level of the message before).

@@ -337,7 +337,7 @@ class TimerContract(RuleBasedStateMachine):
 
 
 TestTimerContract = TimerContract.TestCase
-TestTimerContract.settings = sized(150, 250, stateful_step_count=60)
+TestTimerContract.settings = sized(60, 250, stateful_step_count=60)
 
 
 def test_market_data_events_are_the_five_market_events() -> None:

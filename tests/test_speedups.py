@@ -101,7 +101,7 @@ SNAPSHOT_LEVELS = st.lists(
 
 
 @needs_compiled
-@sized(200, 400)
+@sized(100, 400)
 @given(
     depth=st.sampled_from([1, 2, 10, 11, 30]),
     precisions=st.sampled_from([(None, None), (2, 8), (2, None), (None, 8), (3, 4), (0, 0)]),
@@ -118,7 +118,7 @@ def test_compiled_loop_equals_python_loop(
 
 
 @needs_compiled
-@sized(150, 300)
+@sized(80, 300)
 @given(
     depth=st.sampled_from([1, 2, 10, 11, 30]),
     listed=st.integers(0, 12),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import settings
+from budget import sized
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -172,8 +172,6 @@ class PrivateProtocolStates(ProtocolStates):
 
 
 TestProtocolStates = ProtocolStates.TestCase
-TestProtocolStates.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestProtocolStates.settings = sized(60, 150, stateful_step_count=40)
 TestPrivateProtocolStates = PrivateProtocolStates.TestCase
-TestPrivateProtocolStates.settings = settings(
-    max_examples=100, stateful_step_count=40, deadline=None
-)
+TestPrivateProtocolStates.settings = sized(40, 100, stateful_step_count=40)

@@ -310,4 +310,4 @@ class SubscriptionMachine(RuleBasedStateMachine):
 
 
 TestSubscriptionMachine = SubscriptionMachine.TestCase
-TestSubscriptionMachine.settings = sized(100, 200, stateful_step_count=50)
+TestSubscriptionMachine.settings = sized(50, 200, stateful_step_count=50)

@@ -77,6 +77,17 @@ def trader(network: SimulatedKraken) -> ProtocolClient:
     return client
 
 
+def resting_buy() -> AddOrder:
+    """A limit buy far below the simulated market: it rests on the book."""
+    return AddOrder(
+        order_type="limit",
+        side="buy",
+        symbol=BTC,
+        order_qty=Decimal("0.001"),
+        limit_price=Decimal("1000.0"),
+    )
+
+
 def scenario(seed: int) -> list[Event]:
     """Book and trades, an order that fills, a drop and a reconnect: every event."""
     network = SimulatedKraken(seed, symbols=[BTC])
@@ -182,13 +193,7 @@ def test_a_sequence_gap_is_detected_and_a_lost_response_is_an_unknown_outcome() 
     client = trader(network)
     network.sequence_gap("executions")
     network.lose_response("add_order", client)
-    order = AddOrder(
-        order_type="limit",
-        side="buy",
-        symbol=BTC,
-        order_qty=Decimal("0.001"),
-        limit_price=Decimal("1000.0"),
-    )
+    order = resting_buy()
     req_id = client.submit(order)
     network.advance(client.protocol.config.timeout + 1.0)
     (gap,) = client.of(GapDetected)
@@ -358,13 +363,7 @@ def test_a_halt_before_the_exchange_ever_ran_and_an_empty_exchange() -> None:
 def test_edit_order_is_refused_on_a_halted_pair() -> None:
     network = SimulatedKraken(6, symbols=[BTC])
     client = trader(network)
-    order = AddOrder(
-        order_type="limit",
-        side="buy",
-        symbol=BTC,
-        order_qty=Decimal("0.001"),
-        limit_price=Decimal("1000.0"),
-    )
+    order = resting_buy()
     client.submit(order)
     network.advance(0.5)
     (placed,) = client.of(OrderResponse)

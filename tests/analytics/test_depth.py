@@ -1078,14 +1078,14 @@ def check_sums(compiled: Any, python: Any, reference: Any, args: tuple[Any, ...]
 # The three sum kernels below are cheap to explore (short level lists of byte tokens, every
 # branch reached in the first few dozen derandomized examples): 150 examples in CI, the full
 # 300 under HYPOTHESIS_PROFILE=thorough (tests/budget.py).
-@sized(150, 300)
+@sized(80, 300)
 @given(levels=token_levels, n=st.integers(0, 14))
 def test_sum_qty_compiled_and_python(levels: list[tuple[bytes, bytes]], n: int) -> None:
     compiled = COMPILED_SUMS[0] if COMPILED_SUMS else None
     check_sums(compiled, depth_module._sum_qty_py, ref_sum_qty, (levels, n))
 
 
-@sized(150, 300)
+@sized(80, 300)
 @given(
     levels=st.one_of(plain_levels, token_levels),
     n=st.integers(0, 14),
@@ -1111,7 +1111,7 @@ def test_sum_notional_compiled_and_python(
             assert (head[0] + rest[0], *rest[1:]) == whole
 
 
-@sized(150, 300)
+@sized(80, 300)
 @given(bid=st.tuples(any_tokens, any_tokens), ask=st.tuples(any_tokens, any_tokens))
 def test_micro_parts_compiled_and_python(
     bid: tuple[bytes, bytes], ask: tuple[bytes, bytes]
