@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState as WsState
@@ -281,7 +282,15 @@ def closed_port_url() -> str:
 
 class SimThread(SimulatorThread):
     """:class:`~kraken_transports.simserver.SimulatorThread` under the name these tests
-    use, with ``sim`` for its :attr:`~kraken_transports.simserver.SimulatorThread.server`."""
+    use, with ``sim`` for its :attr:`~kraken_transports.simserver.SimulatorThread.server`.
+
+    Its markets run at three times Kraken's pace unless a test asks for another
+    ``tick_rate``: tests wait for trades and updates, and a faster market makes them sooner.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("tick_rate", 60.0)
+        super().__init__(**options)
 
     @property
     def sim(self) -> SimServer:
