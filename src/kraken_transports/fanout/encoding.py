@@ -441,7 +441,7 @@ class StreamFollower:
     def on_record(self, record: Record, now: float) -> list[Any]:
         """The events of one record read from the stream, in order."""
         position = self.position
-        if position is not None and record.seq <= position:
+        if not self.is_newer(record):
             self.duplicates += 1
             return []
         events: list[Any] = []
@@ -480,12 +480,16 @@ class StreamFollower:
             self._apply_update(record, events, now)
         return events
 
+    def is_newer(self, record: Record) -> bool:
+        """Whether ``record`` comes after ``position`` (the next one to handle)."""
+        return self.position is None or record.seq > self.position
+
     def on_snapshot(self, record: Record, now: float) -> list[Any] | None:
         """Offer the latest snapshot record the engine holds: its events if it was newer
         than ``position`` and applied (the reader then reads on after it), else ``None``."""
         if record.kind != SNAPSHOT:
             raise ValueError(f"record must be a snapshot, got a {record.kind!r} record")
-        if self.position is not None and record.seq <= self.position:
+        if not self.is_newer(record):
             return None
         if self.position is not None:
             self.gaps += 1

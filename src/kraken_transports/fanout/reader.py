@@ -83,6 +83,7 @@ class Reader:
         self._read_timeout = read_timeout
         self._clock = clock
         self._started = False
+        self._placed: set[StreamId] = set()
         self._closed = False
         self._last_look: dict[StreamId, float] = {}
         self._pending: deque[Any] = deque()
@@ -170,7 +171,7 @@ class Reader:
         """One engine read into the pending records (the latest snapshot of a book that
         waits for one, or at the start, into the pending events)."""
         if not self._started:
-            self._pending.extend(await self._retry(self._start) or ())
+            await self._retry(self._start)
             self._started = True
             return
         for stream, follower in self._followers.items():
@@ -180,18 +181,22 @@ class Reader:
         batch = await self._retry(functools.partial(self.source.read, self._read_timeout))
         self._records_read.extend(batch or ())
 
-    async def _start(self) -> list[Any]:
-        events: list[Any] = []
+    async def _start(self) -> None:
+        """Place every stream (a book at its latest snapshot, else at the start; the others
+        at the end). Retried after an engine failure, it goes on from the stream that
+        failed: the events of the streams placed before are already pending."""
         for stream in self._followers:
+            if stream in self._placed:
+                continue
             if stream.is_book:
                 found = await self._resnapshot(stream)
                 if found is None:
                     await self.source.seek(stream, START)
                 else:
-                    events.extend(found)
+                    self._pending.extend(found)
             else:
                 await self.source.seek(stream, END)
-        return events
+            self._placed.add(stream)
 
     async def _record(self, stream: StreamId, data: bytes) -> list[Any]:
         follower = self._followers.get(stream)
@@ -231,13 +236,18 @@ class Reader:
         except ValueError:
             self._bad += 1
             return None
-        events = self._followers[stream].on_snapshot(record, self._clock())
+        follower = self._followers[stream]
+        if not follower.is_newer(record):
+            return None
+        # Seek first: if the engine fails here, nothing has changed and the retry applies
+        # the same snapshot (applied first, the retry would find it not newer and lose it).
+        await self.source.seek(stream, position)
+        events = follower.on_snapshot(record, self._clock())
         if events is None:
             return None
         self._resnapshots += 1
         if events:
             self.last_sent = record.sent
-        await self.source.seek(stream, position)
         return events
 
     async def _retry(self, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -238,6 +238,50 @@ def test_a_reader_skips_entries_that_are_no_records_and_retries_a_down_engine() 
     run(main())
 
 
+class SeekFailsOnce(MemorySource):
+    """A source whose next ``seek`` of ``stream`` fails once when ``armed``."""
+
+    def __init__(self, engine: MemoryEngine, stream: StreamId) -> None:
+        super().__init__(engine)
+        self.stream = stream
+        self.armed = True
+
+    async def seek(self, stream: StreamId, position: Any) -> None:
+        if self.armed and stream == self.stream:
+            self.armed = False
+            raise ConnectionError("engine gone during a seek")
+        await super().seek(stream, position)
+
+
+@pytest.mark.parametrize("failing", [BOOK, TRADES])
+def test_a_failed_seek_loses_no_snapshot(failing: StreamId) -> None:
+    """The start (the book placed at its latest snapshot, then the trades at their end) is
+    retried after a failed seek from where it failed: the snapshot is still yielded."""
+
+    async def main() -> None:
+        engine = MemoryEngine()
+        market = Market()
+        async with Publisher(MemorySink(engine), max_queue=2) as publisher:
+            publisher.publish(market.snapshot([level(600_000, 5)], [level(600_100, 5)]))
+            publisher.publish(trade(1))
+        source = SeekFailsOnce(engine, failing)
+        reader = Reader(source, [("book", SYMBOL), ("trade", SYMBOL)], read_timeout=0.05)
+        await reader.open()
+        got = await take(reader, 1)
+        assert type(got[0]) is BookUpdate and got[0].snapshot
+        assert not source.armed and reader.stats.engine_errors == 1
+        assert reader.book(SYMBOL) is not None
+        assert reader.book(SYMBOL).bids() == [level(600_000, 5)]
+        # The trades were placed at their end: the next one published is the next read.
+        async with Publisher(MemorySink(engine)) as publisher:
+            publisher.publish(trade(2))
+        (got_trade,) = await take(reader, 1)
+        assert type(got_trade) is Trade and got_trade.trade_id == 2
+        await reader.close()
+
+    run(main())
+
+
 def test_arguments_are_checked() -> None:
     sink = MemorySink(MemoryEngine())
     for name, value in (("max_queue", 0), ("batch_size", True)):
