@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -288,39 +288,38 @@ def open_sink(url: str, settings: EngineSettings | None = None) -> Sink:
     another URL, ``ImportError`` naming the extra to install when its package is missing.
     """
     settings = (settings or EngineSettings()).checked()
-    scheme = _scheme(url)
-    if scheme == "memory":
+    if _scheme(url) == "memory":
         return MemorySink(memory_engine(urlsplit(url).netloc, settings.maxlen))
-    if scheme == "redis":
-        try:
-            from kraken_transports.fanout.redis_sink import RedisSink  # noqa: PLC0415
-        except ImportError as exc:
-            raise _missing("redis", "redis", exc) from None
-        return RedisSink(url, settings)
-    try:
-        from kraken_transports.fanout.nats_sink import NatsSink  # noqa: PLC0415
-    except ImportError as exc:
-        raise _missing("nats", "nats-py", exc) from None
-    return NatsSink(url, settings)
+    return _engine_classes(url)[0](url, settings)
 
 
 def open_source(url: str, settings: EngineSettings | None = None) -> Source:
     """A (not yet opened) :class:`Source` for the engine at ``url`` (see :func:`open_sink`)."""
     settings = (settings or EngineSettings()).checked()
-    scheme = _scheme(url)
-    if scheme == "memory":
+    if _scheme(url) == "memory":
         return MemorySource(memory_engine(urlsplit(url).netloc, settings.maxlen))
-    if scheme == "redis":
+    return _engine_classes(url)[1](url, settings)
+
+
+def _engine_classes(
+    url: str,
+) -> tuple[Callable[[str, EngineSettings], Sink], Callable[[str, EngineSettings], Source]]:
+    """The sink and source classes of ``url``'s engine (Redis or NATS), imported on first
+    use; ``ImportError`` naming the extra to install when its package is missing."""
+    if _scheme(url) == "redis":
         try:
-            from kraken_transports.fanout.redis_sink import RedisSource  # noqa: PLC0415
+            from kraken_transports.fanout.redis_sink import (  # noqa: PLC0415
+                RedisSink,
+                RedisSource,
+            )
         except ImportError as exc:
             raise _missing("redis", "redis", exc) from None
-        return RedisSource(url, settings)
+        return RedisSink, RedisSource
     try:
-        from kraken_transports.fanout.nats_sink import NatsSource  # noqa: PLC0415
+        from kraken_transports.fanout.nats_sink import NatsSink, NatsSource  # noqa: PLC0415
     except ImportError as exc:
         raise _missing("nats", "nats-py", exc) from None
-    return NatsSource(url, settings)
+    return NatsSink, NatsSource
 
 
 def snapshot_position(data: bytes) -> int:
