@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,14 @@ settings.register_profile(
 )
 settings.register_profile("explore", deadline=None, print_blob=True, max_examples=300)
 settings.load_profile(PROFILE)
+
+# Bytecode caches even where PYTHONDONTWRITEBYTECODE is set: the tests start about a
+# hundred Python processes (the command line, the docs snippets, the examples) that each
+# import the package, and pytest rewrites every test module in each worker; compiling all
+# of it from source every time cost about 25 s of CPU per run. The caches land in the
+# ignored __pycache__ folders, as they do by default.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
