@@ -596,7 +596,7 @@ class MetricsServer:
         self.port: int = self._httpd.server_address[1]
         """The port listened on (the one chosen when 0 was asked for)."""
         # serve_forever checks for shutdown once per poll interval: 0.05 s (not its 0.5 s
-        # default) makes close() return at once.
+        # default) makes close() return within 50 ms.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL},

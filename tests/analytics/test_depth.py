@@ -1076,7 +1076,7 @@ def check_sums(compiled: Any, python: Any, reference: Any, args: tuple[Any, ...]
 
 
 # The three sum kernels below are cheap to explore (short level lists of byte tokens, every
-# branch reached in the first few dozen derandomized examples): 150 examples in CI, the full
+# branch reached in the first few dozen derandomized examples): 80 examples in CI, the full
 # 300 under HYPOTHESIS_PROFILE=thorough (tests/budget.py).
 @sized(80, 300)
 @given(levels=token_levels, n=st.integers(0, 14))

@@ -65,8 +65,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def sim() -> Iterator[SimThread]:
-    # Three times Kraken's pace: the tests wait for trades and deliveries, not for time.
-    with SimThread(seed=3, tick_rate=60.0) as server:
+    with SimThread(seed=3) as server:
         yield server
 
 

@@ -54,9 +54,9 @@ def test_bad_credentials_close_for_good(kind: str, sim: SimThread) -> None:
 
 
 def test_level3_book(kind: str) -> None:
-    # The scenario waits for 20 level3 updates, which come at the simulator's tick rate:
-    # at three times the default they take a third of the time.
-    with SimThread(seed=21, tick_rate=60.0) as sim:
+    # The scenario waits for 20 level3 updates, which come at the simulator's tick rate
+    # (the tests' SimThread runs at three times Kraken's pace).
+    with SimThread(seed=21) as sim:
         scenarios.level3_book(kind, sim)
 
 

@@ -63,7 +63,8 @@ def no_thread_left() -> Iterator[None]:
 def test_streams_and_subscribes_from_the_calling_thread() -> None:
     callback_threads: set[str] = set()
     verified: list[bool] = []
-    # A fast market of its own (tick_rate 100, not 20): two of every event kind come sooner.
+    # A fast market of its own (tick_rate 100, not the tests' default 60): two of every event
+    # kind come sooner.
     with SimThread(seed=11, tick_rate=100) as fast, ThreadedClient(make_config(fast.url)) as client:
 
         def on_book(event: BookUpdate) -> None:

@@ -272,6 +272,7 @@ def test_a_failed_seek_loses_no_snapshot(failing: StreamId) -> None:
         assert not source.armed and reader.stats.engine_errors == 1
         assert reader.book(SYMBOL) is not None
         assert reader.book(SYMBOL).bids() == [level(600_000, 5)]
+        assert reader.stats.duplicates == 0  # the retried start did not rewind the book
         # The trades were placed at their end: the next one published is the next read.
         async with Publisher(MemorySink(engine)) as publisher:
             publisher.publish(trade(2))
