@@ -288,9 +288,8 @@ class SimThread(SimulatorThread):
     ``tick_rate``: tests wait for trades and updates, and a faster market makes them sooner.
     """
 
-    def __init__(self, **options: Any) -> None:
-        options.setdefault("tick_rate", 60.0)
-        super().__init__(**options)
+    def __init__(self, *args: Any, tick_rate: float = 60.0, **options: Any) -> None:
+        super().__init__(*args, tick_rate=tick_rate, **options)
 
     @property
     def sim(self) -> SimServer:

@@ -243,8 +243,7 @@ class Reader:
         # the same snapshot (applied first, the retry would find it not newer and lose it).
         await self.source.seek(stream, position)
         events = follower.on_snapshot(record, self._clock())
-        if events is None:
-            return None
+        assert events is not None  # newer: checked above
         self._resnapshots += 1
         if events:
             self.last_sent = record.sent
